@@ -1,0 +1,106 @@
+"""The domain values that flow through the recorder: frozen, slotted, no behaviour."""
+
+import enum
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class MiniTicker:
+    """One ``24hrMiniTicker`` event of one symbol, as received.
+
+    Decimal fields keep the exact string the exchange sent; they become exact Arrow decimals
+    in a batch, never floats.
+
+    Attributes:
+        symbol: the contract, upper-case as in the payload's ``s`` (``"BTCUSDT"``).
+        event_time: ``E``, milliseconds since the epoch, UTC.
+        close: ``c``.
+        open: ``o``.
+        high: ``h``.
+        low: ``l``.
+        volume: ``v``, base asset volume.
+        quote_volume: ``q``, quote asset volume.
+        receive_time: local wall clock when the frame arrived, microseconds since the epoch.
+        pair: ``ps`` when present.
+        contract_type: ``st`` when present (1 = USDⓈ-M, 2 = COIN-M).
+    """
+
+    symbol: str
+    event_time: int
+    close: str
+    open: str
+    high: str
+    low: str
+    volume: str
+    quote_volume: str
+    receive_time: int
+    pair: str | None = None
+    contract_type: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Rejection:
+    """A frame, or one item of an array frame, that must not enter the dataset.
+
+    Attributes:
+        raw: the offending text as received (decoded leniently if it was not UTF-8).
+        reason: why it was rejected, short and machine-groupable first (``"not_json: ..."``).
+        receive_time: local wall clock when the frame arrived, microseconds since the epoch.
+        connection_id: the connection that delivered it, when known.
+    """
+
+    raw: str
+    reason: str
+    receive_time: int
+    connection_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ReceivedFrame:
+    """One websocket data frame exactly as it arrived, before decoding.
+
+    Attributes:
+        data: the frame payload (text frames arrive as ``str``, binary frames as ``bytes``).
+        receive_time: local wall clock at arrival, microseconds since the epoch.
+        connection_id: the connection that delivered it.
+    """
+
+    data: str | bytes
+    receive_time: int
+    connection_id: str
+
+
+class ConnectionChange(enum.Enum):
+    """What happened to a connection; the gap detector reads these beside the frames."""
+
+    OPENED = "opened"
+    """The handshake completed; nothing delivered yet."""
+    FIRST_DATA = "first_data"
+    """The connection delivered its first frame."""
+    STALLED = "stalled"
+    """The watchdog found the connection open but silent, and is replacing it."""
+    DROPPED = "dropped"
+    """The connection ended without being asked to (peer closed, network error, dead peer)."""
+    RETIRED = "retired"
+    """A planned close: its replacement was already delivering (lifetime handover, stop)."""
+
+
+@dataclass(frozen=True, slots=True)
+class ConnectionEvent:
+    """A change in one connection's state, in stream order with the frames it delivered.
+
+    Attributes:
+        change: what happened.
+        connection_id: which connection (``"<shard>.<serial>"``).
+        symbols: the symbols the connection carries.
+        monotonic: monotonic seconds when it happened.
+        wall_us: wall clock when it happened, microseconds since the epoch.
+        reason: a human detail (close code, error, watchdog verdict).
+    """
+
+    change: ConnectionChange
+    connection_id: str
+    symbols: tuple[str, ...]
+    monotonic: float
+    wall_us: int
+    reason: str = ""

@@ -1,0 +1,208 @@
+"""The Arrow schema of the dataset, the batch builder, and the Parquet write options.
+
+Two schemas:
+
+* :data:`DATA_SCHEMA`: the columns of a sealed Parquet file. It has no ``date`` or ``symbol``
+  column: those come from the Hive partition directories, and a file column of the same name
+  would clash with them in every reader. The file's key-value metadata names its partition.
+* :data:`WAL_SCHEMA`: the data columns plus ``symbol`` and ``date``, as logged in the
+  write-ahead log, where rows of every partition travel together in one batch.
+
+Prices and volumes are ``decimal128(38, 18)``: exact. The cast from the received string is
+Arrow's *safe* cast, which raises instead of rounding; the decoder quarantines values that do not
+fit before they get here, and :func:`build_wal_batch` turns a value that slipped through into a
+:class:`~recorder.errors.DecodeError` rather than a rounded number.
+"""
+
+import datetime as dt
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import pyarrow as pa
+
+import recorder
+from recorder.errors import DecodeError
+from recorder.model import MiniTicker
+
+SCHEMA_VERSION = 1
+DECIMAL_PRECISION = 38
+DECIMAL_SCALE = 18
+DECIMAL_TYPE = pa.decimal128(DECIMAL_PRECISION, DECIMAL_SCALE)
+MS_PER_DAY = 86_400_000
+# One row group per file is the norm; the cap keeps a reader's memory per row group bounded.
+MAX_ROW_GROUP_ROWS = 1_000_000
+PARQUET_COMPRESSION = "zstd"
+
+METADATA_SCHEMA_VERSION = "recorder.schema_version"
+METADATA_RECORDER_VERSION = "recorder.version"
+METADATA_SYMBOL = "recorder.symbol"
+METADATA_DATE = "recorder.date"
+
+DECIMAL_COLUMNS = ("close", "open", "high", "low", "volume", "quote_volume")
+SYMBOL_COLUMN = "symbol"
+DATE_COLUMN = "date"
+
+_EPOCH_ORDINAL = dt.date(1970, 1, 1).toordinal()
+
+
+def _field(name: str, type_: pa.DataType, doc: str, *, nullable: bool = False) -> pa.Field:
+    return pa.field(name, type_, nullable=nullable, metadata={"doc": doc})
+
+
+DATA_SCHEMA: pa.Schema = pa.schema(
+    [
+        _field(
+            "event_time",
+            pa.timestamp("ms", tz="UTC"),
+            "Exchange event time E of the miniTicker update, UTC.",
+        ),
+        _field("close", DECIMAL_TYPE, "Last price c, exact."),
+        _field("open", DECIMAL_TYPE, "Open price o of the rolling 24 h window, exact."),
+        _field("high", DECIMAL_TYPE, "High price h of the rolling 24 h window, exact."),
+        _field("low", DECIMAL_TYPE, "Low price l of the rolling 24 h window, exact."),
+        _field("volume", DECIMAL_TYPE, "Base asset volume v of the rolling 24 h window, exact."),
+        _field(
+            "quote_volume", DECIMAL_TYPE, "Quote asset volume q of the rolling 24 h window, exact."
+        ),
+        _field(
+            "receive_time",
+            pa.timestamp("us", tz="UTC"),
+            "Local wall clock when the frame arrived, UTC.",
+        ),
+        _field("pair", pa.string(), "Pair ps, when the exchange sent it.", nullable=True),
+        _field(
+            "contract_type",
+            pa.int8(),
+            "Contract type st (1 = USD-M, 2 = COIN-M), when the exchange sent it.",
+            nullable=True,
+        ),
+    ]
+)
+"""Columns of a sealed data file, with a ``doc`` entry in each field's metadata."""
+
+DATA_COLUMNS: tuple[str, ...] = tuple(DATA_SCHEMA.names)
+
+# The log repeats its schema in every record: field docs would only make each record bigger.
+WAL_SCHEMA: pa.Schema = pa.schema(
+    [field.remove_metadata() for field in DATA_SCHEMA]
+    + [pa.field(SYMBOL_COLUMN, pa.string(), nullable=False)]
+    + [pa.field(DATE_COLUMN, pa.date32(), nullable=False)]
+)
+"""Columns of a write-ahead batch: the data columns plus the partition keys."""
+
+
+@dataclass(frozen=True, slots=True)
+class ParquetOptions:
+    """Everything :func:`pyarrow.parquet.write_table` needs besides the table and the file.
+
+    Attributes:
+        schema: :data:`DATA_SCHEMA` carrying the file's key-value metadata.
+        write_kwargs: keyword arguments for :func:`pyarrow.parquet.write_table`.
+    """
+
+    schema: pa.Schema
+    write_kwargs: Mapping[str, Any]
+
+
+def event_day(event_time_ms: int) -> int:
+    """Return the UTC day of an event time, in days since 1970-01-01 (Arrow's ``date32``).
+
+    >>> event_day(86_399_999), event_day(86_400_000)
+    (0, 1)
+    """
+    return event_time_ms // MS_PER_DAY
+
+
+def event_date(event_time_ms: int) -> dt.date:
+    """Return the UTC calendar date of an event time in milliseconds since the epoch.
+
+    >>> event_date(1654791723970)
+    datetime.date(2022, 6, 9)
+    """
+    return dt.date.fromordinal(_EPOCH_ORDINAL + event_day(event_time_ms))
+
+
+def day_start_ms(date: dt.date) -> int:
+    """Return midnight UTC at the start of ``date``, in milliseconds since the epoch.
+
+    >>> day_start_ms(dt.date(1970, 1, 2))
+    86400000
+    """
+    return (date.toordinal() - _EPOCH_ORDINAL) * MS_PER_DAY
+
+
+def _decimal_column(name: str, texts: list[str]) -> pa.Array:
+    try:
+        return pa.array(texts, pa.string()).cast(DECIMAL_TYPE)
+    except pa.ArrowInvalid as exc:
+        raise DecodeError(f"decimal_unfit: column {name!r}: {exc}") from exc
+
+
+def build_wal_batch(events: Sequence[MiniTicker]) -> pa.RecordBatch:
+    """Build one :data:`WAL_SCHEMA` record batch from ``events``, in the given order.
+
+    Column-wise: one Python list per column and one safe cast per decimal column.
+
+    Raises:
+        DecodeError: a value does not fit its column (a decimal that would lose digits or
+            exceed 38 digits, a contract type outside int8); no batch is built.
+    """
+    event_times = [event.event_time for event in events]
+    columns: dict[str, pa.Array] = {
+        "event_time": pa.array(event_times, pa.timestamp("ms", tz="UTC")),
+        "close": _decimal_column("close", [event.close for event in events]),
+        "open": _decimal_column("open", [event.open for event in events]),
+        "high": _decimal_column("high", [event.high for event in events]),
+        "low": _decimal_column("low", [event.low for event in events]),
+        "volume": _decimal_column("volume", [event.volume for event in events]),
+        "quote_volume": _decimal_column("quote_volume", [event.quote_volume for event in events]),
+        "receive_time": pa.array(
+            [event.receive_time for event in events], pa.timestamp("us", tz="UTC")
+        ),
+        "pair": pa.array([event.pair for event in events], pa.string()),
+        SYMBOL_COLUMN: pa.array([event.symbol for event in events], pa.string()),
+        DATE_COLUMN: pa.array([event_day(ms) for ms in event_times], pa.date32()),
+    }
+    try:
+        columns["contract_type"] = pa.array([event.contract_type for event in events], pa.int8())
+    except (pa.ArrowInvalid, OverflowError) as exc:
+        raise DecodeError(f"contract_type_unfit: {exc}") from exc
+    return pa.RecordBatch.from_arrays(
+        [columns[name] for name in WAL_SCHEMA.names], schema=WAL_SCHEMA
+    )
+
+
+def data_columns(batch: pa.RecordBatch) -> pa.RecordBatch:
+    """Return the :data:`DATA_SCHEMA` view of a write-ahead batch, without copying data."""
+    return pa.RecordBatch.from_arrays(
+        [batch.column(name) for name in DATA_COLUMNS], schema=DATA_SCHEMA
+    )
+
+
+def file_metadata(date: dt.date, symbol: str) -> dict[str, str]:
+    """Return the key-value metadata of the data file of one partition."""
+    return {
+        METADATA_SCHEMA_VERSION: str(SCHEMA_VERSION),
+        METADATA_RECORDER_VERSION: recorder.__version__,
+        METADATA_SYMBOL: symbol,
+        METADATA_DATE: date.isoformat(),
+    }
+
+
+def parquet_options(date: dt.date, symbol: str) -> ParquetOptions:
+    """Return how the data file of partition (``date``, ``symbol``) is written.
+
+    zstd, dictionary encoding only where values repeat (``pair``), column statistics for
+    predicate push-down, row groups of up to :data:`MAX_ROW_GROUP_ROWS` rows, and key-value
+    metadata with the schema version, the recorder version, the symbol and the date.
+    """
+    return ParquetOptions(
+        schema=DATA_SCHEMA.with_metadata(file_metadata(date, symbol)),
+        write_kwargs={
+            "compression": PARQUET_COMPRESSION,
+            "use_dictionary": ["pair"],
+            "write_statistics": True,
+            "row_group_size": MAX_ROW_GROUP_ROWS,
+        },
+    )

@@ -1,0 +1,35 @@
+"""A Binance USDⓈ-M futures exchange on loopback, for tests, benchmarks and demos.
+
+It speaks what Binance speaks (routed ``/market`` websocket paths, combined and raw frames,
+``!miniTicker@arr``, live subscribe methods, pings, connection limits, and the REST endpoints
+``exchangeInfo``, ``ticker/24hr`` and ``klines``), generates a deterministic market from a seed,
+records the ground truth of every event it generated and where it went, and injects faults on
+request. Layout:
+
+* :mod:`~recorder.simulate.config`: :class:`SimulatorConfig`;
+* :mod:`~recorder.simulate.market`: the sans-IO market generator;
+* :mod:`~recorder.simulate.protocol`: the sans-IO websocket protocol;
+* :mod:`~recorder.simulate.faults`: faults and their spec grammar;
+* :mod:`~recorder.simulate.ledger`: the ground truth;
+* :mod:`~recorder.simulate.rest`: the sans-IO REST answers;
+* :mod:`~recorder.simulate.exchange`: the aiohttp server and :func:`serve`.
+"""
+
+from recorder.simulate.config import DEFAULT_SYMBOLS, SimulatorConfig
+from recorder.simulate.exchange import ConnectionInfo, FaultRecord, SimulatedExchange, serve
+from recorder.simulate.faults import Fault, FaultKind, fault_from_json, parse_fault_spec
+from recorder.simulate.ledger import EventRecord
+
+__all__ = [
+    "DEFAULT_SYMBOLS",
+    "ConnectionInfo",
+    "EventRecord",
+    "Fault",
+    "FaultKind",
+    "FaultRecord",
+    "SimulatedExchange",
+    "SimulatorConfig",
+    "fault_from_json",
+    "parse_fault_spec",
+    "serve",
+]

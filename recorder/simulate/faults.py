@@ -1,0 +1,430 @@
+"""Faults the simulated exchange injects on request, and the grammar that names them.
+
+A fault spec is a comma-separated list of faults (whitespace around items is ignored)::
+
+    spec    = fault *("," fault)
+    fault   = KIND ["@" TIME] ["+" TIME] ["*" COUNT] *(";" OPTION)
+    TIME    = NUMBER ["ms" | "s" | "m" | "h"]        (no unit: seconds)
+    OPTION  = "conn=" ID | "status=" (503 | 429) | "retry_after=" TIME | "size=" SIZE
+    SIZE    = INTEGER ["B" | "KiB" | "MiB"]
+
+``@TIME`` is the delay before the fault fires, counted from when it is submitted (for the
+command line: from start). ``+TIME`` is how long a ``stall`` or ``blackhole`` lasts (absent:
+until the connection ends). ``*COUNT`` is how many frames a frame fault sends, or how many
+handshakes ``refuse`` refuses. ``conn=`` aims at one connection id (``c3``); without it a fault
+hits every connection open when it fires. Examples::
+
+    drop@10s,stall@20s+15s,garbage@5s
+    refuse*3;status=429;retry_after=2s
+    huge@1s;size=3MiB;conn=c1
+
+Kinds: ``drop`` (abort TCP, no close frame), ``close`` (close frame), ``stall`` (no data,
+pings still answered), ``blackhole`` (nothing at all, pings unanswered: a dead peer),
+``garbage`` (a non-JSON frame), ``bad_field`` (a wrong type or a non-numeric number),
+``hostile_symbol`` (``"s": "../../x"``), ``unsubscribed`` (a symbol the connection did not
+subscribe), ``huge`` (a frame of ``size`` bytes), ``refuse`` (HTTP 503, or 429 with
+``Retry-After``, for the next COUNT handshakes).
+"""
+
+import enum
+import math
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import TypedDict
+
+from recorder.errors import ConfigError
+from recorder.simulate.market import encode_json
+
+DEFAULT_HUGE_SIZE = 3 * 1024 * 1024
+DEFAULT_REFUSE_STATUS = 503
+REFUSE_STATUSES = (503, 429)
+HOSTILE_SYMBOL = "../../x"
+UNLISTED_SYMBOL = "UNSUBSCRIBEDUSDT"
+"""Used by ``unsubscribed`` when the connection subscribed every listed symbol."""
+
+
+class FaultKind(enum.StrEnum):
+    """What a fault does."""
+
+    DROP = "drop"
+    CLOSE = "close"
+    STALL = "stall"
+    BLACKHOLE = "blackhole"
+    GARBAGE = "garbage"
+    BAD_FIELD = "bad_field"
+    HOSTILE_SYMBOL = "hostile_symbol"
+    UNSUBSCRIBED = "unsubscribed"
+    HUGE = "huge"
+    REFUSE = "refuse"
+
+
+TIMED_KINDS = frozenset({FaultKind.STALL, FaultKind.BLACKHOLE})
+"""Kinds that last (``+TIME``)."""
+FRAME_KINDS = frozenset(
+    {
+        FaultKind.GARBAGE,
+        FaultKind.BAD_FIELD,
+        FaultKind.HOSTILE_SYMBOL,
+        FaultKind.UNSUBSCRIBED,
+        FaultKind.HUGE,
+    }
+)
+"""Kinds that send bad frames (``*COUNT`` of them)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Fault:
+    """One fault to inject.
+
+    Attributes:
+        kind: what it does.
+        at: seconds after submission when it fires.
+        duration: seconds a ``stall`` or ``blackhole`` lasts; ``None`` until the connection ends.
+        count: frames sent (frame kinds) or handshakes refused (``refuse``).
+        connection_id: the one connection it hits; ``None`` hits all open ones.
+        status: HTTP status of a ``refuse``: 503 or 429.
+        retry_after: seconds announced in ``Retry-After`` by a ``refuse`` (whole seconds, rounded
+            up); ``None`` sends no header.
+        size: bytes of a ``huge`` frame.
+    """
+
+    kind: FaultKind
+    at: float = 0.0
+    duration: float | None = None
+    count: int = 1
+    connection_id: str | None = None
+    status: int = DEFAULT_REFUSE_STATUS
+    retry_after: float | None = None
+    size: int = DEFAULT_HUGE_SIZE
+
+    def __post_init__(self) -> None:
+        where = f"fault {self.kind.value}"
+        if not math.isfinite(self.at) or self.at < 0:
+            raise ConfigError(f"{where}: at={self.at!r}: expected seconds of 0 or more")
+        if self.duration is not None:
+            if self.kind not in TIMED_KINDS:
+                raise ConfigError(f"{where}: a duration applies only to stall and blackhole")
+            if not math.isfinite(self.duration) or self.duration <= 0:
+                raise ConfigError(f"{where}: duration={self.duration!r}: expected seconds above 0")
+        if self.count < 1:
+            raise ConfigError(f"{where}: count={self.count!r}: expected 1 or more")
+        if self.count != 1 and self.kind not in FRAME_KINDS | {FaultKind.REFUSE}:
+            raise ConfigError(f"{where}: a count applies only to frame faults and refuse")
+        if self.status not in REFUSE_STATUSES:
+            raise ConfigError(f"{where}: status={self.status!r}: expected 503 or 429")
+        if self.retry_after is not None and (
+            not math.isfinite(self.retry_after) or self.retry_after < 0
+        ):
+            raise ConfigError(f"{where}: retry_after={self.retry_after!r}: expected seconds >= 0")
+        if self.size < 1:
+            raise ConfigError(f"{where}: size={self.size!r}: expected bytes above 0")
+        if self.kind is FaultKind.REFUSE and self.connection_id is not None:
+            raise ConfigError(f"{where}: refuse applies to new handshakes, not to a connection")
+
+    def to_json(self) -> dict[str, object]:
+        """Describe the fault as the JSON object ``POST /_sim/faults`` accepts."""
+        return {
+            "kind": self.kind.value,
+            "at": self.at,
+            "duration": self.duration,
+            "count": self.count,
+            "connection": self.connection_id,
+            "status": self.status,
+            "retry_after": self.retry_after,
+            "size": self.size,
+        }
+
+
+_TIME = r"\d+(?:\.\d+)?(?:ms|s|m|h)?"
+_FAULT = re.compile(
+    rf"(?P<kind>[a-z_]+)(?:@(?P<at>{_TIME}))?(?:\+(?P<duration>{_TIME}))?(?:\*(?P<count>\d+))?"
+    r"(?P<options>(?:;[^;]*)*)"
+)
+_TIME_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
+_SIZE = re.compile(r"(?P<number>\d+)(?P<unit>B|KiB|MiB)?")
+_SIZE_UNITS = {"B": 1, "KiB": 1024, "MiB": 1024 * 1024}
+
+
+def parse_duration(text: str) -> float:
+    """Parse ``"1.5s"``, ``"200ms"``, ``"2m"``, ``"1h"`` or ``"3"`` (seconds) into seconds.
+
+    Raises:
+        ConfigError: the text is not a duration.
+    """
+    match = re.fullmatch(r"(?P<number>\d+(?:\.\d+)?)(?P<unit>ms|s|m|h)?", text.strip())
+    if match is None:
+        raise ConfigError(f"duration {text!r}: expected a number with ms, s, m or h")
+    return float(match["number"]) * _TIME_UNITS[match["unit"] or "s"]
+
+
+def parse_size(text: str) -> int:
+    """Parse ``"3MiB"``, ``"512KiB"``, ``"100B"`` or ``"100"`` (bytes) into bytes.
+
+    Raises:
+        ConfigError: the text is not a size.
+    """
+    match = _SIZE.fullmatch(text.strip())
+    if match is None:
+        raise ConfigError(f"size {text!r}: expected an integer with B, KiB or MiB")
+    return int(match["number"]) * _SIZE_UNITS[match["unit"] or "B"]
+
+
+def parse_fault_spec(spec: str) -> tuple[Fault, ...]:
+    """Parse a fault spec such as ``"drop@10s,stall@20s+15s,garbage@5s"``.
+
+    See the module documentation for the grammar. An empty spec means no fault.
+
+    Raises:
+        ConfigError: naming the item that is not a valid fault and why.
+    """
+    faults = []
+    for raw in spec.split(","):
+        item = raw.strip()
+        if not item and not spec.strip():
+            continue
+        faults.append(_parse_fault(item))
+    return tuple(faults)
+
+
+class _FaultFields(TypedDict, total=False):
+    at: float
+    duration: float | None
+    count: int
+    connection_id: str | None
+    status: int
+    retry_after: float | None
+    size: int
+
+
+def _parse_fault(item: str) -> Fault:
+    match = _FAULT.fullmatch(item)
+    if match is None:
+        raise ConfigError(
+            f"fault {item!r}: expected KIND[@TIME][+TIME][*COUNT][;key=value...],"
+            " e.g. 'stall@20s+15s'"
+        )
+    try:
+        kind = FaultKind(match["kind"])
+    except ValueError:
+        kinds = ", ".join(kind.value for kind in FaultKind)
+        raise ConfigError(
+            f"fault {item!r}: unknown kind {match['kind']!r}; one of {kinds}"
+        ) from None
+    fields: _FaultFields = {}
+    if match["at"]:
+        fields["at"] = parse_duration(match["at"])
+    if match["duration"]:
+        fields["duration"] = parse_duration(match["duration"])
+    if match["count"]:
+        fields["count"] = int(match["count"])
+    for option in filter(None, match["options"].split(";")):
+        key, separator, value = option.partition("=")
+        if not separator or not value:
+            raise ConfigError(f"fault {item!r}: option {option!r}: expected key=value")
+        _option(fields, item, key.strip(), value.strip())
+    try:
+        return Fault(kind, **fields)
+    except ConfigError as exc:
+        raise ConfigError(f"fault {item!r}: {exc}") from None
+
+
+def _option(fields: _FaultFields, item: str, key: str, value: str) -> None:
+    if key == "conn":
+        fields["connection_id"] = value
+    elif key == "status":
+        if not value.isdigit():
+            raise ConfigError(f"fault {item!r}: status={value!r}: expected 503 or 429")
+        fields["status"] = int(value)
+    elif key == "retry_after":
+        fields["retry_after"] = parse_duration(value)
+    elif key == "size":
+        fields["size"] = parse_size(value)
+    else:
+        raise ConfigError(
+            f"fault {item!r}: unknown option {key!r}; one of conn, status, retry_after, size"
+        )
+
+
+def format_fault(fault: Fault) -> str:
+    """Write a fault in spec grammar; :func:`parse_fault_spec` reads it back unchanged.
+
+    >>> format_fault(Fault(FaultKind.STALL, at=20.0, duration=15.0))
+    'stall@20s+15s'
+    """
+    text = fault.kind.value
+    if fault.at:
+        text += f"@{fault.at:g}s"
+    if fault.duration is not None:
+        text += f"+{fault.duration:g}s"
+    if fault.count != 1:
+        text += f"*{fault.count}"
+    if fault.connection_id is not None:
+        text += f";conn={fault.connection_id}"
+    if fault.status != DEFAULT_REFUSE_STATUS:
+        text += f";status={fault.status}"
+    if fault.retry_after is not None:
+        text += f";retry_after={fault.retry_after:g}s"
+    if fault.size != DEFAULT_HUGE_SIZE:
+        text += f";size={fault.size}B"
+    return text
+
+
+_JSON_KEYS = ("kind", "at", "duration", "count", "connection", "status", "retry_after", "size")
+
+
+def fault_from_json(document: object) -> tuple[Fault, ...]:
+    """Read the body of ``POST /_sim/faults``.
+
+    Accepted: ``{"spec": "drop@1s,..."}``, one fault object
+    ``{"kind": "stall", "at": 0, "duration": 5, "connection": "c1"}`` (times in seconds; see
+    :meth:`Fault.to_json` for every key), or a list of fault objects.
+
+    Raises:
+        ConfigError: naming what is wrong with the document.
+    """
+    if isinstance(document, list):
+        return tuple(fault for item in document for fault in fault_from_json(item))
+    if not isinstance(document, Mapping):
+        raise ConfigError("faults: expected an object, a list of objects, or {'spec': '...'}")
+    if "spec" in document:
+        spec = document["spec"]
+        if not isinstance(spec, str) or len(document) != 1:
+            raise ConfigError("faults: 'spec' must be the only key and hold a string")
+        return parse_fault_spec(spec)
+    unknown = sorted(set(document) - set(_JSON_KEYS))
+    if unknown:
+        raise ConfigError(f"faults: unknown keys {unknown}; expected {list(_JSON_KEYS)}")
+    if "kind" not in document:
+        raise ConfigError("faults: missing 'kind'")
+    return (Fault(_json_kind(document["kind"]), **_json_fields(document)),)
+
+
+def _json_fields(document: Mapping[str, object]) -> _FaultFields:
+    fields: _FaultFields = {}
+    if "at" in document:
+        fields["at"] = _json_seconds("at", document["at"])
+    if document.get("duration") is not None:
+        fields["duration"] = _json_seconds("duration", document["duration"])
+    if "count" in document:
+        fields["count"] = _json_integer("count", document["count"])
+    if document.get("connection") is not None:
+        connection = document["connection"]
+        if not isinstance(connection, str):
+            raise ConfigError(f"faults: connection={connection!r}: expected a connection id")
+        fields["connection_id"] = connection
+    if "status" in document:
+        fields["status"] = _json_integer("status", document["status"])
+    if document.get("retry_after") is not None:
+        fields["retry_after"] = _json_seconds("retry_after", document["retry_after"])
+    if "size" in document:
+        fields["size"] = _json_integer("size", document["size"])
+    return fields
+
+
+def _json_kind(value: object) -> FaultKind:
+    try:
+        return FaultKind(str(value))
+    except ValueError:
+        kinds = ", ".join(kind.value for kind in FaultKind)
+        raise ConfigError(f"faults: kind={value!r}: expected one of {kinds}") from None
+
+
+def _json_number(value: object) -> float | None:
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return float(value)
+    return None
+
+
+def _json_seconds(key: str, value: object) -> float:
+    number = _json_number(value)
+    if number is None:
+        raise ConfigError(f"faults: {key}={value!r}: expected a number of seconds")
+    return number
+
+
+def _json_integer(key: str, value: object) -> int:
+    number = _json_number(value)
+    if number is None or not number.is_integer():
+        raise ConfigError(f"faults: {key}={value!r}: expected an integer")
+    return int(number)
+
+
+@dataclass(frozen=True, slots=True)
+class Refusal:
+    """How to refuse one websocket handshake.
+
+    Attributes:
+        status: 503 or 429.
+        retry_after: whole seconds for ``Retry-After``, or ``None`` for no header.
+    """
+
+    status: int
+    retry_after: int | None
+
+
+class HandshakeGate:
+    """Counts down the handshakes that ``refuse`` faults still have to refuse, in order."""
+
+    def __init__(self) -> None:
+        self._pending: list[tuple[Refusal, int]] = []
+
+    def arm(self, fault: Fault) -> None:
+        """Refuse the next ``fault.count`` handshakes (after those already armed)."""
+        retry_after = None if fault.retry_after is None else math.ceil(fault.retry_after)
+        self._pending.append((Refusal(fault.status, retry_after), fault.count))
+
+    def admit(self) -> Refusal | None:
+        """Decide one handshake: ``None`` to accept it, else how to refuse it."""
+        if not self._pending:
+            return None
+        refusal, remaining = self._pending[0]
+        if remaining > 1:
+            self._pending[0] = (refusal, remaining - 1)
+        else:
+            self._pending.pop(0)
+        return refusal
+
+    @property
+    def pending(self) -> int:
+        """How many handshakes will still be refused."""
+        return sum(remaining for _, remaining in self._pending)
+
+
+BAD_FIELD_VARIANTS: tuple[tuple[str, object], ...] = (
+    ("c", "abc"),
+    ("E", "x"),
+    ("o", 1.5),
+    ("l", "NaN"),
+)
+"""``bad_field`` frames cycle through these: a non-numeric decimal, a string time, a JSON number
+where a string belongs, and a ``NaN`` that ``decimal.Decimal`` would accept."""
+
+
+def garbage_text(serial: int) -> str:
+    """A text frame that is not JSON."""
+    return f'}}{{"stream": garbage #{serial} <not json>'
+
+
+def bad_field_payload(template: Mapping[str, str | int], serial: int) -> dict[str, object]:
+    """A valid payload with one field of the wrong type or not a number (variant by serial)."""
+    key, value = BAD_FIELD_VARIANTS[serial % len(BAD_FIELD_VARIANTS)]
+    payload: dict[str, object] = dict(template)
+    payload[key] = value
+    return payload
+
+
+def hostile_payload(template: Mapping[str, str | int]) -> dict[str, object]:
+    """A valid payload whose symbol tries to climb out of a directory."""
+    payload: dict[str, object] = dict(template)
+    payload["s"] = HOSTILE_SYMBOL
+    payload.pop("ps", None)
+    return payload
+
+
+def huge_payload(template: Mapping[str, str | int], size: int) -> dict[str, object]:
+    """A valid payload padded with an extra field so that its JSON is about ``size`` bytes."""
+    payload: dict[str, object] = dict(template)
+    overhead = len(encode_json(payload)) + len(',"pad":""')
+    payload["pad"] = "x" * max(0, size - overhead)
+    return payload

@@ -1,0 +1,448 @@
+"""The REST side of the simulated exchange, sans-IO: request parameters in, status and JSON out.
+
+Three endpoints, honest but small: ``/fapi/v1/exchangeInfo``, ``/fapi/v1/ticker/24hr`` and
+``/fapi/v1/klines`` (candles built from the events the exchange actually generated). Request
+weights and the per-minute weight limit follow Binance's documentation, and errors carry
+Binance's ``{"code": -11xx, "msg": "..."}`` bodies.
+"""
+
+import datetime as dt
+import math
+import re
+from bisect import bisect_left, bisect_right
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from decimal import ROUND_HALF_EVEN, Decimal
+
+from recorder.simulate.market import (
+    MarketEvent,
+    MarketGenerator,
+    SymbolProfile,
+    TickerSnapshot,
+    format_units,
+)
+
+MINUTE_MS = 60_000
+DAY_MS = 24 * 60 * MINUTE_MS
+KLINE_INTERVALS_MS: dict[str, int] = {
+    "1m": MINUTE_MS,
+    "3m": 3 * MINUTE_MS,
+    "5m": 5 * MINUTE_MS,
+    "15m": 15 * MINUTE_MS,
+    "30m": 30 * MINUTE_MS,
+    "1h": 60 * MINUTE_MS,
+    "2h": 120 * MINUTE_MS,
+    "4h": 240 * MINUTE_MS,
+    "6h": 360 * MINUTE_MS,
+    "8h": 480 * MINUTE_MS,
+    "12h": 720 * MINUTE_MS,
+    "1d": DAY_MS,
+}
+"""Fixed-width intervals; calendar ones (``1w``, ``1M``) are not simulated."""
+KLINES_DEFAULT_LIMIT = 500
+KLINES_MAX_LIMIT = 1_500
+PERPETUAL_DELIVERY_MS = 4_133_404_800_000
+"""The delivery date Binance gives perpetual contracts (2100-12-25 08:00 UTC)."""
+QUOTE_ASSETS = ("FDUSD", "USDT", "USDC", "BUSD", "BTC", "ETH")
+USED_WEIGHT_HEADER = "X-MBX-USED-WEIGHT-1M"
+
+KlineRow = tuple[int, str, str, str, str, str, int, str, int, str, str, str]
+"""Binance's kline array: open time, open, high, low, close, volume, close time, quote volume,
+number of trades, taker buy base volume, taker buy quote volume, ignore."""
+
+
+@dataclass(frozen=True, slots=True)
+class RestReply:
+    """What to answer a REST request with.
+
+    Attributes:
+        status: the HTTP status.
+        body: the JSON body.
+        weight: the request weight it costs.
+    """
+
+    status: int
+    body: object
+    weight: int
+
+
+def binance_error(code: int, msg: str, *, status: int = 400, weight: int = 1) -> RestReply:
+    """Build Binance's error reply ``{"code": code, "msg": msg}``."""
+    return RestReply(status, {"code": code, "msg": msg}, weight)
+
+
+def _missing(name: str) -> RestReply:
+    return binance_error(
+        -1102, f"Mandatory parameter '{name}' was not sent, was empty/null, or malformed."
+    )
+
+
+def _illegal(name: str) -> RestReply:
+    return binance_error(
+        -1100, f"Illegal characters found in parameter '{name}'; legal range is '^[0-9]{{1,20}}$'."
+    )
+
+
+INVALID_SYMBOL = binance_error(-1121, "Invalid symbol.")
+
+
+class WeightMeter:
+    """Request weight used in the current clock minute, as Binance counts it per IP.
+
+    Args:
+        limit: the most weight per minute; a request that would exceed it is refused.
+    """
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self._minute = -1
+        self.used = 0
+
+    def spend(self, weight: int, now: float) -> bool:
+        """Charge ``weight`` at ``now`` (wall seconds); return ``False`` if over the limit."""
+        minute = math.floor(now / 60)
+        if minute != self._minute:
+            self._minute = minute
+            self.used = 0
+        if self.used + weight > self.limit:
+            return False
+        self.used += weight
+        return True
+
+    @staticmethod
+    def retry_after(now: float) -> int:
+        """Whole seconds until the next minute starts (at least 1)."""
+        return max(1, math.ceil(60 - now % 60))
+
+
+def split_pair(pair: str) -> tuple[str, str]:
+    """Split a pair into base and quote assets.
+
+    >>> split_pair("BTCUSDT"), split_pair("币安人生USDT"), split_pair("ETHBTC")
+    (('BTC', 'USDT'), ('币安人生', 'USDT'), ('ETH', 'BTC'))
+    """
+    for quote in QUOTE_ASSETS:
+        if pair.endswith(quote) and len(pair) > len(quote):
+            return pair[: -len(quote)], quote
+    return pair, "USDT"
+
+
+def delivery_date_ms(symbol: str) -> int:
+    """Return the delivery time of a ``_YYMMDD`` contract (08:00 UTC), else the perpetual one.
+
+    >>> delivery_date_ms("BTCUSDT_260327")
+    1774598400000
+    """
+    _, _, suffix = symbol.partition("_")
+    if re.fullmatch(r"\d{6}", suffix):
+        try:
+            delivery = dt.datetime(
+                2000 + int(suffix[:2]), int(suffix[2:4]), int(suffix[4:]), 8, tzinfo=dt.UTC
+            )
+        except ValueError:
+            return PERPETUAL_DELIVERY_MS
+        return int(delivery.timestamp() * 1000)
+    return PERPETUAL_DELIVERY_MS
+
+
+def exchange_info(
+    profiles: Iterable[SymbolProfile], server_time: int, weight_limit: int
+) -> dict[str, object]:
+    """Build the body of ``GET /fapi/v1/exchangeInfo``: every listed symbol is TRADING."""
+    symbols = []
+    assets = set()
+    for profile in profiles:
+        base, quote = split_pair(profile.pair)
+        assets.add(quote)
+        price = profile.price
+        symbols.append(
+            {
+                "symbol": profile.symbol,
+                "pair": profile.pair,
+                "contractType": "CURRENT_QUARTER" if "_" in profile.symbol else "PERPETUAL",
+                "deliveryDate": delivery_date_ms(profile.symbol),
+                "onboardDate": server_time - 90 * DAY_MS,
+                "status": "TRADING",
+                "baseAsset": base,
+                "quoteAsset": quote,
+                "marginAsset": quote,
+                "pricePrecision": price.price_decimals,
+                "quantityPrecision": price.quantity_decimals,
+                "baseAssetPrecision": 8,
+                "quotePrecision": 8,
+                "underlyingType": "COIN",
+                "filters": [
+                    {
+                        "filterType": "PRICE_FILTER",
+                        "minPrice": price.tick_size,
+                        "maxPrice": "10000000",
+                        "tickSize": price.tick_size,
+                    },
+                    {
+                        "filterType": "LOT_SIZE",
+                        "minQty": price.step_size,
+                        "maxQty": "100000000000",
+                        "stepSize": price.step_size,
+                    },
+                ],
+                "orderTypes": ["LIMIT", "MARKET"],
+                "timeInForce": ["GTC", "IOC", "FOK", "GTX"],
+            }
+        )
+    return {
+        "timezone": "UTC",
+        "serverTime": server_time,
+        "futuresType": "U_MARGINED",
+        "rateLimits": [
+            {
+                "rateLimitType": "REQUEST_WEIGHT",
+                "interval": "MINUTE",
+                "intervalNum": 1,
+                "limit": weight_limit,
+            }
+        ],
+        "exchangeFilters": [],
+        "assets": [
+            {"asset": asset, "marginAvailable": True, "autoAssetExchange": "0"}
+            for asset in sorted(assets)
+        ],
+        "symbols": symbols,
+    }
+
+
+def ticker_body(snapshot: TickerSnapshot, price_decimals: int) -> dict[str, object]:
+    """Build one ``GET /fapi/v1/ticker/24hr`` object from a symbol's snapshot."""
+    close, open_ = Decimal(snapshot.close), Decimal(snapshot.open)
+    volume, quote_volume = Decimal(snapshot.volume), Decimal(snapshot.quote_volume)
+    step = Decimal(1).scaleb(-price_decimals)
+    average = (quote_volume / volume).quantize(step, ROUND_HALF_EVEN) if volume else close
+    percent = ((close - open_) * 100 / open_).quantize(Decimal("0.001"), ROUND_HALF_EVEN)
+    return {
+        "symbol": snapshot.symbol,
+        "priceChange": str((close - open_).quantize(step)),
+        "priceChangePercent": str(percent),
+        "weightedAvgPrice": str(average),
+        "lastPrice": snapshot.close,
+        "lastQty": snapshot.last_quantity,
+        "openPrice": snapshot.open,
+        "highPrice": snapshot.high,
+        "lowPrice": snapshot.low,
+        "volume": snapshot.volume,
+        "quoteVolume": snapshot.quote_volume,
+        "openTime": snapshot.event_time - DAY_MS,
+        "closeTime": snapshot.event_time,
+        "firstId": 1 if snapshot.trades else 0,
+        "lastId": snapshot.trades,
+        "count": snapshot.trades,
+    }
+
+
+def ticker_24hr(generator: MarketGenerator, params: Mapping[str, str]) -> RestReply:
+    """Answer ``GET /fapi/v1/ticker/24hr``: one symbol (weight 1) or all (weight 40)."""
+    symbol = params.get("symbol")
+    if symbol is None:
+        bodies = [
+            ticker_body(generator.snapshot(name), profile.price.price_decimals)
+            for name, profile in generator.profiles.items()
+        ]
+        return RestReply(200, bodies, 40)
+    profile = generator.profiles.get(symbol)
+    if profile is None:
+        return INVALID_SYMBOL
+    return RestReply(200, ticker_body(generator.snapshot(symbol), profile.price.price_decimals), 1)
+
+
+def klines_weight(limit: int) -> int:
+    """Binance's weight of a klines request by its ``limit``."""
+    if limit < 100:
+        return 1
+    if limit < 500:
+        return 2
+    if limit <= 1000:
+        return 5
+    return 10
+
+
+@dataclass(slots=True)
+class _Candle:
+    open: int
+    high: int
+    low: int
+    close: int
+    volume: int = 0
+    quote_volume: int = 0
+    trades: int = 0
+    taker_volume: int = 0
+    taker_quote_volume: int = 0
+
+    def add(self, other: "_Candle") -> None:
+        self.high = max(self.high, other.high)
+        self.low = min(self.low, other.low)
+        self.close = other.close
+        self.volume += other.volume
+        self.quote_volume += other.quote_volume
+        self.trades += other.trades
+        self.taker_volume += other.taker_volume
+        self.taker_quote_volume += other.taker_quote_volume
+
+
+@dataclass(slots=True)
+class _SymbolCandles:
+    minutes: list[int] = field(default_factory=list)
+    candles: dict[int, _Candle] = field(default_factory=dict)
+    last_close: int | None = None
+
+
+class CandleBook:
+    """One-minute candles of every symbol, built from the generated events.
+
+    A candle's open is the first price of the minute, its volume the quantity traded in it;
+    a change at a price at or above the previous one counts as a taker buy. Minutes without
+    events between two that have some are flat candles at the previous close.
+
+    Args:
+        profiles: the listed symbols (for their decimals).
+    """
+
+    def __init__(self, profiles: Mapping[str, SymbolProfile]) -> None:
+        self._profiles = profiles
+        self._symbols: dict[str, _SymbolCandles] = {name: _SymbolCandles() for name in profiles}
+
+    def __contains__(self, symbol: object) -> bool:
+        return symbol in self._symbols
+
+    def add(self, event: MarketEvent) -> None:
+        """Account one generated event."""
+        book = self._symbols[event.symbol]
+        minute = event.event_time // MINUTE_MS * MINUTE_MS
+        price = event.close_units
+        taker = book.last_close is None or price >= book.last_close
+        book.last_close = price
+        candle = book.candles.get(minute)
+        if candle is None:
+            candle = _Candle(open=price, high=price, low=price, close=price)
+            book.candles[minute] = candle
+            book.minutes.append(minute)
+        candle.add(
+            _Candle(
+                open=price,
+                high=price,
+                low=price,
+                close=price,
+                volume=event.trade_units,
+                quote_volume=event.trade_quote_units,
+                trades=1,
+                taker_volume=event.trade_units if taker else 0,
+                taker_quote_volume=event.trade_quote_units if taker else 0,
+            )
+        )
+
+    def rows(
+        self,
+        symbol: str,
+        interval_ms: int,
+        start_time: int | None,
+        end_time: int | None,
+        limit: int,
+    ) -> list[KlineRow]:
+        """Return kline rows in Binance's array form, selected as Binance selects them.
+
+        With ``start_time``, the first ``limit`` candles opening at or after it; otherwise the
+        last ``limit`` candles opening at or before ``end_time`` (or the newest).
+        """
+        book = self._symbols[symbol]
+        if not book.minutes:
+            return []
+        low = book.minutes[0] // interval_ms * interval_ms
+        high = book.minutes[-1] // interval_ms * interval_ms
+        if start_time is not None:
+            low = max(low, -(-start_time // interval_ms) * interval_ms)
+        if end_time is not None:
+            high = min(high, end_time // interval_ms * interval_ms)
+        if start_time is not None:
+            high = min(high, low + (limit - 1) * interval_ms)
+        else:
+            low = max(low, high - (limit - 1) * interval_ms)
+        price = self._profiles[symbol].price
+        return [
+            self._row(book, bucket, interval_ms, price.price_decimals, price.quantity_decimals)
+            for bucket in range(low, high + 1, interval_ms)
+        ]
+
+    @staticmethod
+    def _row(
+        book: _SymbolCandles, bucket: int, interval_ms: int, decimals: int, quantity: int
+    ) -> KlineRow:
+        first = bisect_left(book.minutes, bucket)
+        last = bisect_right(book.minutes, bucket + interval_ms - 1)
+        if first == last:
+            # No trade in the bucket: Binance still returns it, flat at the previous close.
+            close = book.candles[book.minutes[first - 1]].close
+            total = _Candle(open=close, high=close, low=close, close=close)
+        else:
+            head = book.candles[book.minutes[first]]
+            total = _Candle(open=head.open, high=head.high, low=head.low, close=head.close)
+            for minute in book.minutes[first:last]:
+                total.add(book.candles[minute])
+        return (
+            bucket,
+            format_units(total.open, decimals),
+            format_units(total.high, decimals),
+            format_units(total.low, decimals),
+            format_units(total.close, decimals),
+            format_units(total.volume, quantity),
+            bucket + interval_ms - 1,
+            format_units(total.quote_volume, decimals),
+            total.trades,
+            format_units(total.taker_volume, quantity),
+            format_units(total.taker_quote_volume, decimals),
+            "0",
+        )
+
+
+def _integer(params: Mapping[str, str], name: str) -> int | RestReply | None:
+    text = params.get(name)
+    if text is None:
+        return None
+    if not re.fullmatch(r"[0-9]{1,20}", text):
+        return _illegal(name)
+    return int(text)
+
+
+def klines(book: CandleBook, params: Mapping[str, str]) -> RestReply:  # noqa: PLR0911 - one per error
+    """Answer ``GET /fapi/v1/klines``.
+
+    Parameters as Binance takes them: ``symbol`` and ``interval`` (required), ``startTime``,
+    ``endTime`` (ms), ``limit`` (default 500, at most 1500); each invalid one gets Binance's
+    error code.
+    """
+    symbol = params.get("symbol")
+    if not symbol:
+        return _missing("symbol")
+    interval = params.get("interval")
+    if not interval:
+        return _missing("interval")
+    interval_ms = KLINE_INTERVALS_MS.get(interval)
+    if interval_ms is None:
+        return binance_error(-1120, "Invalid interval.")
+    numbers: dict[str, int | None] = {}
+    for name in ("limit", "startTime", "endTime"):
+        value = _integer(params, name)
+        if isinstance(value, RestReply):
+            return value
+        numbers[name] = value
+    limit = numbers["limit"] if numbers["limit"] is not None else KLINES_DEFAULT_LIMIT
+    if not 1 <= limit <= KLINES_MAX_LIMIT:
+        return binance_error(-1130, "Data sent for parameter 'limit' is not valid.")
+    start_time, end_time = numbers["startTime"], numbers["endTime"]
+    if start_time is not None and end_time is not None and start_time > end_time:
+        return binance_error(-1023, "Start time is greater than end time.")
+    if symbol not in book:
+        return INVALID_SYMBOL
+    rows = book.rows(symbol, interval_ms, start_time, end_time, limit)
+    return RestReply(200, rows, klines_weight(limit))
+
+
+def format_server_time(ms: int) -> str:
+    """Render ms since the epoch as ISO-8601 UTC with milliseconds (for diagnostics)."""
+    return dt.datetime.fromtimestamp(ms / 1000, tz=dt.UTC).isoformat(timespec="milliseconds")

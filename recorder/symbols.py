@@ -1,0 +1,39 @@
+"""What a symbol may be, and the stream names built from it.
+
+A symbol arrives over the network and becomes a directory name (``symbol=<SYMBOL>``), so the
+rule here is the first line of defence for the storage root: word characters of any script
+(``币安人生USDT``, ``BTCUSDT_260327``), NFC-normalised, starting with a letter or digit, at most
+64 characters. Nothing else: no separators, dots, ``=``, ``%``, control or invisible characters.
+"""
+
+import re
+import unicodedata
+
+MAX_SYMBOL_LENGTH = 64
+_SYMBOL = re.compile(r"[^\W_]\w*")
+STREAM_SUFFIX = "@miniTicker"
+ALL_MARKET_STREAM = "!miniTicker@arr"
+
+
+def is_valid_symbol(symbol: str) -> bool:
+    """Tell whether ``symbol`` is safe to use as a partition value.
+
+    >>> is_valid_symbol("币安人生USDT"), is_valid_symbol("BTCUSDT_260327")
+    (True, True)
+    >>> is_valid_symbol("../../x"), is_valid_symbol(""), is_valid_symbol("_BTC")
+    (False, False, False)
+    """
+    return (
+        0 < len(symbol) <= MAX_SYMBOL_LENGTH
+        and _SYMBOL.fullmatch(symbol) is not None
+        and unicodedata.is_normalized("NFC", symbol)
+    )
+
+
+def stream_name(symbol: str) -> str:
+    """Return the Binance stream name of ``symbol``: lower-case symbol plus ``@miniTicker``.
+
+    >>> stream_name("BTCUSDT")
+    'btcusdt@miniTicker'
+    """
+    return symbol.lower() + STREAM_SUFFIX

@@ -1,0 +1,279 @@
+"""Test support: the recorder and the simulated exchange as real subprocesses, and readers.
+
+End-to-end tests drive ``python -m recorder`` exactly as an operator would (a TOML file, flags,
+SIGTERM, SIGKILL) against ``recorder simulate`` on loopback, and read the dataset back with the
+analyst's tools, never with the recorder's own code.
+"""
+
+import json
+import os
+import selectors
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Callable
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+RECORDER = [sys.executable, "-m", "recorder"]
+DECIMAL_COLUMNS = ("close", "open", "high", "low", "volume", "quote_volume")
+PAYLOAD_KEYS = {
+    "close": "c",
+    "open": "o",
+    "high": "h",
+    "low": "l",
+    "volume": "v",
+    "quote_volume": "q",
+}
+
+Row = tuple[str, int, Decimal, Decimal, Decimal, Decimal, Decimal, Decimal]
+"""(symbol, event_time ms, close, open, high, low, volume, quote_volume)."""
+
+
+def _environment() -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RECORDER_")}
+    env["PYTHONUNBUFFERED"] = "1"
+    return env
+
+
+def wait_until(condition: Callable[[], bool], timeout: float, what: str) -> None:
+    """Poll ``condition`` every 50 ms until it holds; fail the test after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(0.05)
+
+
+class SimulatorProcess:
+    """``recorder simulate`` in a subprocess, with its control endpoints."""
+
+    def __init__(self, log_path: Path, *args: str) -> None:
+        self._log = log_path.open("wb")
+        self.process = subprocess.Popen(
+            [*RECORDER, "simulate", "--port", "0", *args],
+            stdout=subprocess.PIPE,
+            stderr=self._log,
+            env=_environment(),
+        )
+        assert self.process.stdout is not None
+        with selectors.DefaultSelector() as selector:
+            selector.register(self.process.stdout, selectors.EVENT_READ)
+            if not selector.select(timeout=20):
+                self.stop()
+                pytest.fail(f"simulator did not start: {log_path.read_text()}")
+        listening = json.loads(self.process.stdout.readline())
+        self.url: str = listening["url"]
+        self.rest_url: str = listening["rest_url"]
+
+    def get(self, path: str) -> Any:
+        """GET a control or REST endpoint and decode its JSON."""
+        with urllib.request.urlopen(self.rest_url + path, timeout=10) as response:  # noqa: S310
+            return json.load(response)
+
+    def inject(self, spec: str) -> None:
+        """Inject faults written in the simulator's fault grammar."""
+        request = urllib.request.Request(  # noqa: S310 - loopback URL built by the test
+            self.rest_url + "/_sim/faults",
+            data=json.dumps({"spec": spec}).encode(),
+            headers={"Content-Type": "application/json"},
+            method="POST",
+        )
+        with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310
+            assert response.status == 202
+
+    def events(self) -> list[dict[str, Any]]:
+        """The ground truth: every generated event and the connections it was delivered to."""
+        body = self.get("/_sim/events")
+        events: list[dict[str, Any]] = body["events"] if isinstance(body, dict) else body
+        return events
+
+    def delivered_rows(self) -> list[Row]:
+        """Rows for every event delivered to at least one connection."""
+        return [payload_row(e["payload"]) for e in self.events() if e["delivered_to"]]
+
+    def connections(self) -> list[dict[str, Any]]:
+        """Open connections."""
+        body = self.get("/_sim/connections")
+        connections: list[dict[str, Any]] = body["connections"] if isinstance(body, dict) else body
+        return connections
+
+    def freeze(self) -> None:
+        """Stop delivering to every connection so that the delivered set no longer moves."""
+        self.inject("stall+600s")
+        time.sleep(0.5)
+
+    def stop(self) -> None:
+        """Stop the simulator."""
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        if self.process.stdout is not None:
+            self.process.stdout.close()
+        self._log.close()
+
+
+def payload_row(payload: dict[str, Any]) -> Row:
+    """The row an exchange payload must become in the dataset."""
+    return (
+        str(payload["s"]),
+        int(payload["E"]),
+        *(Decimal(str(payload[PAYLOAD_KEYS[c]])) for c in DECIMAL_COLUMNS),
+    )  # type: ignore[return-value]
+
+
+class RecorderProcess:
+    """``recorder run`` in a subprocess, configured by a TOML file and flags."""
+
+    def __init__(
+        self,
+        tmp_path: Path,
+        *,
+        root: Path,
+        url: str,
+        symbols: list[str],
+        config: str = "",
+        name: str = "recorder",
+    ) -> None:
+        self.root = root
+        self.config_path = tmp_path / f"{name}.toml"
+        self.config_path.write_text(config, encoding="utf-8")
+        self.log_path = tmp_path / f"{name}-{time.monotonic_ns()}.log"
+        self._log = self.log_path.open("wb")
+        self.process = subprocess.Popen(
+            [
+                *RECORDER,
+                "run",
+                "-c",
+                str(self.config_path),
+                "--url",
+                url,
+                "--symbols",
+                ",".join(symbols),
+                "--root",
+                str(root),
+            ],
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            env=_environment(),
+        )
+
+    def logs(self) -> list[dict[str, Any]]:
+        """The JSON log lines written so far."""
+        lines = []
+        for line in self.log_path.read_text(encoding="utf-8", errors="replace").splitlines():
+            try:
+                lines.append(json.loads(line))
+            except json.JSONDecodeError:
+                lines.append({"event": "<not json>", "line": line})
+        return lines
+
+    def logged(self, event: str) -> list[dict[str, Any]]:
+        """Log lines whose ``event`` is ``event``."""
+        return [line for line in self.logs() if line.get("event") == event]
+
+    def wait_for_log(self, event: str, timeout: float = 15) -> dict[str, Any]:
+        """Wait until a line with ``event`` is logged and return it."""
+        wait_until(
+            lambda: bool(self.logged(event)) or self.process.poll() is not None,
+            timeout,
+            f"log event {event!r}",
+        )
+        found = self.logged(event)
+        assert found, f"recorder exited ({self.process.returncode}) before logging {event!r}"
+        return found[0]
+
+    def terminate(self, within: float = 10) -> int:
+        """Send SIGTERM and return the exit code; fail if it takes longer than ``within``."""
+        self.process.send_signal(signal.SIGTERM)
+        try:
+            code = self.process.wait(within)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+            pytest.fail(f"recorder did not stop within {within}s of SIGTERM")
+        self._log.close()
+        return code
+
+    def kill(self) -> None:
+        """SIGKILL: no flush, no seal, no goodbye."""
+        self.process.kill()
+        self.process.wait()
+        self._log.close()
+
+    def alive(self) -> bool:
+        """Whether the process is still running."""
+        return self.process.poll() is None
+
+
+def read_rows_with(reader: str, root: Path) -> list[Row]:
+    """Read every row of the dataset at ``root`` with one analyst tool, as plain tuples.
+
+    Each reader is used the way the README tells analysts to use it; the partition columns
+    (``symbol``, ``date``) come from the Hive layout, not from the files.
+    """
+    columns = ["symbol", "event_time", *DECIMAL_COLUMNS]
+    if reader == "pandas":
+        import pandas as pd  # noqa: PLC0415
+
+        frame = pd.read_parquet(root)
+        return [
+            (
+                str(r.symbol),
+                int(r.event_time.value // 1_000_000),
+                *(Decimal(r[c]) for c in DECIMAL_COLUMNS),
+            )  # type: ignore[misc]
+            for _, r in frame.iterrows()
+        ]
+    if reader == "duckdb":
+        import duckdb  # noqa: PLC0415
+
+        query = (
+            "SELECT symbol, epoch_ms(event_time), close, open, high, low, volume, quote_volume "
+            "FROM read_parquet(?, hive_partitioning = true)"
+        )
+        rows = duckdb.connect().execute(query, [f"{root}/**/*.parquet"]).fetchall()
+        return [(str(r[0]), int(r[1]), *(Decimal(v) for v in r[2:])) for r in rows]  # type: ignore[misc]
+    if reader == "polars":
+        import polars as pl  # noqa: PLC0415
+
+        frame = pl.scan_parquet(f"{root}/**/*.parquet", hive_partitioning=True).collect()
+        return [
+            (
+                str(r["symbol"]),
+                int(r["event_time"].timestamp() * 1000 + 0.5),
+                *(Decimal(r[c]) for c in DECIMAL_COLUMNS),
+            )  # type: ignore[misc]
+            for r in frame.select(columns).iter_rows(named=True)
+        ]
+    if reader == "pyarrow":
+        import pyarrow.dataset as ds  # noqa: PLC0415
+
+        table = ds.dataset(root, partitioning="hive", format="parquet").to_table()
+        return [
+            (
+                str(r["symbol"]),
+                int(r["event_time"].timestamp() * 1000 + 0.5),
+                *(r[c] for c in DECIMAL_COLUMNS),
+            )
+            for r in table.select(columns).to_pylist()
+        ]
+    msg = f"unknown reader {reader}"
+    raise ValueError(msg)
+
+
+READERS = ("pandas", "duckdb", "polars", "pyarrow")
+
+
+def parquet_files(root: Path) -> list[Path]:
+    """Every ``.parquet`` file under ``root``, wherever it is (DuckDB's glob enters ``_`` dirs)."""
+    return sorted(root.rglob("*.parquet"))
