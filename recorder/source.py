@@ -171,7 +171,11 @@ class MarketConnection:
                 self._verdict = verdict
                 await self._close()
                 return
-            await asyncio.sleep(max(0.0, self.watchdog.next_check_at() - now))
+            # The first frame can move the next deadline earlier than computed here (a stall
+            # counts from the last frame); waking every half stall_timeout bounds detection to
+            # 1.5 x stall_timeout without a wake-up per frame.
+            wait = min(self.watchdog.next_check_at() - now, self.watchdog.stall_timeout / 2)
+            await asyncio.sleep(max(0.0, wait))
 
     async def _close(self) -> None:
         if not self._ws.closed:
