@@ -1,9 +1,11 @@
 """Fault cases: the recorder survives, reconnects, quarantines and stays inside its root."""
 
+import contextlib
 import json
+import os
 import subprocess
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -177,3 +179,59 @@ def test_a_bad_setting_is_a_clear_error_and_exit_code_2(
     assert result.returncode == 2
     assert expected in result.stderr
     assert not (tmp_path / "data").exists()
+
+
+@pytest.fixture
+def small_disk(tmp_path: Path) -> Iterator[Path]:
+    """A real 8 MiB file system (tmpfs) to fill up; skipped where mounting is not allowed."""
+    mount_point = tmp_path / "disk"
+    mount_point.mkdir()
+    mounted = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=8m", "tmpfs", str(mount_point)],
+        capture_output=True,
+        check=False,
+    )
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {mounted.stderr.decode().strip()}")
+    try:
+        yield mount_point
+    finally:
+        subprocess.run(["umount", "-l", str(mount_point)], check=False)
+
+
+def fill(path: Path) -> None:
+    """Write ``path`` until the file system is full (unbuffered, so ENOSPC is seen here)."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT, 0o600)
+    try:
+        for size in (65536, 512):
+            with contextlib.suppress(OSError):
+                while True:
+                    os.write(fd, b"\0" * size)
+    finally:
+        os.close(fd)
+
+
+def test_a_full_disk_loses_nothing_and_recording_recovers_when_space_returns(
+    small_disk: Path, start_simulator: StartSimulator, start_recorder: StartRecorder
+) -> None:
+    simulator = start_simulator("--symbols", ",".join(SYMBOLS), "--speed", "20")
+    root = small_disk / "data"
+    recorder = start_recorder(
+        root=root, url=simulator.url, symbols=SYMBOLS, config=recorder_config()
+    )
+    recorder.wait_for_log("recorder started")
+    wait_until(lambda: len(connection_ids(simulator)) == 1, 15, "the first connection")
+
+    filler = small_disk / "filler"
+    fill(filler)
+    failure = recorder.wait_for_log("flush failed; events stay buffered and will be retried")
+    assert failure["level"] == "error"
+    assert "No space left" in failure["error"]
+    wait_until(lambda: len(simulator.delivered_rows()) >= 100, 15, "events while the disk is full")
+    assert recorder.alive()
+
+    filler.unlink()
+    recorder.wait_for_log("flush recovered")
+    simulator.freeze()
+    assert recorder.terminate() == 0
+    assert Counter(read_rows_with("duckdb", root)) == Counter(simulator.delivered_rows())
