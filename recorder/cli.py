@@ -145,3 +145,13 @@ def simulate(  # noqa: PLR0917 - click passes each option as an argument
     except ConfigError as exc:
         click.echo(f"recorder simulate: {exc}", err=True)
         sys.exit(EXIT_USAGE)
+
+
+def _register_commands() -> None:
+    from recorder.cli_reports import REPORT_COMMANDS  # noqa: PLC0415
+
+    for command in REPORT_COMMANDS:
+        main.add_command(command)
+
+
+_register_commands()

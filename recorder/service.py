@@ -2,14 +2,20 @@
 
 ::
 
-    MarketSource ──queue──► EventPipeline ──(flush tick)──► DatasetWriter ─► Parquet
-         (I/O)      bounded    (sans-IO)                      (worker thread)
-                                                    └────────► QuarantineLog
+    MarketSource ──queue──► EventPipeline ──(flush tick)──► GapLog, DatasetWriter, QuarantineLog
+       (I/O)      bounded   decode, dedup,                  (one worker thread at a time)
+                            GapDetector (sans-IO)
 
-Three supervised tasks share one TaskGroup: the source (websockets), the consumer (feeds the
-pipeline) and the flush scheduler (every ``flush_interval``: make buffered events durable in the
-write-ahead log, publish due Parquet files). Blocking file I/O runs in a worker thread, one call
-at a time, so the event loop keeps answering pings while a file is fsynced.
+Supervised tasks share one TaskGroup: the source (websockets), the consumer (feeds the
+pipeline), the flush scheduler (every ``flush_interval``: make buffered events durable in the
+write-ahead log, log gaps, persist state, publish due Parquet files) and the metrics endpoint.
+Blocking file I/O runs in a worker thread, one call at a time, so the event loop keeps answering
+pings while files are fsynced.
+
+Each flush writes, in this order: the gap records, then the events (write-ahead log), then the
+state file with the newest ``E`` per symbol. A crash can therefore leave a logged gap whose
+closing event is lost (the restart gap then overlaps it), but never durable data whose gap is
+unlogged, nor a state that claims events the dataset does not have.
 
 On stop the source is cancelled first (no more reading), what is already queued is drained into
 the pipeline, and a final flush and seal runs under ``stop_timeout``. Whatever that deadline cuts
@@ -19,19 +25,28 @@ off is still in the write-ahead log and is published by the next start.
 import asyncio
 import random
 import secrets
+from collections import Counter
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from typing import TypeVar
 
 from recorder.clock import Clock, SystemClock
 from recorder.errors import StorageError
+from recorder.gaplog import GapLog
+from recorder.gaps import GapDetector
 from recorder.logs import get_logger
-from recorder.model import MiniTicker, Rejection
-from recorder.pipeline import EventPipeline
+from recorder.metrics import MetricsServer, RecorderMetrics
+from recorder.model import ConnectionChange, ConnectionEvent, Rejection
+from recorder.notify import SystemdNotifier
+from recorder.pipeline import EventPipeline, Taken
 from recorder.quarantine import QuarantineLog
 from recorder.settings import Settings
 from recorder.source import MarketSource, StreamItem
-from recorder.writer import DatasetWriter
+from recorder.state import merged_last_event_times, write_state
+from recorder.writer import DatasetWriter, RecoveryReport, SealedFile
 
 log = get_logger(__name__)
+_T = TypeVar("_T")
 
 
 @dataclass(slots=True)
@@ -44,6 +59,24 @@ class FlushHealth:
     files_published: int = 0
 
 
+@dataclass(frozen=True, slots=True)
+class _Written:
+    sealed: list[SealedFile]
+    unstorable: list[Rejection]
+    failure: StorageError | None
+
+
+def restored_event_times(persisted: Mapping[str, int], report: RecoveryReport) -> dict[str, int]:
+    """Merge the persisted newest ``E`` per symbol with what crash recovery just published.
+
+    The state file is written after the write-ahead log, so recovered rows can be newer.
+    """
+    merged = dict(persisted)
+    for sealed in report.files_published:
+        merged[sealed.symbol] = max(merged.get(sealed.symbol, 0), sealed.last_event_ms)
+    return merged
+
+
 class RecorderService:
     """The recorder daemon, built from ``settings``.
 
@@ -51,6 +84,7 @@ class RecorderService:
         settings: the effective settings.
         clock: monotonic time for scheduling, wall time for ``receive_time``.
         rng: randomness for reconnect jitter (seeded in tests).
+        environ: the process environment, for the systemd notification socket.
     """
 
     def __init__(
@@ -59,16 +93,17 @@ class RecorderService:
         *,
         clock: Clock | None = None,
         rng: random.Random | None = None,
+        environ: Mapping[str, str] | None = None,
     ) -> None:
         self.settings = settings
         self.clock = clock or SystemClock()
         self.instance_id = settings.service.instance_id or secrets.token_hex(4)
         storage = settings.storage
+        self.metrics = RecorderMetrics(clock=self.clock)
+        self.metrics.track_symbols(settings.source.symbols)
+        self.notifier = SystemdNotifier(environ)
         self.queue: asyncio.Queue[StreamItem] = asyncio.Queue(settings.service.queue_size)
         self.source = MarketSource(settings.source, self.clock, self.queue, rng)
-        self.pipeline = EventPipeline(
-            frozenset(settings.source.symbols), settings.source.max_frame_bytes
-        )
         self.writer = DatasetWriter(
             storage.root,
             instance_id=self.instance_id,
@@ -78,12 +113,70 @@ class RecorderService:
             clock=self.clock,
         )
         self.quarantine = QuarantineLog(storage.root, self.instance_id)
-        self.health = FlushHealth()
+        self.gap_log = GapLog(storage.root, self.instance_id)
+        self.pipeline = self._build_pipeline({})
+        self.flush_health = FlushHealth()
+        self.metrics_server: MetricsServer | None = None
+        if settings.metrics.address:
+            self.metrics_server = MetricsServer(
+                self.metrics, self, settings.metrics.host, settings.metrics.port
+            )
         self._io_lock = asyncio.Lock()
+        self._ready = False
+
+    def _build_pipeline(self, restored: Mapping[str, int]) -> EventPipeline:
+        return EventPipeline(
+            frozenset(self.settings.source.symbols),
+            self.settings.source.max_frame_bytes,
+            GapDetector(self.settings.gaps.interval_ms, restored),
+            self.metrics,
+        )
+
+    def health(self) -> tuple[bool, Mapping[str, object]]:
+        """Healthy when every shard has a connection delivering data and the last flush worked.
+
+        A connection counts as delivering when its newest frame is younger than half the stall
+        timeout: the health check turns red before the watchdog replaces a stalled connection.
+        """
+        now_us = self.clock.wall_us()
+        fresh_us = self.settings.source.stall_timeout / 2 * 1_000_000
+        delivering = [
+            connection_id
+            for connection_id, state in self.pipeline.connections.items()
+            if state.last_frame_us is not None and now_us - state.last_frame_us <= fresh_us
+        ]
+        expected = len(self.source.shards)
+        reasons = []
+        if len(delivering) < expected:
+            reasons.append(
+                f"{expected - len(delivering)} of {expected} connections delivered no data in "
+                f"the last {fresh_us / 1_000_000:g}s"
+            )
+        if not self.flush_health.ok:
+            reasons.append(f"the last flush failed: {self.flush_health.last_error}")
+        details: dict[str, object] = {
+            "instance_id": self.instance_id,
+            "connections_expected": expected,
+            "connections_delivering": sorted(delivering),
+            "last_flush_ok": self.flush_health.ok,
+            "reasons": reasons,
+        }
+        return not reasons, details
 
     async def run(self, stop: asyncio.Event) -> None:
         """Record until ``stop`` is set, then flush and seal; raise if a task fails."""
-        report = await asyncio.to_thread(self.writer.open)
+        async with asyncio.TaskGroup() as tg:
+            # Recovery can take a while after a long outage: keep systemd's watchdog fed.
+            feeding = tg.create_task(self.notifier.keep_watchdog_fed(), name="watchdog")
+            report = await asyncio.to_thread(self.writer.open)
+            feeding.cancel()
+        persisted = await asyncio.to_thread(
+            merged_last_event_times,
+            self.settings.storage.root,
+            self.settings.source.symbols,
+            skip_invalid=True,
+        )
+        self.pipeline = self._build_pipeline(restored_event_times(persisted, report))
         log.info(
             "recorder started",
             instance_id=self.instance_id,
@@ -97,6 +190,12 @@ class RecorderService:
             rows_recovered=report.rows_published,
             recovery_problems=list(report.problems),
         )
+        if self.metrics_server is not None:
+            await self.metrics_server.start()
+            log.info(
+                "metrics listening",
+                address=f"{self.metrics_server.host}:{self.metrics_server.port}",
+            )
         try:
             async with asyncio.TaskGroup() as tg:
                 tasks = [
@@ -107,17 +206,29 @@ class RecorderService:
                 stopping = tg.create_task(stop.wait(), name="stop")
                 await asyncio.wait([*tasks, stopping], return_when=asyncio.FIRST_COMPLETED)
                 log.info("stopping")
+                self.notifier.stopping()
                 for task in (*tasks, stopping):
                     task.cancel()
         finally:
             await self._final_flush()
-        if not self.health.ok:
-            msg = f"the final flush failed: {self.health.last_error or 'deadline exceeded'}"
+            if self.metrics_server is not None:
+                await self.metrics_server.stop()
+        if not self.flush_health.ok:
+            msg = f"the final flush failed: {self.flush_health.last_error or 'deadline exceeded'}"
             raise StorageError(msg)
 
     async def _consume(self) -> None:
         while True:
-            self.pipeline.feed(await self.queue.get())
+            item = await self.queue.get()
+            self.pipeline.feed(item)
+            if (
+                not self._ready
+                and isinstance(item, ConnectionEvent)
+                and item.change is ConnectionChange.FIRST_DATA
+            ):
+                self._ready = True
+                self.notifier.ready("recording")
+                log.info("ready", connection_id=item.connection_id)
 
     async def _flush_periodically(self) -> None:
         interval = self.settings.storage.flush_interval
@@ -125,6 +236,9 @@ class RecorderService:
         while True:
             await asyncio.sleep(max(0.0, next_at - self.clock.monotonic()))
             await self.flush(seal=False)
+            # The flush loop running is what vouches for liveness, whatever the disk says: a
+            # restart would throw away what is buffered while a full disk refuses writes.
+            self.notifier.watchdog()
             # Ticks keep their phase; after a slow flush, skip missed ticks instead of
             # running them back to back.
             next_at = max(next_at + interval, self.clock.monotonic())
@@ -133,36 +247,70 @@ class RecorderService:
         """Make everything buffered durable, then publish due files (all files if ``seal``)."""
         taken = self.pipeline.take()
         async with self._io_lock:
+            started = self.clock.monotonic()
+            written = await asyncio.to_thread(self._write, taken, seal=seal)
+            self.metrics.observe_flush(self.clock.monotonic() - started, written.failure is None)
+        self._account(taken, written)
+
+    def _write(self, taken: Taken, *, seal: bool) -> _Written:
+        """Blocking I/O of one flush, in the order the module docstring explains."""
+        failures: list[StorageError] = []
+
+        def attempt(step: Callable[[], _T]) -> _T | None:
             try:
-                await asyncio.to_thread(self._write, taken.events, taken.rejections, seal=seal)
+                return step()
             except StorageError as exc:
-                self._flush_failed(exc)
-            else:
-                if not self.health.ok:
-                    log.info("flush recovered", after_failures=self.health.consecutive_failures)
-                self.health.ok = True
-                self.health.consecutive_failures = 0
+                failures.append(exc)
+                return None
 
-    def _write(self, events: list[MiniTicker], rejections: list[Rejection], *, seal: bool) -> None:
-        # Rejections enter the quarantine's buffer first: if the write-ahead log fails below,
-        # they are still flushed by a later call.
-        self.quarantine.add(rejections)
-        self.quarantine.add(self.writer.write_ahead(events))
-        self.quarantine.flush()
-        sealed = self.writer.close() if seal else self.writer.seal_due()
-        self.health.files_published += len(sealed)
+        self.quarantine.add(taken.rejections)
+        self.gap_log.append(taken.gaps)
+        attempt(self.gap_log.flush)
+        unstorable = attempt(lambda: self.writer.write_ahead(taken.events))
+        sealed: list[SealedFile] = []
+        if unstorable is not None:  # the events are durable
+            self.quarantine.add(unstorable)
+            attempt(
+                lambda: write_state(
+                    self.settings.storage.root,
+                    self.instance_id,
+                    taken.last_event_times,
+                    self.settings.source.symbols,
+                )
+            )
+            sealed = attempt(self.writer.close if seal else self.writer.seal_due) or []
+        attempt(self.quarantine.flush)
+        return _Written(sealed, unstorable or [], failures[0] if failures else None)
 
-    def _flush_failed(self, exc: StorageError) -> None:
-        health = self.health
+    def _account(self, taken: Taken, written: _Written) -> None:
+        metrics = self.metrics
+        if written.unstorable:
+            self.pipeline.counters.rejections += len(written.unstorable)
+        if written.failure is None:
+            for symbol, count in Counter(event.symbol for event in taken.events).items():
+                metrics.events_written(symbol, count)
+        if written.sealed:
+            metrics.files_published(len(written.sealed))
+            metrics.bytes_written(sum(sealed.size_bytes for sealed in written.sealed))
+            self.flush_health.files_published += len(written.sealed)
+        metrics.set_buffered_rows(self.writer.buffered_rows + self.writer.pending_rows)
+        metrics.set_wal_size(self.writer.wal_bytes)
+        health = self.flush_health
+        if written.failure is None:
+            if not health.ok:
+                log.info("flush recovered", after_failures=health.consecutive_failures)
+            health.ok = True
+            health.consecutive_failures = 0
+            return
         health.ok = False
         health.consecutive_failures += 1
-        health.last_error = str(exc)
+        health.last_error = str(written.failure)
         # One error line when the trouble starts, then one a minute: a full disk must be loud
         # without flooding the journal.
         if health.consecutive_failures == 1 or health.consecutive_failures % 60 == 0:
             log.error(
                 "flush failed; events stay buffered and will be retried",
-                error=str(exc),
+                error=str(written.failure),
                 consecutive_failures=health.consecutive_failures,
                 not_yet_durable_rows=self.writer.pending_rows,
             )
@@ -182,12 +330,15 @@ class RecorderService:
                 "final flush exceeded the stop deadline; the write-ahead log keeps the rest",
                 stop_timeout=deadline,
             )
-            self.health.ok = False
+            self.flush_health.ok = False
+        counters = self.pipeline.counters
         log.info(
             "recorder stopped",
-            events=self.pipeline.counters.events,
-            duplicates=self.pipeline.counters.duplicates,
-            rejected=self.pipeline.counters.rejections,
-            files_published=self.health.files_published,
-            flush_ok=self.health.ok,
+            events=counters.events,
+            duplicates=counters.duplicates,
+            rejected=counters.rejections,
+            gaps=counters.gaps,
+            missed=counters.missed,
+            files_published=self.flush_health.files_published,
+            flush_ok=self.flush_health.ok,
         )

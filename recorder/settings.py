@@ -638,6 +638,41 @@ class LogSettings:
     format: str = _setting("auto", _choice_key(LOG_FORMATS))
 
 
+def _parse_address(value: object) -> str:
+    """Check a ``host:port`` listening address (IPv6 as ``[::1]:9464``); empty disables."""
+    if not isinstance(value, str):
+        raise _InvalidValueError("expected a string like '127.0.0.1:9464'")
+    if value == "":
+        return value
+    host, sep, port = value.rpartition(":")
+    if not sep or not host or not port.isdecimal() or not 0 <= int(port) <= 65_535:
+        raise _InvalidValueError(
+            "expected host:port like '127.0.0.1:9464' or '[::1]:9464' ('' disables metrics)"
+        )
+    return value
+
+
+@dataclass(frozen=True, slots=True)
+class MetricsSettings:
+    """The Prometheus ``/metrics`` and ``/healthz`` endpoint.
+
+    Attributes:
+        address: ``host:port`` to listen on, loopback by default; ``""`` disables the endpoint.
+    """
+
+    address: str = _setting("127.0.0.1:9464", _parse_address)
+
+    @property
+    def host(self) -> str:
+        """The host part, without IPv6 brackets."""
+        return self.address.rpartition(":")[0].strip("[]")
+
+    @property
+    def port(self) -> int:
+        """The port part."""
+        return int(self.address.rpartition(":")[2])
+
+
 @dataclass(frozen=True, slots=True)
 class Settings:
     """Every setting of the recorder, one frozen section per concern.
@@ -648,6 +683,7 @@ class Settings:
         gaps: gap detection.
         service: the daemon.
         log: logging.
+        metrics: the metrics and health endpoint.
     """
 
     source: SourceSettings = field(default_factory=SourceSettings)
@@ -655,6 +691,7 @@ class Settings:
     gaps: GapSettings = field(default_factory=GapSettings)
     service: ServiceSettings = field(default_factory=ServiceSettings)
     log: LogSettings = field(default_factory=LogSettings)
+    metrics: MetricsSettings = field(default_factory=MetricsSettings)
 
 
 _SECTIONS: Final[dict[str, type[Any]]] = {
@@ -663,6 +700,7 @@ _SECTIONS: Final[dict[str, type[Any]]] = {
     "gaps": GapSettings,
     "service": ServiceSettings,
     "log": LogSettings,
+    "metrics": MetricsSettings,
 }
 
 

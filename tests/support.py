@@ -5,6 +5,7 @@ SIGTERM, SIGKILL) against ``recorder simulate`` on loopback, and read the datase
 analyst's tools, never with the recorder's own code.
 """
 
+import itertools
 import json
 import os
 import selectors
@@ -38,6 +39,8 @@ Row = tuple[str, int, Decimal, Decimal, Decimal, Decimal, Decimal, Decimal]
 def _environment() -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("RECORDER_")}
     env["PYTHONUNBUFFERED"] = "1"
+    # Tests run recorders side by side and back to back: never the fixed default metrics port.
+    env["RECORDER_METRICS__ADDRESS"] = "127.0.0.1:0"
     return env
 
 
@@ -277,3 +280,34 @@ READERS = ("pandas", "duckdb", "polars", "pyarrow")
 def parquet_files(root: Path) -> list[Path]:
     """Every ``.parquet`` file under ``root``, wherever it is (DuckDB's glob enters ``_`` dirs)."""
     return sorted(root.rglob("*.parquet"))
+
+
+def gap_records(root: Path) -> list[dict[str, Any]]:
+    """The gap log read as an analyst would: DuckDB over the JSON Lines files."""
+    import duckdb  # noqa: PLC0415
+
+    if not list((root / "_gaps").rglob("*.jsonl")):
+        return []
+    connection = duckdb.connect()
+    relation = connection.execute(
+        "SELECT symbol, from_ms, to_ms, missed, cause "
+        "FROM read_json(?, format = 'newline_delimited')",
+        [f"{root}/_gaps/**/*.jsonl"],
+    )
+    columns = [c[0] for c in relation.description]
+    return [dict(zip(columns, row, strict=True)) for row in relation.fetchall()]
+
+
+def data_gaps(rows: list[Row], interval_ms: int = 2000) -> set[tuple[str, int, int, int]]:
+    """Gaps recomputed from recorded rows: (symbol, from_ms, to_ms, missed)."""
+    by_symbol: dict[str, list[int]] = {}
+    for row in rows:
+        by_symbol.setdefault(row[0], []).append(row[1])
+    gaps = set()
+    for symbol, times in by_symbol.items():
+        ordered = sorted(times)
+        for before, after in itertools.pairwise(ordered):
+            missed = (2 * (after - before) + interval_ms) // (2 * interval_ms) - 1
+            if missed >= 1:
+                gaps.add((symbol, before, after, missed))
+    return gaps

@@ -12,6 +12,7 @@ from recorder.errors import ConfigError
 from recorder.settings import (
     GapSettings,
     LogSettings,
+    MetricsSettings,
     ServiceSettings,
     Settings,
     SourceSettings,
@@ -33,6 +34,7 @@ SECTIONS = {
     "gaps": GapSettings,
     "service": ServiceSettings,
     "log": LogSettings,
+    "metrics": MetricsSettings,
 }
 
 
@@ -870,3 +872,19 @@ def test_env_var_name_matches_what_load_settings_reads() -> None:
     value = "wss://elsewhere.example/market"
     settings = load_settings(None, {env_var_name("source", "url"): value}, {})
     assert settings.source.url == value
+
+
+@pytest.mark.parametrize("address", ["127.0.0.1:9464", "0.0.0.0:1", "[::1]:9464", ""])
+def test_metrics_address_accepts_host_port_or_empty(address: str) -> None:
+    assert parse_settings({"metrics": {"address": address}}).metrics.address == address
+
+
+def test_metrics_address_splits_into_host_and_port() -> None:
+    metrics = parse_settings({"metrics": {"address": "[::1]:9000"}}).metrics
+    assert (metrics.host, metrics.port) == ("::1", 9000)
+
+
+@pytest.mark.parametrize("address", ["localhost", ":9464", "host:port", "h:70000", 9464])
+def test_metrics_address_rejects_what_is_not_host_port(address: object) -> None:
+    with pytest.raises(ConfigError, match=r"metrics\.address"):
+        parse_settings({"metrics": {"address": address}})
