@@ -233,12 +233,17 @@ class RecorderService:
     async def _flush_periodically(self) -> None:
         interval = self.settings.storage.flush_interval
         next_at = self.clock.monotonic() + interval
+        watchdog_every = self.notifier.watchdog_interval()
+        watchdog_sent = -float("inf")
         while True:
             await asyncio.sleep(max(0.0, next_at - self.clock.monotonic()))
             await self.flush(seal=False)
             # The flush loop running is what vouches for liveness, whatever the disk says: a
             # restart would throw away what is buffered while a full disk refuses writes.
-            self.notifier.watchdog()
+            now = self.clock.monotonic()
+            if watchdog_every is not None and now - watchdog_sent >= watchdog_every:
+                self.notifier.watchdog()
+                watchdog_sent = now
             # Ticks keep their phase; after a slow flush, skip missed ticks instead of
             # running them back to back.
             next_at = max(next_at + interval, self.clock.monotonic())

@@ -38,6 +38,7 @@ def start_recorder(tmp_path: Path) -> Iterator[Callable[..., RecorderProcess]]:
     for recorder in started:
         if recorder.alive():
             recorder.kill()
+        recorder.close()
         sys.stderr.write(f"--- {recorder.log_path.name} (tail) ---\n")
         sys.stderr.write(
             "\n".join(recorder.log_path.read_text(errors="replace").splitlines()[-40:])

@@ -146,6 +146,7 @@ class RecorderProcess:
         symbols: list[str],
         config: str = "",
         name: str = "recorder",
+        env: dict[str, str] | None = None,
     ) -> None:
         self.root = root
         self.config_path = tmp_path / f"{name}.toml"
@@ -167,7 +168,7 @@ class RecorderProcess:
             ],
             stdout=self._log,
             stderr=subprocess.STDOUT,
-            env=_environment(),
+            env=_environment() | (env or {}),
         )
 
     def logs(self) -> list[dict[str, Any]]:
@@ -211,6 +212,10 @@ class RecorderProcess:
         """SIGKILL: no flush, no seal, no goodbye."""
         self.process.kill()
         self.process.wait()
+        self._log.close()
+
+    def close(self) -> None:
+        """Close the log file (idempotent)."""
         self._log.close()
 
     def alive(self) -> bool:
