@@ -32,6 +32,7 @@ from typing import Final
 from recorder.decode import reason_code
 from recorder.errors import ConfigError, StorageError
 from recorder.model import Rejection
+from recorder.wal import fsync_dir
 
 QUARANTINE_DIR: Final = "_quarantine"
 """The quarantine's directory under the dataset root; ``_`` hides it from dataset discovery."""
@@ -149,7 +150,7 @@ class QuarantineLog:
         """Fsync every directory that gained an entry since the last successful sync."""
         for directory in sorted(self._unsynced_directories):  # the root before its children
             try:
-                _fsync_directory(directory)
+                fsync_dir(directory)
             except OSError as exc:
                 raise _storage_error(f"cannot sync directory {directory}", exc) from exc
             self._unsynced_directories.discard(directory)
@@ -224,12 +225,3 @@ def _line(rejection: Rejection) -> bytes:
     # A lone surrogate has no UTF-8 form; backslashreplace writes it as the JSON escape
     # \udcxx, which reads back as the same character.
     return (text + "\n").encode("utf-8", "backslashreplace")
-
-
-def _fsync_directory(directory: Path) -> None:
-    """Make a new directory entry in ``directory`` durable."""
-    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)

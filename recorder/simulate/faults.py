@@ -34,6 +34,7 @@ from dataclasses import dataclass
 from typing import TypedDict
 
 from recorder.errors import ConfigError
+from recorder.settings import parse_duration, parse_size
 from recorder.simulate.market import encode_json
 
 DEFAULT_HUGE_SIZE = 3 * 1024 * 1024
@@ -141,33 +142,6 @@ _FAULT = re.compile(
     rf"(?P<kind>[a-z_]+)(?:@(?P<at>{_TIME}))?(?:\+(?P<duration>{_TIME}))?(?:\*(?P<count>\d+))?"
     r"(?P<options>(?:;[^;]*)*)"
 )
-_TIME_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
-_SIZE = re.compile(r"(?P<number>\d+)(?P<unit>B|KiB|MiB)?")
-_SIZE_UNITS = {"B": 1, "KiB": 1024, "MiB": 1024 * 1024}
-
-
-def parse_duration(text: str) -> float:
-    """Parse ``"1.5s"``, ``"200ms"``, ``"2m"``, ``"1h"`` or ``"3"`` (seconds) into seconds.
-
-    Raises:
-        ConfigError: the text is not a duration.
-    """
-    match = re.fullmatch(r"(?P<number>\d+(?:\.\d+)?)(?P<unit>ms|s|m|h)?", text.strip())
-    if match is None:
-        raise ConfigError(f"duration {text!r}: expected a number with ms, s, m or h")
-    return float(match["number"]) * _TIME_UNITS[match["unit"] or "s"]
-
-
-def parse_size(text: str) -> int:
-    """Parse ``"3MiB"``, ``"512KiB"``, ``"100B"`` or ``"100"`` (bytes) into bytes.
-
-    Raises:
-        ConfigError: the text is not a size.
-    """
-    match = _SIZE.fullmatch(text.strip())
-    if match is None:
-        raise ConfigError(f"size {text!r}: expected an integer with B, KiB or MiB")
-    return int(match["number"]) * _SIZE_UNITS[match["unit"] or "B"]
 
 
 def parse_fault_spec(spec: str) -> tuple[Fault, ...]:
