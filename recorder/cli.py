@@ -148,9 +148,10 @@ def simulate(  # noqa: PLR0917 - click passes each option as an argument
 
 
 def _register_commands() -> None:
+    from recorder.cli_maintenance import MAINTENANCE_COMMANDS  # noqa: PLC0415
     from recorder.cli_reports import REPORT_COMMANDS  # noqa: PLC0415
 
-    for command in REPORT_COMMANDS:
+    for command in (*REPORT_COMMANDS, *MAINTENANCE_COMMANDS):
         main.add_command(command)
 
 

@@ -18,11 +18,14 @@ closing event is lost (the restart gap then overlaps it), but never durable data
 unlogged, nor a state that claims events the dataset does not have.
 
 On stop the source is cancelled first (no more reading), what is already queued is drained into
-the pipeline, and a final flush and seal runs under ``stop_timeout``. Whatever that deadline cuts
-off is still in the write-ahead log and is published by the next start.
+the pipeline, and a final flush and seal runs; ``stop_timeout`` is the time it is expected to
+take (a warning says when it took longer: a file write cannot be interrupted half-way, and the
+service manager's own stop timeout is the hard bound). Whatever a SIGKILL cuts off is in the
+write-ahead log and is published by the next start.
 """
 
 import asyncio
+import functools
 import random
 import secrets
 from collections import Counter
@@ -253,7 +256,16 @@ class RecorderService:
         taken = self.pipeline.take()
         async with self._io_lock:
             started = self.clock.monotonic()
-            written = await asyncio.to_thread(self._write, taken, seal=seal)
+            work = asyncio.get_running_loop().run_in_executor(
+                None, functools.partial(self._write, taken, seal=seal)
+            )
+            try:
+                written = await asyncio.shield(work)
+            except asyncio.CancelledError:
+                # A thread cannot be interrupted: hold the lock until it is done, so that the
+                # final flush never runs beside it (the writer is not thread-safe).
+                self._account(taken, await work)
+                raise
             self.metrics.observe_flush(self.clock.monotonic() - started, written.failure is None)
         self._account(taken, written)
 
@@ -331,11 +343,9 @@ class RecorderService:
             async with asyncio.timeout(deadline):
                 await self.flush(seal=True)
         except TimeoutError:
-            log.error(
-                "final flush exceeded the stop deadline; the write-ahead log keeps the rest",
-                stop_timeout=deadline,
-            )
-            self.flush_health.ok = False
+            # The flush thread cannot be interrupted; it completed (see flush) and its outcome
+            # is in flush_health. Say that the stop took longer than planned.
+            log.warning("final flush took longer than stop_timeout", stop_timeout=deadline)
         counters = self.pipeline.counters
         log.info(
             "recorder stopped",
