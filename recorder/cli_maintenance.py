@@ -18,7 +18,7 @@ from pathlib import Path
 
 import click
 
-from recorder.cli_reports import _cannot, _load, _settings_options
+from recorder.cli_reports import cannot_run, load_command_settings, settings_options
 from recorder.clock import SystemClock
 from recorder.compact import compact, parse_before
 from recorder.errors import ConfigError, StorageError
@@ -29,7 +29,7 @@ _US_PER_MS = 1000
 
 
 @click.command("compact")
-@_settings_options
+@settings_options
 @click.option(
     "--date",
     "day",
@@ -72,7 +72,7 @@ def compact_command(
     as_json = output_format == "json"
     if day is not None and before is not None:
         raise click.UsageError("--date and --before cannot be used together")
-    settings = _load("compact", config, root, as_json=as_json)
+    settings = load_command_settings("compact", config, root, as_json=as_json)
     clock = SystemClock()
     today = event_date(clock.wall_us() // _US_PER_MS)
     try:
@@ -89,7 +89,7 @@ def compact_command(
             dry_run=dry_run,
         )
     except StorageError as exc:
-        _cannot("compact", f"cannot compact: {exc}", as_json=as_json)
+        cannot_run("compact", f"cannot compact: {exc}", as_json=as_json)
     if as_json:
         click.echo(json.dumps(report.to_document(), ensure_ascii=False, indent=1))
     else:

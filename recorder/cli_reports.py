@@ -46,7 +46,7 @@ _F = TypeVar("_F", bound=Callable[..., object])
 _MS_PER_SECOND = 1000
 
 
-def _settings_options(command: _F) -> _F:
+def settings_options(command: _F) -> _F:
     """Add ``-c/--config`` and ``--root``, as ``recorder run`` has them."""
     command = click.option(
         "--root",
@@ -61,7 +61,7 @@ def _settings_options(command: _F) -> _F:
     )(command)
 
 
-def _cannot(command: str, message: str, *, as_json: bool = False) -> NoReturn:
+def cannot_run(command: str, message: str, *, as_json: bool = False) -> NoReturn:
     """Report that ``command`` cannot do its job and exit with ``CANNOT_CHECK``."""
     if as_json:
         document = {"status": "error", "exit_code": int(ExitCode.CANNOT_CHECK), "error": message}
@@ -71,11 +71,14 @@ def _cannot(command: str, message: str, *, as_json: bool = False) -> NoReturn:
     sys.exit(ExitCode.CANNOT_CHECK)
 
 
-def _load(command: str, config: Path | None, root: str | None, *, as_json: bool) -> Settings:
+def load_command_settings(
+    command: str, config: Path | None, root: str | None, *, as_json: bool
+) -> Settings:
+    """Load the settings a cron command runs with, or exit 2 naming what is wrong."""
     try:
         return load_settings(config, os.environ, {"storage.root": root})
     except ConfigError as exc:
-        _cannot(command, f"configuration error: {exc}", as_json=as_json)
+        cannot_run(command, f"configuration error: {exc}", as_json=as_json)
 
 
 def _now_ms() -> int:
@@ -116,7 +119,7 @@ def _warn_torn(lines: tuple[TornLine, ...] | list[TornLine]) -> None:
 
 
 @click.command("gaps")
-@_settings_options
+@settings_options
 @click.option(
     "--since", metavar="TIME", help="List gaps ending after this time (24h, 2024-05-01, ...)."
 )
@@ -145,7 +148,7 @@ def gaps_command(
     Every record is listed as logged, one per instance that logged it; the totals line of
     the table counts each distinct gap (symbol, from, to) once.
     """
-    settings = _load("gaps", config, root, as_json=False)
+    settings = load_command_settings("gaps", config, root, as_json=False)
     now_ms = _now_ms()
     since_ms = _optional_time(since, "--since", now_ms)
     until_ms = _optional_time(until, "--until", now_ms)
@@ -158,7 +161,7 @@ def gaps_command(
         require_root(settings.storage.root)
         scan = scan_gap_log(settings.storage.root, since_ms, until_ms, only)
     except StorageError as exc:
-        _cannot("gaps", str(exc))
+        cannot_run("gaps", str(exc))
     _warn_torn(scan.torn)
     render = {
         "table": render_gaps_table,
@@ -189,7 +192,7 @@ def _duration_ms(value: str, option: str) -> int:
 
 
 @click.command("check")
-@_settings_options
+@settings_options
 @click.option(
     "--since",
     metavar="TIME",
@@ -259,7 +262,7 @@ def check_command(
     the state files and the sealed data, is older than --max-age.
     """
     as_json = output_format == "json"
-    settings = _load("check", config, root, as_json=as_json)
+    settings = load_command_settings("check", config, root, as_json=as_json)
     now_ms = _now_ms()
     limits = CheckLimits(
         now_ms=now_ms,
@@ -273,7 +276,7 @@ def check_command(
     try:
         report = run_check(settings.storage.root, limits)
     except (StorageError, ConfigError) as exc:
-        _cannot("check", f"cannot check: {exc}", as_json=as_json)
+        cannot_run("check", f"cannot check: {exc}", as_json=as_json)
     if as_json:
         click.echo(json.dumps(report.to_document(), ensure_ascii=False, indent=1))
     elif report.problems or not quiet:
@@ -285,7 +288,7 @@ def check_command(
 
 
 @click.command("verify")
-@_settings_options
+@settings_options
 @click.option(
     "--date",
     "day",
@@ -315,7 +318,7 @@ def verify_command(
     (notices allowed), 1 on problems, 2 when it cannot verify.
     """
     as_json = output_format == "json"
-    settings = _load("verify", config, root, as_json=as_json)
+    settings = load_command_settings("verify", config, root, as_json=as_json)
     try:
         report = run_verify(
             settings.storage.root,
@@ -323,7 +326,7 @@ def verify_command(
             settings.gaps.interval_ms,
         )
     except (StorageError, ConfigError) as exc:
-        _cannot("verify", f"cannot verify: {exc}", as_json=as_json)
+        cannot_run("verify", f"cannot verify: {exc}", as_json=as_json)
     if as_json:
         click.echo(json.dumps(report.to_document(), ensure_ascii=False, indent=1))
     else:
