@@ -159,10 +159,11 @@ class RecoveryReport:
 class _Run:
     """A partition's rows logged since it was last sealed, as (lsn, slice) pieces."""
 
-    __slots__ = ("nbytes", "pieces", "rows")
+    __slots__ = ("nbytes", "pieces", "rows", "sizes")
 
     def __init__(self) -> None:
         self.pieces: list[tuple[int, pa.RecordBatch]] = []
+        self.sizes: list[int] = []
         self.rows = 0
         self.nbytes = 0
 
@@ -174,15 +175,22 @@ class _Run:
     def last_lsn(self) -> int:
         return self.pieces[-1][0]
 
-    def add(self, lsn: int, piece: pa.RecordBatch) -> None:
+    def add(self, lsn: int, piece: pa.RecordBatch, nbytes: int) -> None:
         self.pieces.append((lsn, piece))
+        self.sizes.append(nbytes)
         self.rows += piece.num_rows
-        self.nbytes += piece.nbytes
+        self.nbytes += nbytes
 
     def discard_through(self, lsn: int) -> None:
-        self.pieces = [(piece_lsn, piece) for piece_lsn, piece in self.pieces if piece_lsn > lsn]
+        kept = [
+            (entry, size)
+            for entry, size in zip(self.pieces, self.sizes, strict=True)
+            if entry[0] > lsn
+        ]
+        self.pieces = [entry for entry, _ in kept]
+        self.sizes = [size for _, size in kept]
         self.rows = sum(piece.num_rows for _, piece in self.pieces)
-        self.nbytes = sum(piece.nbytes for _, piece in self.pieces)
+        self.nbytes = sum(self.sizes)
 
 
 class _RunBook:
@@ -192,8 +200,11 @@ class _RunBook:
         self.runs: dict[PartitionKey, _Run] = {}
 
     def add_batch(self, lsn: int, batch: pa.RecordBatch) -> None:
+        # A slice's own nbytes walks its buffers (about 17 µs each): share the batch's size
+        # out by rows instead, once per batch. It only drives the size-based seal.
+        per_row = batch.nbytes / max(batch.num_rows, 1)
         for key, piece in split_by_partition(batch):
-            self.runs.setdefault(key, _Run()).add(lsn, piece)
+            self.runs.setdefault(key, _Run()).add(lsn, piece, round(per_row * piece.num_rows))
 
     def apply_marker(self, key: PartitionKey, last_lsn: int) -> None:
         run = self.runs.get(key)
