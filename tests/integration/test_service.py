@@ -92,3 +92,33 @@ async def test_health_turns_red_while_the_stream_stalls_and_green_after_replacem
         stop.set()
         await asyncio.wait_for(running, 10)
     assert service.pipeline.counters.gaps >= 1
+
+
+@pytest.mark.asyncio
+async def test_more_symbols_than_a_connection_carries_open_more_connections(
+    tmp_path: Path,
+) -> None:
+    symbols = ("BTCUSDT", "ETHUSDT", "SOLUSDT", "XRPUSDT", "DOGEUSDT")
+    async with SimulatedExchange(SimulatorConfig(symbols=symbols, speed=20)) as exchange:
+        settings = parse_settings(
+            {
+                "source": {
+                    "url": exchange.base_url,
+                    "symbols": list(symbols),
+                    "max_streams_per_connection": 2,
+                },
+                "storage": {"root": str(tmp_path), "flush_interval": "100ms"},
+                "metrics": {"address": ""},
+            }
+        )
+        service = RecorderService(settings)
+        stop = asyncio.Event()
+        running = asyncio.create_task(service.run(stop))
+        await wait_for(lambda: service.health()[0])
+        streams = sorted(len(c.streams) for c in exchange.connections())
+        assert streams == [1, 2, 2]
+        carried = {s for c in exchange.connections() for s in c.streams}
+        assert carried == {s.lower() + "@miniTicker" for s in symbols}
+        stop.set()
+        await asyncio.wait_for(running, 10)
+    assert service.pipeline.counters.events > 0
