@@ -18,7 +18,12 @@ from pathlib import Path
 
 import click
 
-from recorder.cli_reports import cannot_run, load_command_settings, settings_options
+from recorder.cli_reports import (
+    cannot_run,
+    load_command_settings,
+    settings_options,
+    text_or_json_option,
+)
 from recorder.clock import SystemClock
 from recorder.compact import compact, parse_before
 from recorder.errors import ConfigError, StorageError
@@ -42,14 +47,7 @@ _US_PER_MS = 1000
     "YYYY-MM-DD.",
 )
 @click.option("--dry-run", is_flag=True, help="Change nothing; say what would be done.")
-@click.option(
-    "--format",
-    "output_format",
-    type=click.Choice(["text", "json"]),
-    default="text",
-    show_default=True,
-    help="text: one line per partition and a summary; json: one document.",
-)
+@text_or_json_option("one line per partition and a summary")
 def compact_command(
     *,
     config: Path | None,

@@ -61,6 +61,18 @@ def settings_options(command: _F) -> _F:
     )(command)
 
 
+def text_or_json_option(text_help: str) -> Callable[[_F], _F]:
+    """Add ``--format text|json`` (into ``output_format``); ``text_help`` says what text shows."""
+    return click.option(
+        "--format",
+        "output_format",
+        type=click.Choice(["text", "json"]),
+        default="text",
+        show_default=True,
+        help=f"text: {text_help}; json: one document.",
+    )
+
+
 def cannot_run(command: str, message: str, *, as_json: bool = False) -> NoReturn:
     """Report that ``command`` cannot do its job and exit with ``CANNOT_CHECK``."""
     if as_json:
@@ -233,14 +245,7 @@ def _duration_ms(value: str, option: str) -> int:
     show_default=True,
     help="Gap causes whose missed updates count (quiet: the exchange pushed nothing).",
 )
-@click.option(
-    "--format",
-    "output_format",
-    type=click.Choice(["text", "json"]),
-    default="text",
-    show_default=True,
-    help="text: one line per problem (or one OK line); json: one document.",
-)
+@text_or_json_option("one line per problem (or one OK line)")
 @click.option("-q", "--quiet", is_flag=True, help="Print nothing when healthy (text format).")
 def check_command(
     *,
@@ -296,14 +301,7 @@ def check_command(
     metavar="YYYY-MM-DD",
     help="Verify only this UTC day (YYYY-MM-DD); default: every day.",
 )
-@click.option(
-    "--format",
-    "output_format",
-    type=click.Choice(["text", "json"]),
-    default="text",
-    show_default=True,
-    help="text: one line per finding and a summary; json: one document.",
-)
+@text_or_json_option("one line per finding and a summary")
 def verify_command(
     *,
     config: Path | None,
