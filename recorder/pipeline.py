@@ -7,6 +7,7 @@ from the items themselves.
 """
 
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from recorder.decode import decode_frame, reason_code
@@ -173,10 +174,14 @@ class EventPipeline:
                 if metrics is not None:
                     metrics.gap_detected(gap.cause.value, gap.missed)
 
-    def reject(self, rejections: tuple[Rejection, ...] | list[Rejection]) -> None:
+    def reject(self, rejections: Sequence[Rejection]) -> None:
         """Count rejections and queue them for the quarantine."""
-        self.counters.rejections += len(rejections)
+        self.count_rejections(rejections)
         self._pending.rejections.extend(rejections)
+
+    def count_rejections(self, rejections: Sequence[Rejection]) -> None:
+        """Count rejections by reason code (storage rejects a few the decoder let through)."""
+        self.counters.rejections += len(rejections)
         if self._metrics is not None:
             for code, count in Counter(reason_code(r.reason) for r in rejections).items():
                 self._metrics.frame_quarantined(code, count)

@@ -301,8 +301,7 @@ class RecorderService:
 
     def _account(self, taken: Taken, written: _Written) -> None:
         metrics = self.metrics
-        if written.unstorable:
-            self.pipeline.counters.rejections += len(written.unstorable)
+        self.pipeline.count_rejections(written.unstorable)
         if written.failure is None:
             for symbol, count in Counter(event.symbol for event in taken.events).items():
                 metrics.events_written(symbol, count)
