@@ -4,6 +4,7 @@ import contextlib
 import json
 import os
 import subprocess
+import time
 from collections import Counter
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -235,3 +236,21 @@ def test_a_full_disk_loses_nothing_and_recording_recovers_when_space_returns(
     simulator.freeze()
     assert recorder.terminate() == 0
     assert Counter(read_rows_with("duckdb", root)) == Counter(simulator.delivered_rows())
+
+
+def test_server_pings_are_answered_so_the_exchange_never_drops_the_recorder(
+    tmp_path: Path, start_simulator: StartSimulator, start_recorder: StartRecorder
+) -> None:
+    # The exchange pings every 300 ms and drops a client that has not ponged within 1 s.
+    simulator = start_simulator(
+        "--symbols", "BTCUSDT", "--speed", "20", "--ping-interval", "300ms", "--pong-timeout", "1s"
+    )
+    recorder = start_recorder(
+        root=tmp_path / "data", url=simulator.url, symbols=["BTCUSDT"], config=recorder_config()
+    )
+    wait_until(lambda: len(connection_ids(simulator)) == 1, 15, "the connection")
+    (connection,) = connection_ids(simulator)
+    time.sleep(4)  # a dozen pings, four pong deadlines
+    assert connection_ids(simulator) == {connection}
+    assert recorder.logged("connection lost") == []
+    assert recorder.terminate() == 0

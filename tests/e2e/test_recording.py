@@ -203,3 +203,24 @@ def test_planned_handover_at_the_lifetime_loses_and_duplicates_nothing(
     first, last = min(delivered_ticks), max(delivered_ticks)
     generated = [e for e in events if first <= e["tick"] <= last]
     assert all(e["delivered_to"] for e in generated)
+
+
+def test_files_rotate_by_age_and_the_write_ahead_log_does_not_grow(
+    tmp_path: Path, start_simulator: StartSimulator, start_recorder: StartRecorder
+) -> None:
+    simulator = start_simulator("--symbols", "BTCUSDT,ETHUSDT", "--speed", "20")
+    root = tmp_path / "data"
+    config = FAST.replace("[storage]", '[storage]\nmax_file_age = "1s"')
+    recorder = start_recorder(
+        root=root, url=simulator.url, symbols=["BTCUSDT", "ETHUSDT"], config=config
+    )
+    wait_until(lambda: len(parquet_files(root)) >= 8, 30, "four rotations")
+    segments = list((root / "_wal").rglob("*.wal"))
+    assert 1 <= len(segments) <= 2  # the current segment (and one being retired)
+    simulator.freeze()
+    assert recorder.terminate() == 0
+    assert not list((root / "_wal").rglob("*.wal"))
+    rows = read_rows_with("polars", root)
+    assert Counter(rows) == Counter(simulator.delivered_rows())
+    per_symbol = Counter(file.parent.name for file in parquet_files(root))
+    assert min(per_symbol.values()) >= 4
