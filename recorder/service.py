@@ -117,6 +117,8 @@ class RecorderService:
         )
         self.quarantine = QuarantineLog(storage.root, self.instance_id)
         self.gap_log = GapLog(storage.root, self.instance_id)
+        # Replaced in run() once recovery has restored the newest E per symbol; this one lets
+        # health() answer (unhealthy: nothing delivered) before the start completes.
         self.pipeline = self._build_pipeline({})
         self.flush_health = FlushHealth()
         self.metrics_server: MetricsServer | None = None

@@ -358,7 +358,7 @@ class ShardSupervisor:
         return new, new_task
 
     async def _report_end(self, connection: MarketConnection, end: ConnectionEnd) -> None:
-        if end.reason.startswith("no data at all"):
+        if end.change is ConnectionChange.STALLED and connection.watchdog.last_data_at is None:
             log.error(
                 "connection delivered no data at all; is the url the routed /market endpoint?",
                 connection_id=connection.connection_id,
