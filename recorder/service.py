@@ -255,8 +255,9 @@ class RecorderService:
 
     async def flush(self, *, seal: bool) -> None:
         """Make everything buffered durable, then publish due files (all files if ``seal``)."""
-        taken = self.pipeline.take()
         async with self._io_lock:
+            # Taken under the lock: a flush cancelled while waiting for it must not drop events.
+            taken = self.pipeline.take()
             started = self.clock.monotonic()
             work = asyncio.get_running_loop().run_in_executor(
                 None, functools.partial(self._write, taken, seal=seal)

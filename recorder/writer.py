@@ -40,6 +40,7 @@ import itertools
 import json
 import os
 import socket
+import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -97,6 +98,12 @@ from recorder.wal import (
 
 _EPOCH_ORDINAL = dt.date(1970, 1, 1).toordinal()
 _LOCK_ATTEMPTS = 5
+RECOVERER_PREFIX = "recovering "
+"""How a recorder that only recovers another instance's segments marks the lock file."""
+# A live holder writes its name right after locking: a starting owner that finds the lock
+# held with no recoverer's mark retries this long before it gives up.
+_OWNER_LOCK_GRACE = 2.0
+_OWNER_LOCK_POLL = 0.05
 _SORT_KEYS = [("event_time", "ascending"), ("receive_time", "ascending")]
 
 
@@ -297,11 +304,17 @@ class _InstanceLock:
             os.close(fd)
         raise StorageError(f"could not lock {path}: it keeps being replaced")
 
-    def write_owner(self) -> None:
-        """Note the owner's pid and host in the lock file, for operators."""
-        owner = f"{os.getpid()} {socket.gethostname()}\n".encode()
+    def write_holder(self, *, recovering: bool) -> None:
+        """Note who holds the lock (pid and host, and whether it only recovers) in the file.
+
+        Operators read it; a starting owner reads it to tell a recoverer, which it waits
+        for, from a live recorder with its own instance id, which it refuses to run beside.
+        """
+        holder = f"{os.getpid()} {socket.gethostname()}\n"
+        if recovering:
+            holder = RECOVERER_PREFIX + holder
         os.ftruncate(self._fd, 0)
-        os.pwrite(self._fd, owner, 0)
+        os.pwrite(self._fd, holder.encode(), 0)
 
     def release(self, *, remove: bool) -> None:
         """Release the lock; with ``remove``, first delete the lock file and empty directory."""
@@ -429,19 +442,10 @@ class DatasetWriter:
         if self._state is not _State.NEW:
             raise StorageError("a DatasetWriter is opened once")
         own_dir = instance_wal_dir(self._root, self._instance_id)
-        try:
-            _make_dirs(own_dir)
-            lock = _InstanceLock.acquire(own_dir)
-        except OSError as exc:
-            raise StorageError(f"cannot use dataset root {self._root}: {exc}") from exc
-        if lock is None:
-            raise StorageError(
-                f"instance {self._instance_id!r} is already running: "
-                f"{own_dir / LOCK_FILE_NAME} is locked by another process"
-            )
+        lock = _lock_own_dir(self._root, own_dir)
         opened = False
         try:
-            lock.write_owner()
+            lock.write_holder(recovering=False)
             report = self._recover_all(own_dir)
             self._session = new_session_token(self._instance_id, self._clock.wall_us())
             self._start_segment()
@@ -668,6 +672,9 @@ class DatasetWriter:
         for directory in sorted(wal_root(self._root).iterdir()):
             if directory == own_dir or not directory.is_dir():
                 continue
+            if not any(directory.glob(f"*{WAL_SUFFIX}")):
+                # Nothing to recover. Locking it anyway would race with its owner starting up.
+                continue
             try:
                 validate_instance_id(directory.name)
             except UnsafePathError:
@@ -681,6 +688,7 @@ class DatasetWriter:
                 report.instances_skipped.append(directory.name)
                 continue
             try:
+                lock.write_holder(recovering=True)
                 if _recover_instance_dir(self._root, directory, report):
                     report.instances_recovered.append(directory.name)
             finally:
@@ -871,6 +879,42 @@ def _publish(
         last_event_ms=event_times[-1].as_py(),
         reason=reason,
     )
+
+
+def _lock_own_dir(root: Path, own_dir: Path) -> _InstanceLock:
+    """Take this instance's lock, waiting while another recorder recovers its old segments.
+
+    Raises:
+        StorageError: the root cannot be used, or a live recorder with this instance id
+            holds the lock (beyond a short grace, for a holder still writing its name).
+    """
+    grace_until = time.monotonic() + _OWNER_LOCK_GRACE
+    while True:
+        try:
+            _make_dirs(own_dir)
+            lock = _InstanceLock.acquire(own_dir)
+        except FileNotFoundError:
+            # A recoverer that found our old segments removed the emptied directory just now.
+            lock = None
+        except OSError as exc:
+            raise StorageError(f"cannot use dataset root {root}: {exc}") from exc
+        if lock is not None:
+            return lock
+        holder = _read_holder(own_dir)
+        if not holder.startswith(RECOVERER_PREFIX) and time.monotonic() >= grace_until:
+            raise StorageError(
+                f"this instance id is already running: {own_dir / LOCK_FILE_NAME} is locked "
+                f"by {holder or 'another process'}; give each recorder its own instance_id"
+            )
+        time.sleep(_OWNER_LOCK_POLL)
+
+
+def _read_holder(directory: Path) -> str:
+    """What the holder of ``directory``'s lock wrote about itself, ``""`` if nothing yet."""
+    try:
+        return (directory / LOCK_FILE_NAME).read_text(errors="replace").strip()
+    except OSError:
+        return ""
 
 
 def _make_dirs(directory: Path) -> None:

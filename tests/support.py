@@ -206,6 +206,10 @@ class RecorderProcess:
             self.process.wait()
             pytest.fail(f"recorder did not stop within {within}s of SIGTERM")
         self._log.close()
+        if code != 0:
+            # Pytest prints captured stderr with a failure: the reason is in the log's tail.
+            tail = self.log_path.read_text(encoding="utf-8", errors="replace").splitlines()
+            sys.stderr.write("\n".join([f"{self.log_path.name} exited {code}:", *tail[-20:]]))
         return code
 
     def kill(self) -> None:

@@ -6,6 +6,7 @@ import resource
 import shutil
 import subprocess
 import sys
+import threading
 from collections import Counter
 from collections.abc import Callable, Iterator
 from decimal import Decimal
@@ -31,7 +32,7 @@ from recorder.wal import (
     encode_batch,
     encode_json,
 )
-from recorder.writer import DatasetWriter
+from recorder.writer import DatasetWriter, RecoveryReport
 
 DAY = dt.date(2026, 3, 27)
 DAY_MS = day_start_ms(DAY)
@@ -105,6 +106,16 @@ def crash_copy(root: Path, destination: Path) -> Path:
     """The files as a crash at this instant would leave them (every append was fsynced)."""
     shutil.copytree(root, destination, symlinks=True)
     return destination
+
+
+def crashed_after_writing(
+    make_writer: WriterFactory, tmp_path: Path, events: list[MiniTicker], instance_id: str = "alpha"
+) -> Path:
+    """A root as a crash leaves it after ``instance_id`` logged ``events`` (nothing sealed)."""
+    writer = make_writer(tmp_path / "live", instance_id=instance_id)
+    writer.open()
+    writer.write_ahead(events)
+    return crash_copy(writer.root, tmp_path / "crashed")
 
 
 @pytest.fixture
@@ -203,11 +214,8 @@ def test_a_crash_loses_nothing_that_write_ahead_acknowledged(
 def test_a_dead_instance_is_recovered_by_another_instance(
     tmp_path: Path, make_writer: WriterFactory
 ) -> None:
-    writer = make_writer(tmp_path / "live", instance_id="dead-host")
-    writer.open()
     events = events_for(DAY_MS, 5)
-    writer.write_ahead(events)
-    crashed = crash_copy(writer.root, tmp_path / "crashed")
+    crashed = crashed_after_writing(make_writer, tmp_path, events, instance_id="dead-host")
 
     survivor = make_writer(crashed, instance_id="survivor")
     report = survivor.open()
@@ -271,11 +279,8 @@ def test_a_crash_between_rename_and_sealed_record_does_not_duplicate(
 def test_recovery_interrupted_and_repeated_gives_the_same_result(
     tmp_path: Path, make_writer: WriterFactory
 ) -> None:
-    writer = make_writer(tmp_path / "live")
-    writer.open()
     events = events_for(DAY_MS, 10)
-    writer.write_ahead(events)
-    crashed = crash_copy(writer.root, tmp_path / "crashed")
+    crashed = crashed_after_writing(make_writer, tmp_path, events)
     reference = crash_copy(crashed, tmp_path / "reference")
     reference_report = make_writer(reference, instance_id="other").open()
     reference_names = sorted(path.relative_to(reference) for path in data_files(reference))
@@ -577,11 +582,8 @@ def test_a_torn_segment_tail_is_reported_and_the_good_records_recovered(
 def test_an_instance_whose_lock_is_held_is_left_alone_until_it_is_free(
     tmp_path: Path, make_writer: WriterFactory
 ) -> None:
-    writer = make_writer(tmp_path / "live", instance_id="busy")
-    writer.open()
     events = events_for(DAY_MS, 3)
-    writer.write_ahead(events)
-    crashed = crash_copy(writer.root, tmp_path / "crashed")
+    crashed = crashed_after_writing(make_writer, tmp_path, events, instance_id="busy")
     lock_path = crashed / "_wal" / "busy" / "instance.lock"
 
     with lock_path.open("rb") as lock:
@@ -604,6 +606,91 @@ def test_an_instance_id_can_run_only_once(tmp_path: Path, make_writer: WriterFac
     make_writer(tmp_path).open()
     with pytest.raises(StorageError, match="already running"):
         make_writer(tmp_path).open()
+
+
+def test_an_instance_id_running_elsewhere_is_named_in_the_error(
+    tmp_path: Path, make_writer: WriterFactory
+) -> None:
+    make_writer(tmp_path).open()
+    with pytest.raises(StorageError, match=rf"locked by {os.getpid()} "):
+        make_writer(tmp_path).open()
+
+
+def test_the_owner_waits_while_another_recorder_recovers_its_old_segments(
+    tmp_path: Path, make_writer: WriterFactory
+) -> None:
+    events = events_for(DAY_MS, 3)
+    crashed = crashed_after_writing(make_writer, tmp_path, events)
+    lock_path = crashed / "_wal" / "alpha" / "instance.lock"
+    opened = threading.Event()
+    outcome: list[RecoveryReport | StorageError] = []
+
+    def open_owner() -> None:
+        try:
+            outcome.append(make_writer(crashed).open())
+        except StorageError as exc:
+            outcome.append(exc)
+        opened.set()
+
+    with lock_path.open("r+b") as recoverer:
+        fcntl.flock(recoverer, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        recoverer.truncate()
+        recoverer.write(b"recovering 4242 elsewhere\n")
+        recoverer.flush()
+        owner = threading.Thread(target=open_owner)
+        owner.start()
+        # Well past the grace a live holder gets: a recoverer is waited for, however long.
+        assert not opened.wait(3)
+        # A recoverer that emptied the directory removes the lock file on its way out.
+        lock_path.unlink()
+    owner.join(10)
+
+    [report] = outcome
+    assert isinstance(report, RecoveryReport), report
+    assert report.instances_recovered == ("alpha",)
+    assert dataset_rows(crashed) == rows_of(events)
+
+
+def test_an_idle_instance_directory_is_not_locked_by_others(
+    tmp_path: Path, make_writer: WriterFactory
+) -> None:
+    idle = tmp_path / "_wal" / "idle"
+    idle.mkdir(parents=True)
+
+    report = make_writer(tmp_path).open()
+
+    assert report.instances_skipped == ()
+    assert report.instances_recovered == ()
+    assert sorted(path.name for path in idle.iterdir()) == []
+
+
+def test_recorders_starting_together_on_one_root_all_open(
+    tmp_path: Path, make_writer: WriterFactory
+) -> None:
+    """Each starting recorder scans the others' directories while they are being created."""
+
+    def start(writer: DatasetWriter, barrier: threading.Barrier, failures: list[Exception]) -> None:
+        barrier.wait()
+        try:
+            writer.open()
+        except StorageError as exc:
+            failures.append(exc)
+
+    for attempt in range(20):
+        root = tmp_path / str(attempt)
+        writers = [make_writer(root, instance_id=f"i{n}") for n in range(4)]
+        barrier = threading.Barrier(len(writers))
+        failures: list[Exception] = []
+        threads = [
+            threading.Thread(target=start, args=(writer, barrier, failures)) for writer in writers
+        ]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(20)
+        assert failures == []
+        for writer in writers:
+            writer.close()
 
 
 def test_an_unusable_root_raises_storage_error(tmp_path: Path, make_writer: WriterFactory) -> None:
@@ -639,7 +726,7 @@ from pathlib import Path
 
 from recorder.clock import SystemClock
 from recorder.model import MiniTicker
-from recorder.writer import DatasetWriter
+from recorder.writer import DatasetWriter, RecoveryReport
 
 writer = DatasetWriter(
     Path(sys.argv[1]), instance_id="child", max_file_age=3600.0, max_file_bytes=20_000,
