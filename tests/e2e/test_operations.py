@@ -61,12 +61,25 @@ def test_metrics_move_and_health_follows_a_stall(
     recorder.wait_for_log("ready")
     wait_until(lambda: healthz(address)[0] == 200, 10, "healthy")
 
+    def received(sample: dict[tuple[str, tuple[tuple[str, str], ...]], float]) -> list[float]:
+        return [
+            sample.get(("recorder_events_received_total", (("symbol", symbol),)), 0.0)
+            for symbol in SYMBOLS
+        ]
+
+    wait_until(lambda: min(received(scrape(address))) > 0, 10, "an event of every symbol")
     first = scrape(address)
     time.sleep(1)
+    wait_until(
+        lambda: all(
+            now > before
+            for now, before in zip(received(scrape(address)), received(first), strict=True)
+        ),
+        10,
+        "more events of every symbol",
+    )
     second = scrape(address)
     for symbol in SYMBOLS:
-        key = ("recorder_events_received_total", (("symbol", symbol),))
-        assert second[key] > first[key] > 0
         written = ("recorder_events_written_total", (("symbol", symbol),))
         assert second[written] > 0
         age = second[("recorder_last_event_age_seconds", (("symbol", symbol),))]
@@ -122,13 +135,17 @@ def test_systemd_hears_ready_watchdog_and_stopping(
             while not any(word in message for message in received):
                 received.append(notify_socket.recv(4096).decode())
 
+        def watchdogs() -> int:
+            return sum("WATCHDOG=1" in m for m in received)
+
+        notify_socket.settimeout(15)
         receive_until("READY=1")
         receive_until("WATCHDOG=1")
-        watchdogs = sum("WATCHDOG=1" in m for m in received)
-        time.sleep(1.2)
+        first_watchdogs = watchdogs()
+        while watchdogs() <= first_watchdogs:  # they keep coming while it runs
+            received.append(notify_socket.recv(4096).decode())
         assert recorder.terminate() == 0
         receive_until("STOPPING=1")  # sent before exiting, waiting in the socket's buffer
-    assert sum("WATCHDOG=1" in m for m in received) > watchdogs  # kept coming while running
     order = [next(i for i, m in enumerate(received) if w in m) for w in ("READY=1", "STOPPING=1")]
     assert order == sorted(order)
 
@@ -140,7 +157,6 @@ def test_check_reports_healthy_then_stale_for_cron(
     root = tmp_path / "data"
     recorder = start_recorder(root=root, url=simulator.url, symbols=SYMBOLS, config=CONFIG)
     recorder.wait_for_log("ready")
-    time.sleep(4)  # a couple of 2 s updates per symbol at real speed
 
     def check(*args: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
@@ -151,8 +167,12 @@ def test_check_reports_healthy_then_stale_for_cron(
             check=False,
         )
 
-    healthy = check("--max-age", "30s", "--max-missed", "1000")
-    assert healthy.returncode == 0, healthy.stdout + healthy.stderr
+    # Healthy once every symbol's first 2 s update is durable.
+    wait_until(
+        lambda: check("--max-age", "30s", "--max-missed", "1000").returncode == 0,
+        20,
+        "check to pass while recording",
+    )
     assert recorder.terminate() == 0
     time.sleep(3)
     stale = check("--max-age", "1s", "--max-missed", "1000")
