@@ -39,8 +39,4 @@ def start_recorder(tmp_path: Path) -> Iterator[Callable[..., RecorderProcess]]:
         if recorder.alive():
             recorder.kill()
         recorder.close()
-        sys.stderr.write(f"--- {recorder.log_path.name} (tail) ---\n")
-        sys.stderr.write(
-            "\n".join(recorder.log_path.read_text(errors="replace").splitlines()[-40:])
-        )
-        sys.stderr.write("\n")
+        sys.stderr.write(f"--- {recorder.log_path.name} (tail) ---\n{recorder.log_tail()}\n")

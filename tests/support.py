@@ -208,9 +208,13 @@ class RecorderProcess:
         self._log.close()
         if code != 0:
             # Pytest prints captured stderr with a failure: the reason is in the log's tail.
-            tail = self.log_path.read_text(encoding="utf-8", errors="replace").splitlines()
-            sys.stderr.write("\n".join([f"{self.log_path.name} exited {code}:", *tail[-20:]]))
+            sys.stderr.write(f"--- {self.log_path.name} exited {code} ---\n{self.log_tail()}\n")
         return code
+
+    def log_tail(self, lines: int = 40) -> str:
+        """The last ``lines`` lines of the log, as written."""
+        text = self.log_path.read_text(encoding="utf-8", errors="replace")
+        return "\n".join(text.splitlines()[-lines:])
 
     def kill(self) -> None:
         """SIGKILL: no flush, no seal, no goodbye."""

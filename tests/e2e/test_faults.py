@@ -157,6 +157,28 @@ def test_an_unrouted_url_that_delivers_nothing_is_reported_loudly(
     assert recorder.terminate() == 0
 
 
+def test_a_second_recorder_with_a_running_instance_id_refuses_to_start(
+    tmp_path: Path, start_simulator: StartSimulator, start_recorder: StartRecorder
+) -> None:
+    simulator = start_simulator("--symbols", "BTCUSDT", "--speed", "20")
+    config = '[service]\ninstance_id = "twin"\n'
+    root = tmp_path / "data"
+    first = start_recorder(root=root, url=simulator.url, symbols=["BTCUSDT"], config=config)
+    first.wait_for_log("ready")
+
+    second = start_recorder(
+        root=root, url=simulator.url, symbols=["BTCUSDT"], config=config, name="second"
+    )
+
+    assert second.process.wait(30) == 1
+    [failure] = second.logged("recorder failed")
+    assert "already running" in failure["error"]
+    assert f"locked by {first.process.pid} " in failure["error"]
+    assert first.alive()
+    assert first.terminate() == 0
+    assert len(read_rows_with("pyarrow", root)) > 0
+
+
 @pytest.mark.parametrize(
     ("args", "config", "expected"),
     [
