@@ -39,7 +39,7 @@ from recorder.gaplog import GapLog
 from recorder.gaps import GapDetector
 from recorder.logs import get_logger
 from recorder.metrics import MetricsServer, RecorderMetrics
-from recorder.model import ConnectionChange, ConnectionEvent, Rejection
+from recorder.model import Rejection
 from recorder.notify import SystemdNotifier
 from recorder.pipeline import EventPipeline, Taken
 from recorder.quarantine import QuarantineLog
@@ -226,14 +226,6 @@ class RecorderService:
         while True:
             item = await self.queue.get()
             self.pipeline.feed(item)
-            if (
-                not self._ready
-                and isinstance(item, ConnectionEvent)
-                and item.change is ConnectionChange.FIRST_DATA
-            ):
-                self._ready = True
-                self.notifier.ready("recording")
-                log.info("ready", connection_id=item.connection_id)
 
     async def _flush_periodically(self) -> None:
         interval = self.settings.storage.flush_interval
@@ -316,6 +308,11 @@ class RecorderService:
         metrics.set_wal_size(self.writer.wal_bytes)
         health = self.flush_health
         if written.failure is None:
+            if not self._ready and taken.events:
+                # Ready means recording: connected, and the first events durable on disk.
+                self._ready = True
+                self.notifier.ready("recording")
+                log.info("ready", events_durable=len(taken.events))
             if not health.ok:
                 log.info("flush recovered", after_failures=health.consecutive_failures)
             health.ok = True

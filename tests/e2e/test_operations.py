@@ -140,6 +140,8 @@ def test_systemd_hears_ready_watchdog_and_stopping(
 
         notify_socket.settimeout(15)
         receive_until("READY=1")
+        # Ready means recording: the first events were durable before systemd heard it.
+        assert recorder.wait_for_log("ready")["events_durable"] > 0
         receive_until("WATCHDOG=1")
         first_watchdogs = watchdogs()
         while watchdogs() <= first_watchdogs:  # they keep coming while it runs
