@@ -231,6 +231,12 @@ class RecorderProcess:
         return self.process.poll() is None
 
 
+StartSimulator = Callable[..., SimulatorProcess]
+"""The ``start_simulator`` fixture: starts ``recorder simulate`` with the given CLI arguments."""
+StartRecorder = Callable[..., RecorderProcess]
+"""The ``start_recorder`` fixture: starts ``recorder run`` with :class:`RecorderProcess` args."""
+
+
 def read_rows_with(reader: str, root: Path) -> list[Row]:
     """Read every row of the dataset at ``root`` with one analyst tool, as plain tuples.
 

@@ -5,11 +5,16 @@ import io
 import re
 import subprocess
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from support import RECORDER, RecorderProcess, SimulatorProcess, gap_records, wait_until
+from support import (
+    RECORDER,
+    StartRecorder,
+    StartSimulator,
+    gap_records,
+    wait_until,
+)
 
 pytestmark = pytest.mark.e2e
 
@@ -27,8 +32,6 @@ max_file_age = "2s"
 backoff_initial = "200ms"
 backoff_max = "500ms"
 """
-StartSimulator = Callable[..., SimulatorProcess]
-StartRecorder = Callable[..., RecorderProcess]
 
 
 def examples() -> list[str]:

@@ -6,7 +6,6 @@ import signal
 import subprocess
 import sys
 from collections import Counter
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +18,8 @@ from support import (
     RecorderProcess,
     Row,
     SimulatorProcess,
+    StartRecorder,
+    StartSimulator,
     read_rows_with,
     wait_until,
 )
@@ -39,8 +40,6 @@ backoff_max = "300ms"
 [service]
 instance_id = "{instance}"
 """
-StartSimulator = Callable[..., SimulatorProcess]
-StartRecorder = Callable[..., RecorderProcess]
 
 
 def run_cli(*args: str) -> subprocess.CompletedProcess[str]:

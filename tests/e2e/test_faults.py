@@ -6,7 +6,7 @@ import os
 import subprocess
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -14,6 +14,8 @@ from support import (
     RECORDER,
     RecorderProcess,
     SimulatorProcess,
+    StartRecorder,
+    StartSimulator,
     read_rows_with,
     wait_until,
 )
@@ -21,8 +23,6 @@ from support import (
 pytestmark = pytest.mark.e2e
 
 SYMBOLS = ["BTCUSDT", "ETHUSDT", "币安人生USDT"]
-StartSimulator = Callable[..., SimulatorProcess]
-StartRecorder = Callable[..., RecorderProcess]
 
 
 def recorder_config(**source: str) -> str:

@@ -4,15 +4,14 @@ import json
 import subprocess
 import time
 from collections import Counter
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 from support import (
     RECORDER,
-    RecorderProcess,
-    SimulatorProcess,
+    StartRecorder,
+    StartSimulator,
     data_gaps,
     gap_records,
     read_rows_with,
@@ -22,8 +21,6 @@ from support import (
 pytestmark = pytest.mark.e2e
 
 SYMBOLS = ["BTCUSDT", "ETHUSDT", "币安人生USDT", "BTCUSDT_260327"]
-StartSimulator = Callable[..., SimulatorProcess]
-StartRecorder = Callable[..., RecorderProcess]
 CONFIG = """
 [storage]
 flush_interval = "200ms"

@@ -8,18 +8,20 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
-from support import RECORDER, RecorderProcess, SimulatorProcess, wait_until
+from support import (
+    RECORDER,
+    StartRecorder,
+    StartSimulator,
+    wait_until,
+)
 
 pytestmark = pytest.mark.e2e
 
 SYMBOLS = ["BTCUSDT", "ETHUSDT", "币安人生USDT"]
-StartSimulator = Callable[..., SimulatorProcess]
-StartRecorder = Callable[..., RecorderProcess]
 CONFIG = """
 [storage]
 flush_interval = "200ms"

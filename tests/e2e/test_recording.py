@@ -3,15 +3,15 @@
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable
 from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
 from support import (
     READERS,
-    RecorderProcess,
     SimulatorProcess,
+    StartRecorder,
+    StartSimulator,
     parquet_files,
     read_rows_with,
     wait_until,
@@ -32,9 +32,6 @@ flush_interval = "500ms"
 backoff_initial = "100ms"
 backoff_max = "1s"
 """
-
-StartSimulator = Callable[..., SimulatorProcess]
-StartRecorder = Callable[..., RecorderProcess]
 
 
 def delivered_count(simulator: SimulatorProcess) -> int:
