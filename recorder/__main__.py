@@ -1,5 +1,5 @@
 """``python -m recorder`` is the ``recorder`` command."""
 
-from recorder.cli import main
+from recorder.cli.main import main
 
 main()

@@ -35,18 +35,18 @@ from typing import TypeVar
 
 from recorder.clock import Clock, SystemClock
 from recorder.errors import StorageError
-from recorder.gaplog import GapLog
-from recorder.gaps import GapDetector
-from recorder.logs import get_logger
-from recorder.metrics import MetricsServer, RecorderMetrics
+from recorder.gaps.detector import GapDetector
+from recorder.gaps.log import GapLog
+from recorder.gaps.state import merged_last_event_times, write_state
+from recorder.ingest.pipeline import EventPipeline, Taken
+from recorder.ingest.source import MarketSource, StreamItem
 from recorder.model import Rejection
-from recorder.notify import SystemdNotifier
-from recorder.pipeline import EventPipeline, Taken
-from recorder.quarantine import QuarantineLog
+from recorder.ops.logs import get_logger
+from recorder.ops.metrics import MetricsServer, RecorderMetrics
+from recorder.ops.notify import SystemdNotifier
 from recorder.settings import Settings
-from recorder.source import MarketSource, StreamItem
-from recorder.state import merged_last_event_times, write_state
-from recorder.writer import DatasetWriter, RecoveryReport, SealedFile
+from recorder.storage.quarantine import QuarantineLog
+from recorder.storage.writer import DatasetWriter, RecoveryReport, SealedFile
 
 log = get_logger(__name__)
 _T = TypeVar("_T")

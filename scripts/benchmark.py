@@ -2,11 +2,11 @@
 
 Three benchmarks, all measured in the same run so that the ratios compare like with like:
 
-1. **Decode** (in-process, no I/O): :func:`recorder.decode.decode_frame` on simulated combined
-   frames (one event each) and all-market array frames (one frame per tick, every changed
+1. **Decode** (in-process, no I/O): :func:`recorder.ingest.decode.decode_frame` on simulated
+   combined frames (one event each) and all-market array frames (one frame per tick, every changed
    symbol), against ``json.loads`` plus a dict of the fields: what a naive recorder does,
    without validation.
-2. **Storage** (in-process, a temporary directory): :class:`recorder.writer.DatasetWriter`
+2. **Storage** (in-process, a temporary directory): :class:`recorder.storage.writer.DatasetWriter`
    logging one batch per flush (``write_ahead`` + ``seal_due``) and sealing at the end
    (``close``), against writing each flush straight to its own Parquet file with pyarrow (the
    row-group-per-flush layout the design avoids), with and without ``fsync``.
@@ -53,14 +53,14 @@ import pyarrow.parquet as pq
 
 import recorder
 from recorder.clock import SystemClock
-from recorder.decode import decode_frame
+from recorder.ingest.decode import decode_frame
 from recorder.model import MiniTicker
-from recorder.schema import PARQUET_COMPRESSION, build_wal_batch
 from recorder.simulate.config import SimulatorConfig
 from recorder.simulate.market import MarketGenerator, TickBatch, encode_json
 from recorder.simulate.protocol import array_json
+from recorder.storage.schema import PARQUET_COMPRESSION, build_wal_batch
+from recorder.storage.writer import DatasetWriter
 from recorder.symbols import ALL_MARKET_STREAM, stream_name
-from recorder.writer import DatasetWriter
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 RECORDER_COMMAND = (sys.executable, "-m", "recorder")
@@ -241,7 +241,7 @@ class DecodeResult:
         frames: frames per round.
         events: events per round.
         rounds: rounds of each decoder.
-        recorder: median round of :func:`~recorder.decode.decode_frame`.
+        recorder: median round of :func:`~recorder.ingest.decode.decode_frame`.
         baseline: median round of ``json.loads`` plus row dicts.
     """
 

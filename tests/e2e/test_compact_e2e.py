@@ -200,7 +200,7 @@ KILL_SCRIPT = """
 import os, signal, sys
 from pathlib import Path
 from recorder.clock import SystemClock
-from recorder.compact import CompactStep, compact
+from recorder.storage.compact import CompactStep, compact
 
 step, occurrence, seen = CompactStep(sys.argv[2]), int(sys.argv[3]), []
 

@@ -14,7 +14,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from recorder.clock import ManualClock
 from recorder.errors import ConfigError
-from recorder.metrics import MetricsServer, RecorderMetrics
+from recorder.ops.metrics import MetricsServer, RecorderMetrics
 
 pytestmark = pytest.mark.integration
 

@@ -1,0 +1,1 @@
+"""The command line: click commands that parse, call, render and exit; nothing else."""

@@ -1,0 +1,158 @@
+"""The ``recorder`` command line. Signal handling lives here and only sets the stop event."""
+
+import asyncio
+import os
+import signal
+import sys
+from collections.abc import Callable, Coroutine
+from pathlib import Path
+from typing import Any
+
+import click
+
+from recorder import __version__
+from recorder.errors import ConfigError, RecorderError
+from recorder.ops.logs import configure_logging, get_logger
+from recorder.settings import Settings, load_settings, settings_to_mapping
+
+log = get_logger(__name__)
+
+EXIT_OK = 0
+EXIT_FAILURE = 1
+EXIT_USAGE = 2
+
+
+def _run_until_signalled(main: Callable[[asyncio.Event], Coroutine[Any, Any, None]]) -> None:
+    """Run ``main(stop)`` on a fresh event loop; SIGTERM and SIGINT set ``stop``."""
+
+    async def runner() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, stop.set)
+        await main(stop)
+
+    asyncio.run(runner())
+
+
+def _load(config: Path | None, flags: dict[str, object]) -> Settings:
+    try:
+        return load_settings(config, os.environ, flags)
+    except ConfigError as exc:
+        click.echo(f"recorder: configuration error: {exc}", err=True)
+        sys.exit(EXIT_USAGE)
+
+
+@click.group()
+@click.version_option(__version__, prog_name="recorder")
+def main() -> None:
+    """Record Binance USDⓈ-M futures miniTicker streams into a Parquet dataset."""
+
+
+@main.command()
+@click.option(
+    "-c",
+    "--config",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="TOML settings file (default: $RECORDER_CONFIG, else built-in defaults).",
+)
+@click.option("--url", help="Websocket base URL, e.g. wss://fstream.binance.com/market.")
+@click.option("--symbols", help="Comma-separated symbols, e.g. BTCUSDT,ETHUSDT.")
+@click.option("--root", help="Dataset root directory.")
+@click.option("--print-config", is_flag=True, help="Print the effective settings and exit.")
+def run(
+    config: Path | None,
+    url: str | None,
+    symbols: str | None,
+    root: str | None,
+    print_config: bool,
+) -> None:
+    """Run the recorder daemon until SIGTERM or SIGINT; exit 0 after a clean stop."""
+    settings = _load(config, {"source.url": url, "source.symbols": symbols, "storage.root": root})
+    if print_config:
+        import json  # noqa: PLC0415 - only this branch prints JSON
+
+        click.echo(json.dumps(settings_to_mapping(settings), indent=2, ensure_ascii=False))
+        return
+    configure_logging(settings.log.level, settings.log.format)
+    from recorder.service import RecorderService  # noqa: PLC0415 - keeps `--help` fast
+
+    service = RecorderService(settings)
+    try:
+        _run_until_signalled(service.run)
+    except* RecorderError as group:
+        for exc in group.exceptions:
+            log.error("recorder failed", error=str(exc))
+        sys.exit(EXIT_FAILURE)
+
+
+def _duration_option(value: str | None) -> float | None:
+    from recorder.settings import parse_duration  # noqa: PLC0415
+
+    return None if value is None else parse_duration(value)
+
+
+@main.command()
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option("--port", default=0, show_default=True, help="Port; 0 picks a free one.")
+@click.option("--symbols", help="Comma-separated contracts (default: ten varied ones).")
+@click.option("--quiet-symbols", default="", help="Symbols that rarely change.")
+@click.option("--speed", default=1.0, show_default=True, help="Event clock speed factor.")
+@click.option("--seed", default=0, show_default=True, help="Seed of the simulated market.")
+@click.option("--start-ms", type=int, help="E of the first tick (default: now).")
+@click.option("--faults", help="Faults to inject, e.g. 'drop@10s,stall@20s+15s,garbage@5s'.")
+@click.option("--lifetime", help="Connection lifetime (default 24h), e.g. '5s'.")
+@click.option("--ping-interval", help="Server ping interval (default 3m).")
+@click.option("--pong-timeout", help="Drop clients that do not pong within this (default 10m).")
+def simulate(  # noqa: PLR0917 - click passes each option as an argument
+    host: str,
+    port: int,
+    symbols: str | None,
+    quiet_symbols: str,
+    speed: float,
+    seed: int,
+    start_ms: int | None,
+    faults: str | None,
+    lifetime: str | None,
+    ping_interval: str | None,
+    pong_timeout: str | None,
+) -> None:
+    """Run the local Binance-compatible exchange (for tests, benchmarks and demos)."""
+    from recorder.simulate import SimulatorConfig, serve  # noqa: PLC0415
+
+    configure_logging("info", "auto")
+    options: dict[str, Any] = {
+        "host": host,
+        "port": port,
+        "speed": speed,
+        "seed": seed,
+        "start_ms": start_ms,
+        "quiet_symbols": tuple(s.strip() for s in quiet_symbols.split(",") if s.strip()),
+    }
+    try:
+        if symbols:
+            options["symbols"] = tuple(s.strip() for s in symbols.split(",") if s.strip())
+        for key, text in (
+            ("lifetime", lifetime),
+            ("ping_interval", ping_interval),
+            ("pong_timeout", pong_timeout),
+        ):
+            seconds = _duration_option(text)
+            if seconds is not None:
+                options[key] = seconds
+        config = SimulatorConfig(**options)
+        _run_until_signalled(lambda stop: serve(config, faults, stop))
+    except ConfigError as exc:
+        click.echo(f"recorder simulate: {exc}", err=True)
+        sys.exit(EXIT_USAGE)
+
+
+def _register_commands() -> None:
+    from recorder.cli.maintenance import MAINTENANCE_COMMANDS  # noqa: PLC0415
+    from recorder.cli.reports import REPORT_COMMANDS  # noqa: PLC0415
+
+    for command in (*REPORT_COMMANDS, *MAINTENANCE_COMMANDS):
+        main.add_command(command)
+
+
+_register_commands()

@@ -1,0 +1,1 @@
+"""Ingest: the websocket source, its connection policy, decoding, de-duplication, the pipeline."""

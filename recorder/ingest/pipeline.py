@@ -1,0 +1,187 @@
+"""The sans-IO middle of the data path: frames in; events, rejections and gaps out.
+
+The service feeds every item the source queued (frames and connection events, in arrival
+order) to one :class:`EventPipeline`; the flush scheduler takes what accumulated with
+:meth:`EventPipeline.take` and hands it to storage. No socket, file or clock in here: times come
+from the items themselves.
+"""
+
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from recorder.gaps.detector import Gap, GapDetector
+from recorder.ingest.decode import decode_frame, reason_code
+from recorder.ingest.dedup import DuplicateFilter
+from recorder.model import (
+    ConnectionChange,
+    ConnectionEvent,
+    MiniTicker,
+    ReceivedFrame,
+    Rejection,
+)
+from recorder.ops.metrics import RecorderMetrics
+
+_ENDS = frozenset({ConnectionChange.DROPPED, ConnectionChange.STALLED, ConnectionChange.RETIRED})
+
+
+@dataclass(frozen=True, slots=True)
+class Taken:
+    """What accumulated since the previous :meth:`EventPipeline.take`.
+
+    Attributes:
+        events: de-duplicated events in arrival order.
+        rejections: frames (or array items) for the quarantine.
+        gaps: missed updates detected, each closed by one of ``events`` (or an earlier one).
+        last_event_times: the newest ``E`` per symbol as of this take, restored ones included:
+            the state persisted with these events.
+    """
+
+    events: list[MiniTicker]
+    rejections: list[Rejection]
+    gaps: list[Gap]
+    last_event_times: dict[str, int]
+
+
+@dataclass(slots=True)
+class PipelineCounters:
+    """Cumulative counts since start, for logs."""
+
+    frames: int = 0
+    events: int = 0
+    duplicates: int = 0
+    rejections: int = 0
+    control_replies: int = 0
+    gaps: int = 0
+    missed: int = 0
+
+
+@dataclass(slots=True)
+class ConnectionState:
+    """What the pipeline knows of one live connection, for health checks.
+
+    Attributes:
+        symbols: what it carries.
+        last_frame_us: wall clock of its newest frame, or None before the first one.
+    """
+
+    symbols: tuple[str, ...]
+    last_frame_us: int | None = None
+
+
+@dataclass(slots=True)
+class _Accumulated:
+    events: list[MiniTicker] = field(default_factory=list)
+    rejections: list[Rejection] = field(default_factory=list)
+    gaps: list[Gap] = field(default_factory=list)
+
+
+class EventPipeline:
+    """Decode, validate, de-duplicate and gap-check what the source delivers.
+
+    Args:
+        symbols: the subscribed symbols; events of any other symbol are rejected.
+        max_frame_bytes: frames larger than this are rejected unread.
+        detector: the gap detector, already restored from persisted state.
+        metrics: counters to move, if any.
+        dedup_window: event times remembered per symbol for de-duplication.
+    """
+
+    def __init__(
+        self,
+        symbols: frozenset[str],
+        max_frame_bytes: int,
+        detector: GapDetector,
+        metrics: RecorderMetrics | None = None,
+        dedup_window: int = 256,
+    ) -> None:
+        self._subscribed = symbols
+        self._max_frame_bytes = max_frame_bytes
+        self._detector = detector
+        self._metrics = metrics
+        self._seen = DuplicateFilter(dedup_window)
+        self._pending = _Accumulated()
+        self.counters = PipelineCounters()
+        self.connections: dict[str, ConnectionState] = {}
+        """Connections opened and not yet ended, by id."""
+
+    def feed(self, item: ReceivedFrame | ConnectionEvent) -> None:
+        """Process one queued item."""
+        if isinstance(item, ConnectionEvent):
+            self._on_connection(item)
+        else:
+            self._on_frame(item)
+
+    def take(self) -> Taken:
+        """Return and forget everything accumulated since the last call."""
+        pending = self._pending
+        self._pending = _Accumulated()
+        return Taken(
+            pending.events,
+            pending.rejections,
+            pending.gaps,
+            self._detector.last_event_times(),
+        )
+
+    def _on_connection(self, event: ConnectionEvent) -> None:
+        self._detector.on_connection(event)
+        metrics = self._metrics
+        if event.change is ConnectionChange.OPENED:
+            self.connections[event.connection_id] = ConnectionState(event.symbols)
+        elif event.change in _ENDS:
+            was_open = self.connections.pop(event.connection_id, None) is not None
+            unplanned = event.change is not ConnectionChange.RETIRED
+            if was_open and unplanned and metrics is not None:
+                metrics.reconnect(event.change.value)
+        if metrics is not None:
+            metrics.set_open_connections(len(self.connections))
+
+    def _on_frame(self, frame: ReceivedFrame) -> None:
+        counters = self.counters
+        counters.frames += 1
+        connection = self.connections.get(frame.connection_id)
+        if connection is not None:
+            connection.last_frame_us = frame.receive_time
+        self._detector.on_frame(frame.connection_id)
+        decoded = decode_frame(
+            frame.data,
+            receive_time=frame.receive_time,
+            subscribed=self._subscribed,
+            connection_id=frame.connection_id,
+            max_frame_bytes=self._max_frame_bytes,
+        )
+        metrics = self._metrics
+        pending = self._pending
+        if decoded.control is not None:
+            counters.control_replies += 1
+        if decoded.rejections:
+            self.reject(decoded.rejections)
+        for event in decoded.events:
+            if not self._seen.accept(event.symbol, event.event_time):
+                counters.duplicates += 1
+                if metrics is not None:
+                    metrics.duplicate_dropped()
+                continue
+            pending.events.append(event)
+            counters.events += 1
+            if metrics is not None:
+                metrics.event_received(event.symbol, event.receive_time)
+            gap = self._detector.observe(event, frame.connection_id, frame.receive_time)
+            if gap is not None:
+                pending.gaps.append(gap)
+                counters.gaps += 1
+                counters.missed += gap.missed
+                if metrics is not None:
+                    metrics.gap_detected(gap.cause.value, gap.missed)
+
+    def reject(self, rejections: Sequence[Rejection]) -> None:
+        """Count rejections and queue them for the quarantine."""
+        self.count_rejections(rejections)
+        self._pending.rejections.extend(rejections)
+
+    def count_rejections(self, rejections: Sequence[Rejection]) -> None:
+        """Count rejections by reason code (storage rejects a few the decoder let through)."""
+        self.counters.rejections += len(rejections)
+        if self._metrics is not None:
+            for code, count in Counter(reason_code(r.reason) for r in rejections).items():
+                self._metrics.frame_quarantined(code, count)

@@ -1,0 +1,1 @@
+"""Storage: the schema, paths, write-ahead log, writer, sealing, quarantine and compaction."""

@@ -1,0 +1,227 @@
+r"""The quarantine: rejected frames, kept raw with their reason, as JSON Lines.
+
+Layout: ``<root>/_quarantine/<YYYY-MM-DD>-<instance_id>.jsonl``, one file per UTC day of
+``receive_time`` and per recorder instance, so instances sharing a root never write into the
+same file. One line per rejection (wrapped here)::
+
+    {"received_at": "2022-06-09T16:22:04.000123+00:00",
+     "reason": "wrong_type:c: Expected `str`, got `float` - at `$.c`",
+     "reason_code": "wrong_type:c", "connection_id": "0.1", "raw": "{\"e\": ...}"}
+
+Text is written as UTF-8 and stays readable (``币安人生`` as is); characters with no UTF-8
+form (lone surrogates) and line separators other than ``\n`` are written as JSON ``\uXXXX``
+escapes, so every reader splits lines the same way. A line torn by a crash is never glued to
+the next record: an append that finds the file not ending in a newline starts with one.
+
+Threading: :meth:`QuarantineLog.add` is cheap and meant for the event loop;
+:meth:`QuarantineLog.flush` does blocking I/O and is meant for a worker thread
+(``asyncio.to_thread``). The service calls them one after the other, never at the same time,
+but both swap the pending list under one lock and flushes are serialised, so an overlap
+would lose or duplicate nothing.
+"""
+
+import json
+import os
+import re
+import threading
+from collections.abc import Iterable, Mapping
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+from typing import Final
+
+from recorder.errors import ConfigError, StorageError
+from recorder.ingest.decode import reason_code
+from recorder.model import Rejection
+from recorder.storage.wal import fsync_dir
+
+QUARANTINE_DIR: Final = "_quarantine"
+"""The quarantine's directory under the dataset root; ``_`` hides it from dataset discovery."""
+QUARANTINE_SUFFIX: Final = ".jsonl"
+"""Quarantine files are JSON Lines; never ``.parquet``, which dataset globs would pick up."""
+
+_INSTANCE_ID: Final = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
+_EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
+_LINE_BREAK_ESCAPES: Final = {ord(c): f"\\u{ord(c):04x}" for c in "\x85\u2028\u2029"}
+
+
+class QuarantineLog:
+    """Rejections buffered in memory and appended durably to the day's quarantine file.
+
+    Args:
+        root: the dataset root; files go to ``root / "_quarantine"``.
+        instance_id: this recorder instance's identifier, part of every file name: ASCII
+            letters, digits, ``.``, ``_`` and ``-``, starting with a letter or digit, at most
+            64 characters.
+
+    Raises:
+        ConfigError: ``instance_id`` is not usable in a file name.
+    """
+
+    def __init__(self, root: Path, instance_id: str) -> None:
+        if _INSTANCE_ID.fullmatch(instance_id) is None:
+            msg = (
+                f"instance_id {instance_id!r} cannot name a quarantine file: expected 1 to 64 "
+                "ASCII letters, digits, '.', '_' or '-', starting with a letter or digit"
+            )
+            raise ConfigError(msg)
+        self._directory = root / QUARANTINE_DIR
+        self._instance_id = instance_id
+        self._lock = threading.Lock()
+        self._flush_lock = threading.Lock()
+        self._pending: list[Rejection] = []
+        self._counts: dict[str, int] = {}
+        # Files a failed append could not cut back: path -> size before that append.
+        self._torn: dict[Path, int] = {}
+        # Directories that gained an entry (our directory, a new day file) not yet fsynced.
+        self._unsynced_directories: set[Path] = set()
+
+    @property
+    def directory(self) -> Path:
+        """The directory holding the quarantine files."""
+        return self._directory
+
+    @property
+    def counts(self) -> Mapping[str, int]:
+        """Rejections added since start, by reason code (a snapshot)."""
+        with self._lock:
+            return dict(self._counts)
+
+    @property
+    def pending(self) -> int:
+        """How many rejections wait for the next :meth:`flush`."""
+        with self._lock:
+            return len(self._pending)
+
+    def path_for(self, day: date) -> Path:
+        """Return the file this instance appends the rejections received on ``day`` (UTC) to."""
+        return self._directory / f"{day.isoformat()}-{self._instance_id}{QUARANTINE_SUFFIX}"
+
+    def add(self, rejections: Iterable[Rejection]) -> None:
+        """Buffer rejections for the next :meth:`flush` and count them; no I/O."""
+        with self._lock:
+            counts = self._counts
+            for rejection in rejections:
+                self._pending.append(rejection)
+                code = reason_code(rejection.reason)
+                counts[code] = counts.get(code, 0) + 1
+
+    def flush(self) -> int:
+        """Append everything pending to the day files and fsync; blocking.
+
+        A day's records are written whole or not at all: when a write fails, the file is cut
+        back to its previous size and the records stay pending, so a later flush writes them
+        exactly once.
+
+        Returns:
+            The number of rejections written.
+
+        Raises:
+            StorageError: the quarantine directory or a file cannot be written (disk full,
+                read-only root, permission denied). What was not written stays pending.
+        """
+        with self._flush_lock:
+            with self._lock:
+                pending, self._pending = self._pending, []
+            if not pending:
+                self._sync_directories()
+                return 0
+            by_day: dict[date, list[Rejection]] = {}
+            for rejection in pending:
+                by_day.setdefault(_utc_day(rejection.receive_time), []).append(rejection)
+            written = 0
+            for day, rejections in by_day.items():
+                path = self.path_for(day)
+                try:
+                    self._append(path, b"".join(map(_line, rejections)))
+                except OSError as exc:
+                    unwritten = [r for d, rs in by_day.items() if d >= day for r in rs]
+                    with self._lock:
+                        # Ahead of anything added meanwhile, to keep arrival order.
+                        self._pending[:0] = unwritten
+                    what = f"cannot append {len(rejections)} rejections to {path}"
+                    raise _storage_error(what, exc) from exc
+                written += len(rejections)
+            # The records are durable in their files now and must not be queued again, even
+            # if a new file's directory entry cannot be synced yet: that is retried alone.
+            self._sync_directories()
+            return written
+
+    def _sync_directories(self) -> None:
+        """Fsync every directory that gained an entry since the last successful sync."""
+        for directory in sorted(self._unsynced_directories):  # the root before its children
+            try:
+                fsync_dir(directory)
+            except OSError as exc:
+                raise _storage_error(f"cannot sync directory {directory}", exc) from exc
+            self._unsynced_directories.discard(directory)
+
+    def _append(self, path: Path, data: bytes) -> None:
+        """Append ``data`` to ``path`` and fsync it, leaving the file unchanged on failure.
+
+        Directory entries it creates are noted for :meth:`_sync_directories`.
+        """
+        if not self._directory.is_dir():
+            # Only our own directory: a missing root (an unmounted volume) must stay an error.
+            self._directory.mkdir(exist_ok=True)
+            self._unsynced_directories.add(self._directory.parent)
+        try:
+            fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_EXCL, 0o644)
+            self._unsynced_directories.add(self._directory)
+        except FileExistsError:
+            fd = os.open(path, os.O_RDWR | os.O_APPEND)
+        try:
+            torn_at = self._torn.get(path)
+            if torn_at is not None:
+                os.ftruncate(fd, torn_at)
+                del self._torn[path]
+            size = os.fstat(fd).st_size
+            if size and os.pread(fd, 1, size - 1) != b"\n":
+                data = b"\n" + data  # a crash tore the last line; keep ours separate
+            try:
+                view = memoryview(data)
+                while view:
+                    view = view[os.write(fd, view) :]
+                os.fsync(fd)
+            except OSError:
+                self._cut_back(fd, path, size)
+                raise
+        finally:
+            os.close(fd)
+
+    def _cut_back(self, fd: int, path: Path, size: int) -> None:
+        """Remove a partial append, or remember to before the next one to ``path``."""
+        # A partial line left behind would make the retry duplicate the lines that landed.
+        try:
+            os.ftruncate(fd, size)
+        except OSError:
+            self._torn[path] = size
+
+
+def _storage_error(what: str, exc: OSError) -> StorageError:
+    """Wrap ``exc`` keeping its errno, for metrics and for callers that test it."""
+    if exc.errno is None:
+        return StorageError(f"{what}: {exc}")
+    return StorageError(exc.errno, f"{what}: {exc.strerror or exc}")
+
+
+def _utc_day(receive_time: int) -> date:
+    return (_EPOCH + timedelta(microseconds=receive_time)).date()
+
+
+def _line(rejection: Rejection) -> bytes:
+    record = {
+        "received_at": (_EPOCH + timedelta(microseconds=rejection.receive_time)).isoformat(
+            timespec="microseconds"
+        ),
+        "reason": rejection.reason,
+        "reason_code": reason_code(rejection.reason),
+        "connection_id": rejection.connection_id,
+        "raw": rejection.raw,
+    }
+    text = json.dumps(record, ensure_ascii=False)
+    # Line separators other than \n are legal inside JSON strings but split the line for
+    # readers that use str.splitlines; escape them.
+    text = text.translate(_LINE_BREAK_ESCAPES)
+    # A lone surrogate has no UTF-8 form; backslashreplace writes it as the JSON escape
+    # \udcxx, which reads back as the same character.
+    return (text + "\n").encode("utf-8", "backslashreplace")

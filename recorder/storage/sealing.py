@@ -1,0 +1,135 @@
+"""When buffered partitions become sealed Parquet files: a pure policy, no I/O.
+
+Three rules, checked together on every tick:
+
+* **Day end.** Partitions of UTC date D are sealed once the newest ``E`` seen across all symbols
+  reaches midnight of D+1 plus a grace period (late events of D still arrive for a moment after
+  midnight). Exchange time, not the local clock, decides: a recorder catching up after a stall
+  seals days in the order the data closes them. An event of D arriving later still simply
+  starts a new file for D, sealed at the next tick; ``recorder compact`` merges the parts.
+* **Age.** Every ``max_file_age`` seconds (monotonic) the write-ahead segment rotates: every
+  open partition is sealed, a new segment starts and the old one is deleted. So a segment can be
+  deleted exactly when everything in it is sealed, and no data stays unpublished for longer than
+  ``max_file_age``.
+* **Size.** A partition whose buffered Arrow data exceeds ``max_file_bytes`` is sealed early,
+  bounding memory and file size.
+"""
+
+import datetime as dt
+import enum
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from recorder.errors import ConfigError
+from recorder.storage.paths import PartitionKey
+from recorder.storage.schema import day_start_ms
+
+
+class SealReason(enum.StrEnum):
+    """Why a data file was sealed."""
+
+    DAY_END = "day_end"
+    AGE = "age"
+    SIZE = "size"
+    CLOSE = "close"
+    RECOVERY = "recovery"
+
+
+@dataclass(frozen=True, slots=True)
+class OpenPartition:
+    """What the policy knows about a partition with buffered, unsealed rows.
+
+    Attributes:
+        key: the partition.
+        buffered_bytes: Arrow bytes of its buffered rows.
+    """
+
+    key: PartitionKey
+    buffered_bytes: int
+
+
+@dataclass(frozen=True, slots=True)
+class SealPlan:
+    """What is due now.
+
+    Attributes:
+        seals: the partitions to seal, each with its reason, in partition order.
+        rotate_segment: after sealing (then every partition is in ``seals``), start a new
+            write-ahead segment and delete the old one.
+    """
+
+    seals: tuple[tuple[PartitionKey, SealReason], ...]
+    rotate_segment: bool
+
+
+class SealPolicy:
+    """Decide which partitions to seal, given the time and what is buffered.
+
+    Args:
+        max_file_age: seconds between segment rotations; every open partition is sealed then.
+        max_file_bytes: buffered Arrow bytes above which a partition is sealed early.
+        day_grace_ms: how far past midnight (in exchange time) a day stays open.
+
+    Raises:
+        ConfigError: a limit is not positive (``day_grace_ms`` may be 0).
+    """
+
+    def __init__(self, *, max_file_age: float, max_file_bytes: int, day_grace_ms: int) -> None:
+        if not max_file_age > 0:
+            raise ConfigError(f"max_file_age={max_file_age!r}: expected seconds > 0")
+        if max_file_bytes <= 0:
+            raise ConfigError(f"max_file_bytes={max_file_bytes!r}: expected bytes > 0")
+        if day_grace_ms < 0:
+            raise ConfigError(f"day_grace_ms={day_grace_ms!r}: expected milliseconds >= 0")
+        self.max_file_age = max_file_age
+        self.max_file_bytes = max_file_bytes
+        self.day_grace_ms = day_grace_ms
+
+    def day_closes_at_ms(self, date: dt.date) -> int:
+        """Return the newest ``E`` (ms) from which partitions of ``date`` are sealed.
+
+        >>> SealPolicy(max_file_age=3600, max_file_bytes=1, day_grace_ms=5000).day_closes_at_ms(
+        ...     dt.date(1970, 1, 1)
+        ... )
+        86405000
+        """
+        return day_start_ms(date + dt.timedelta(days=1)) + self.day_grace_ms
+
+    def rotation_due(self, *, now: float, segment_started_at: float) -> bool:
+        """Tell whether the write-ahead segment started at ``segment_started_at`` is due."""
+        return now - segment_started_at >= self.max_file_age
+
+    def plan(
+        self,
+        *,
+        now: float,
+        segment_started_at: float,
+        newest_event_ms: int | None,
+        partitions: Iterable[OpenPartition],
+    ) -> SealPlan:
+        """Return what to seal now.
+
+        Args:
+            now: monotonic seconds.
+            segment_started_at: monotonic seconds when the current segment was started.
+            newest_event_ms: the newest ``E`` logged so far, ``None`` before the first event.
+            partitions: the partitions with buffered rows.
+        """
+        rotate = self.rotation_due(now=now, segment_started_at=segment_started_at)
+        seals: list[tuple[PartitionKey, SealReason]] = []
+        for partition in sorted(partitions, key=lambda p: p.key):
+            reason = self._reason(partition, newest_event_ms)
+            if reason is None and rotate:
+                reason = SealReason.AGE
+            if reason is not None:
+                seals.append((partition.key, reason))
+        return SealPlan(tuple(seals), rotate)
+
+    def _reason(self, partition: OpenPartition, newest_event_ms: int | None) -> SealReason | None:
+        if newest_event_ms is not None and newest_event_ms >= self.day_closes_at_ms(
+            partition.key.date
+        ):
+            return SealReason.DAY_END
+        if partition.buffered_bytes > self.max_file_bytes:
+            return SealReason.SIZE
+        return None

@@ -1,0 +1,88 @@
+import json
+
+from recorder.gaps.detector import GapCause, GapDetector
+from recorder.ingest.pipeline import EventPipeline
+from recorder.model import ConnectionChange, ConnectionEvent, ReceivedFrame
+from recorder.ops.metrics import RecorderMetrics
+
+T0 = 1_764_000_000_000
+
+
+def frame(symbol: str, event_time: int, connection: str = "0.1", **extra: object) -> ReceivedFrame:
+    payload = {
+        "e": "24hrMiniTicker",
+        "E": event_time,
+        "s": symbol,
+        "c": "1.50",
+        "o": "1.00",
+        "h": "2.00",
+        "l": "0.90",
+        "v": "100",
+        "q": "150.5",
+        **extra,
+    }
+    data = json.dumps({"stream": symbol.lower() + "@miniTicker", "data": payload})
+    return ReceivedFrame(data, event_time * 1000 + 50_000, connection)
+
+
+def change(kind: ConnectionChange, connection: str = "0.1") -> ConnectionEvent:
+    return ConnectionEvent(kind, connection, ("BTCUSDT", "ETHUSDT"), 0.0, 0)
+
+
+def pipeline(metrics: RecorderMetrics | None = None) -> EventPipeline:
+    return EventPipeline(frozenset({"BTCUSDT", "ETHUSDT"}), 1 << 20, GapDetector(2000), metrics)
+
+
+def test_events_come_out_once_in_arrival_order_and_take_empties() -> None:
+    p = pipeline()
+    p.feed(change(ConnectionChange.OPENED))
+    for item in (frame("BTCUSDT", T0), frame("ETHUSDT", T0 + 5), frame("BTCUSDT", T0)):
+        p.feed(item)
+    taken = p.take()
+    assert [(e.symbol, e.event_time) for e in taken.events] == [
+        ("BTCUSDT", T0),
+        ("ETHUSDT", T0 + 5),
+    ]
+    assert p.counters.duplicates == 1
+    assert taken.last_event_times == {"BTCUSDT": T0, "ETHUSDT": T0 + 5}
+    assert p.take().events == []
+
+
+def test_bad_frames_become_rejections_with_the_connection() -> None:
+    p = pipeline()
+    p.feed(ReceivedFrame("not json", 1, "0.7"))
+    p.feed(frame("SOLUSDT", T0))
+    taken = p.take()
+    assert taken.events == []
+    assert [r.reason.split(":")[0] for r in taken.rejections] == ["not_json", "unsubscribed_symbol"]
+    assert {r.connection_id for r in taken.rejections} == {"0.7", "0.1"}
+
+
+def test_a_drop_between_two_events_is_a_disconnect_gap() -> None:
+    p = pipeline()
+    p.feed(change(ConnectionChange.OPENED, "0.1"))
+    p.feed(frame("BTCUSDT", T0, "0.1"))
+    p.feed(change(ConnectionChange.DROPPED, "0.1"))
+    p.feed(change(ConnectionChange.OPENED, "0.2"))
+    p.feed(frame("BTCUSDT", T0 + 10_000, "0.2"))
+    (gap,) = p.take().gaps
+    assert (gap.symbol, gap.from_ms, gap.to_ms, gap.missed) == ("BTCUSDT", T0, T0 + 10_000, 4)
+    assert gap.cause is GapCause.DISCONNECT
+    assert p.counters.missed == 4
+
+
+def test_live_connections_and_metrics_follow_connection_events() -> None:
+    metrics = RecorderMetrics()
+    p = pipeline(metrics)
+    p.feed(change(ConnectionChange.OPENED, "0.1"))
+    p.feed(frame("BTCUSDT", T0, "0.1"))
+    assert p.connections["0.1"].last_frame_us == T0 * 1000 + 50_000
+    p.feed(change(ConnectionChange.STALLED, "0.1"))
+    p.feed(change(ConnectionChange.OPENED, "0.2"))
+    p.feed(change(ConnectionChange.RETIRED, "0.2"))
+    assert p.connections == {}
+    body, _ = metrics.exposition()
+    text = body.decode()
+    assert 'recorder_reconnects_total{reason="stalled"} 1.0' in text
+    assert "recorder_open_connections 0.0" in text
+    assert 'recorder_events_received_total{symbol="BTCUSDT"} 1.0' in text
