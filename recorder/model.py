@@ -2,6 +2,14 @@
 
 import enum
 from dataclasses import dataclass
+from typing import Final
+
+DECIMAL_PRECISION: Final = 38
+"""Total significant digits of the dataset's decimal columns (Arrow ``decimal128``)."""
+DECIMAL_SCALE: Final = 18
+"""Fractional digits of the dataset's decimal columns."""
+DECIMAL_INTEGER_DIGITS: Final = DECIMAL_PRECISION - DECIMAL_SCALE
+"""Integer digits that fit beside :data:`DECIMAL_SCALE` fractional digits."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,3 +112,14 @@ class ConnectionEvent:
     monotonic: float
     wall_us: int
     reason: str = ""
+
+
+def reason_code(reason: str) -> str:
+    """Return the machine-groupable part of a rejection reason (before ``": "``).
+
+    >>> reason_code("wrong_type:c: Expected `str`, got `float` - at `$.c`")
+    'wrong_type:c'
+    >>> reason_code("not_json")
+    'not_json'
+    """
+    return reason.partition(": ")[0]

@@ -25,10 +25,9 @@ from recorder.cli.reports import (
     settings_options,
     text_or_json_option,
 )
-from recorder.clock import SystemClock
+from recorder.clock import SystemClock, event_date
 from recorder.errors import ConfigError, StorageError
 from recorder.storage.compact import compact, parse_before
-from recorder.storage.schema import event_date
 
 _MS_PER_SECOND = 1000
 _US_PER_MS = 1000

@@ -34,11 +34,11 @@ from recorder.reports import (
     render_gaps_csv,
     render_gaps_json,
     render_gaps_table,
-    require_root,
     run_check,
     run_verify,
 )
 from recorder.settings import Settings, load_settings, parse_duration
+from recorder.storage.paths import require_root
 from recorder.symbols import is_valid_symbol
 
 _F = TypeVar("_F", bound=Callable[..., object])

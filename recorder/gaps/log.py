@@ -44,12 +44,12 @@ from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from recorder.clock import event_date, format_utc_ms, format_utc_us, parse_utc_us
+from recorder.durable import cut_back, fsync_dir, make_dirs, write_all
 from recorder.errors import StorageError
 from recorder.gaps.detector import Gap, GapCause
+from recorder.instance import validate_instance_id
 from recorder.ops.logs import get_logger
-from recorder.storage.paths import validate_instance_id
-from recorder.storage.schema import event_date
-from recorder.storage.wal import fsync_dir
 
 log = get_logger(__name__)
 
@@ -63,51 +63,12 @@ DATE_DIR_PREFIX = "date="
 RecordKey = tuple[str, int, int]
 """``(symbol, from_ms, to_ms)``."""
 
-_EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
-_ONE_US = dt.timedelta(microseconds=1)
 # Days whose keys stay in memory; older ones are read again if a gap of theirs comes back.
 _CACHED_DAYS = 4
 _TAIL_CHUNK = 64 * 1024
 
 
 # -- times -----------------------------------------------------------------------------------
-
-
-def format_utc_ms(epoch_ms: int) -> str:
-    """Render milliseconds since the epoch as ISO-8601 UTC with milliseconds.
-
-    >>> format_utc_ms(1714557600123)
-    '2024-05-01T10:00:00.123Z'
-    """
-    moment = _EPOCH + dt.timedelta(milliseconds=epoch_ms)
-    return f"{moment:%Y-%m-%dT%H:%M:%S}.{moment.microsecond // 1000:03d}Z"
-
-
-def format_utc_us(epoch_us: int) -> str:
-    """Render microseconds since the epoch as ISO-8601 UTC with microseconds.
-
-    >>> format_utc_us(1714557600123456)
-    '2024-05-01T10:00:00.123456Z'
-    """
-    moment = _EPOCH + dt.timedelta(microseconds=epoch_us)
-    return f"{moment:%Y-%m-%dT%H:%M:%S}.{moment.microsecond:06d}Z"
-
-
-def parse_utc_us(text: str) -> int:
-    """Parse an ISO-8601 timestamp into microseconds since the epoch; naive means UTC.
-
-    Raises:
-        ValueError: ``text`` is not an ISO-8601 date or timestamp.
-
-    >>> parse_utc_us("2024-05-01T10:00:00.123456Z")
-    1714557600123456
-    >>> parse_utc_us("2024-05-01T12:00:00+02:00") == parse_utc_us("2024-05-01T10:00:00")
-    True
-    """
-    moment = dt.datetime.fromisoformat(text)
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=dt.UTC)
-    return (moment - _EPOCH) // _ONE_US
 
 
 # -- records ---------------------------------------------------------------------------------
@@ -330,16 +291,18 @@ class GapLog:
 
     def _append_durably(self, path: Path, data: bytes) -> None:
         try:
-            _make_dirs(path.parent)
+            make_dirs(path.parent)
             existed = path.exists()
             fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o644)
             try:
                 size = _cut_torn_tail(fd)
                 try:
-                    _write_all(fd, data)
+                    write_all(fd, data)
                     os.fsync(fd)
                 except OSError:
-                    _cut_back(fd, size, path)
+                    if not cut_back(fd, size):
+                        # The next append cuts the torn tail before it writes.
+                        log.warning("gap log cut-back failed", path=str(path))
                     raise
             finally:
                 os.close(fd)
@@ -347,24 +310,6 @@ class GapLog:
                 fsync_dir(path.parent)
         except OSError as exc:
             raise StorageError(f"cannot append to the gap log {path}: {exc}") from exc
-
-
-def _make_dirs(directory: Path) -> None:
-    """Create ``directory`` and missing parents, each creation made durable in its parent."""
-    missing: list[Path] = []
-    current = directory
-    while not current.is_dir():
-        missing.append(current)
-        current = current.parent
-    for path in reversed(missing):
-        path.mkdir(exist_ok=True)
-        fsync_dir(path.parent)
-
-
-def _write_all(fd: int, data: bytes) -> None:
-    view = memoryview(data)
-    while view:
-        view = view[os.write(fd, view) :]
 
 
 def _cut_torn_tail(fd: int) -> int:
@@ -388,15 +333,6 @@ def _cut_torn_tail(fd: int) -> int:
     os.ftruncate(fd, end)
     os.fsync(fd)
     return end
-
-
-def _cut_back(fd: int, size: int, path: Path) -> None:
-    try:
-        os.ftruncate(fd, size)
-        os.fsync(fd)
-    except OSError as exc:
-        # The next append cuts the torn tail before it writes.
-        log.warning("gap log cut-back failed", path=str(path), error=str(exc))
 
 
 # -- reading ---------------------------------------------------------------------------------

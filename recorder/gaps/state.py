@@ -27,11 +27,11 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from recorder.clock import format_utc_us, parse_utc_us
+from recorder.durable import fsync_dir
 from recorder.errors import StorageError
-from recorder.gaps.log import format_utc_us, parse_utc_us
+from recorder.instance import validate_instance_id
 from recorder.ops.logs import get_logger
-from recorder.storage.paths import validate_instance_id
-from recorder.storage.wal import fsync_dir
 
 log = get_logger(__name__)
 

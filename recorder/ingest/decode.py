@@ -65,18 +65,17 @@ from typing import Any, Final
 
 import msgspec
 
-from recorder.model import MiniTicker, Rejection
+from recorder.model import (
+    DECIMAL_INTEGER_DIGITS,
+    DECIMAL_PRECISION,
+    DECIMAL_SCALE,
+    MiniTicker,
+    Rejection,
+)
 from recorder.symbols import ALL_MARKET_STREAM, is_valid_symbol, stream_name
 
 EVENT_TYPE: Final = "24hrMiniTicker"
 """The only event type (``e``) this decoder accepts."""
-
-DECIMAL_PRECISION: Final = 38
-"""Total significant digits of the dataset's decimal columns (Arrow ``decimal128``)."""
-DECIMAL_SCALE: Final = 18
-"""Fractional digits of the dataset's decimal columns."""
-DECIMAL_INTEGER_DIGITS: Final = DECIMAL_PRECISION - DECIMAL_SCALE
-"""Integer digits that fit beside :data:`DECIMAL_SCALE` fractional digits."""
 
 MIN_EVENT_TIME_MS: Final = 1_483_228_800_000
 """2017-01-01T00:00:00Z: ``E`` before this is not a real Binance futures event."""
@@ -160,17 +159,6 @@ class Decoded:
     events: tuple[MiniTicker, ...] = ()
     rejections: tuple[Rejection, ...] = ()
     control: ControlReply | None = None
-
-
-def reason_code(reason: str) -> str:
-    """Return the machine-groupable part of a rejection reason (before ``": "``).
-
-    >>> reason_code("wrong_type:c: Expected `str`, got `float` - at `$.c`")
-    'wrong_type:c'
-    >>> reason_code("not_json")
-    'not_json'
-    """
-    return reason.partition(": ")[0]
 
 
 def is_exact_decimal(text: str) -> bool:
@@ -267,7 +255,7 @@ def decode_frame(
     >>> decoded.events[0].close, decoded.events[0].event_time, decoded.rejections
     ('30180.00', 1654791723970, ())
     >>> bad = decode_frame(frame, receive_time=0, subscribed=frozenset({"ETHUSDT"}))
-    >>> reason_code(bad.rejections[0].reason)
+    >>> bad.rejections[0].reason.partition(": ")[0]
     'unsubscribed_symbol'
 
     Args:

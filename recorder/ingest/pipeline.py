@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from recorder.gaps.detector import Gap, GapDetector
-from recorder.ingest.decode import decode_frame, reason_code
+from recorder.ingest.decode import decode_frame
 from recorder.ingest.dedup import DuplicateFilter
 from recorder.model import (
     ConnectionChange,
@@ -19,6 +19,7 @@ from recorder.model import (
     MiniTicker,
     ReceivedFrame,
     Rejection,
+    reason_code,
 )
 from recorder.ops.metrics import RecorderMetrics
 

@@ -32,25 +32,14 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from recorder.clock import MS_PER_DAY, day_start_ms, format_utc_ms
 from recorder.errors import ConfigError, StorageError
 from recorder.gaps.detector import DEFAULT_INTERVAL_MS, Gap, GapCause, missed_updates
-from recorder.gaps.log import (
-    TornLine,
-    distinct_gaps,
-    format_utc_ms,
-    gap_to_record,
-    scan_gap_log,
-)
+from recorder.gaps.log import TornLine, distinct_gaps, gap_to_record, scan_gap_log
 from recorder.gaps.state import InstanceState, merge_last_event_times, read_states
 from recorder.settings import format_duration, parse_duration
-from recorder.storage.paths import DATA_SUFFIX, DATE_KEY, SYMBOL_KEY
-from recorder.storage.schema import (
-    DATA_SCHEMA,
-    METADATA_DATE,
-    METADATA_SYMBOL,
-    MS_PER_DAY,
-    day_start_ms,
-)
+from recorder.storage.paths import DATA_SUFFIX, DATE_KEY, SYMBOL_KEY, require_root
+from recorder.storage.schema import DATA_SCHEMA, METADATA_DATE, METADATA_SYMBOL
 from recorder.symbols import is_valid_symbol
 
 
@@ -445,22 +434,6 @@ class CheckReport:
 
 def _torn_line_text(line: TornLine) -> str:
     return f"incomplete last line {line.line_number} of {line.path} skipped"
-
-
-def require_root(root: Path) -> None:
-    """Make sure ``root`` is a readable directory.
-
-    Raises:
-        StorageError: it does not exist, is not a directory, or cannot be listed.
-    """
-    try:
-        if not root.is_dir():
-            raise StorageError(f"the dataset root {root} does not exist or is not a directory")
-        next(root.iterdir(), None)
-    except OSError as exc:
-        if isinstance(exc, StorageError):
-            raise
-        raise StorageError(f"cannot read the dataset root {root}: {exc}") from exc
 
 
 def _partition_value(name: str, key: str) -> str | None:

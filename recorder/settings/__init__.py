@@ -30,6 +30,7 @@ from typing import Any, Final, TypeVar
 from urllib.parse import urlsplit
 
 from recorder.errors import ConfigError
+from recorder.instance import INSTANCE_ID_RULE, is_valid_instance_id
 from recorder.symbols import MAX_SYMBOL_LENGTH, is_valid_symbol
 
 __all__ = [
@@ -505,17 +506,15 @@ def _parse_root(value: object) -> Path:
     return Path(text)
 
 
-_INSTANCE_ID: Final = re.compile(r"[A-Za-z0-9-]{1,32}")
 _INSTANCE_ID_EXPECTED: Final = (
-    "1 to 32 ASCII letters, digits or '-', such as 'eu-1' "
-    "(omit the key to generate a fresh id at every start)"
+    f"{INSTANCE_ID_RULE}, such as 'eu-1' (omit the key to generate a fresh id at every start)"
 )
 
 
 def _parse_instance_id(value: object) -> str | None:
     if value is None:
         return None
-    if isinstance(value, str) and _INSTANCE_ID.fullmatch(value.strip()):
+    if isinstance(value, str) and is_valid_instance_id(value.strip()):
         return value.strip()
     raise _InvalidValueError(_INSTANCE_ID_EXPECTED)
 

@@ -100,10 +100,9 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from recorder.clock import Clock
+from recorder.clock import Clock, day_start_ms, event_date, format_utc_ms
+from recorder.durable import fsync_dir
 from recorder.errors import ConfigError, StorageError, UnsafePathError
-from recorder.gaps.log import format_utc_ms
-from recorder.reports import require_root
 from recorder.storage.paths import (
     DATA_SUFFIX,
     DATE_KEY,
@@ -115,6 +114,7 @@ from recorder.storage.paths import (
     parse_data_file_name,
     parse_segment_file_name,
     partition_dir,
+    require_root,
     temp_file_name,
     wal_root,
 )
@@ -122,12 +122,10 @@ from recorder.storage.schema import (
     DATA_COLUMNS,
     DATA_SCHEMA,
     DATE_COLUMN,
-    day_start_ms,
-    event_date,
     file_metadata,
     parquet_options,
 )
-from recorder.storage.wal import RecordType, SegmentReader, decode_batch, fsync_dir
+from recorder.storage.wal import RecordType, SegmentReader, decode_batch
 
 METADATA_COMPACTED_FROM = "recorder.compacted_from"
 """Key-value metadata of a compacted file: how many files were merged into it."""

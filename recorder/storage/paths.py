@@ -20,11 +20,11 @@ the log sequence number of its first row, so recovery can derive the very same n
 import datetime as dt
 import re
 import secrets
-import socket
 from dataclasses import dataclass
 from pathlib import Path
 
-from recorder.errors import UnsafePathError
+from recorder.errors import StorageError, UnsafePathError
+from recorder.instance import INSTANCE_ID_PATTERN, validate_instance_id
 from recorder.symbols import is_valid_symbol
 
 DATE_KEY = "date"
@@ -35,16 +35,14 @@ TEMP_SUFFIX = ".tmp"
 WAL_DIR_NAME = "_wal"
 WAL_SUFFIX = ".wal"
 LOCK_FILE_NAME = "instance.lock"
-MAX_INSTANCE_ID_LENGTH = 64
 
-_INSTANCE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
 _STAMP_FORMAT = "%Y%m%dT%H%M%SZ"
 _RANDOM_BYTES = 6
 _LSN_DIGITS = 12
 _SEGMENT_DIGITS = 6
 # <stamp>-<instance id, may itself contain '-'>-<random hex>
 _SESSION_TOKEN = re.compile(
-    r"(?P<stamp>\d{8}T\d{6}Z)-(?P<instance>[A-Za-z0-9][A-Za-z0-9_.-]*)-(?P<random>[0-9a-f]+)"
+    rf"(?P<stamp>\d{{8}}T\d{{6}}Z)-(?P<instance>{INSTANCE_ID_PATTERN})-(?P<random>[0-9a-f]+)"
 )
 _DATA_FILE = re.compile(rf"(?P<session>{_SESSION_TOKEN.pattern})-(?P<lsn>\d+)\.parquet")
 _SEGMENT_FILE = re.compile(rf"(?P<session>{_SESSION_TOKEN.pattern})-(?P<seq>\d+)\.wal")
@@ -92,37 +90,6 @@ class SegmentFileName:
 
     session: str
     sequence: int
-
-
-def validate_instance_id(instance_id: str) -> str:
-    """Return ``instance_id`` if it is safe as a directory name and a file-name part.
-
-    ASCII letters, digits, ``_``, ``.`` and ``-``, starting with a letter or digit, at most
-    64 characters: a host name or a container id fits.
-
-    Raises:
-        UnsafePathError: anything else.
-
-    >>> validate_instance_id("ip-10-0-0-1.eu-west-1")
-    'ip-10-0-0-1.eu-west-1'
-    """
-    if len(instance_id) > MAX_INSTANCE_ID_LENGTH or not _INSTANCE_ID.fullmatch(instance_id):
-        raise UnsafePathError(
-            f"instance id {instance_id!r} is not a safe name: expected ASCII letters, digits, "
-            f"'_', '.' or '-', starting with a letter or digit, at most "
-            f"{MAX_INSTANCE_ID_LENGTH} characters"
-        )
-    return instance_id
-
-
-def default_instance_id() -> str:
-    """Derive an instance id from the host name (a container id inside Docker).
-
-    Characters that are not allowed in an instance id become ``-``; an empty result becomes
-    ``"recorder"``. Two recorders on one host writing into one root must be given distinct ids.
-    """
-    cleaned = re.sub(r"[^A-Za-z0-9_.-]", "-", socket.gethostname()).lstrip("_.-")
-    return cleaned[:MAX_INSTANCE_ID_LENGTH] or "recorder"
 
 
 def partition_dir(root: Path, date: dt.date, symbol: str) -> Path:
@@ -240,3 +207,19 @@ def parse_segment_file_name(name: str) -> SegmentFileName | None:
     if match is None:
         return None
     return SegmentFileName(match["session"], int(match["seq"]))
+
+
+def require_root(root: Path) -> None:
+    """Make sure ``root`` is a readable directory.
+
+    Raises:
+        StorageError: it does not exist, is not a directory, or cannot be listed.
+    """
+    try:
+        if not root.is_dir():
+            raise StorageError(f"the dataset root {root} does not exist or is not a directory")
+        next(root.iterdir(), None)
+    except OSError as exc:
+        if isinstance(exc, StorageError):
+            raise
+        raise StorageError(f"cannot read the dataset root {root}: {exc}") from exc

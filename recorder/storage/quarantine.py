@@ -22,24 +22,22 @@ would lose or duplicate nothing.
 
 import json
 import os
-import re
 import threading
 from collections.abc import Iterable, Mapping
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Final
 
+from recorder.durable import cut_back, fsync_dir, write_all
 from recorder.errors import ConfigError, StorageError
-from recorder.ingest.decode import reason_code
-from recorder.model import Rejection
-from recorder.storage.wal import fsync_dir
+from recorder.instance import INSTANCE_ID_RULE, is_valid_instance_id
+from recorder.model import Rejection, reason_code
 
 QUARANTINE_DIR: Final = "_quarantine"
 """The quarantine's directory under the dataset root; ``_`` hides it from dataset discovery."""
 QUARANTINE_SUFFIX: Final = ".jsonl"
 """Quarantine files are JSON Lines; never ``.parquet``, which dataset globs would pick up."""
 
-_INSTANCE_ID: Final = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 _EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
 _LINE_BREAK_ESCAPES: Final = {ord(c): f"\\u{ord(c):04x}" for c in "\x85\u2028\u2029"}
 
@@ -58,10 +56,10 @@ class QuarantineLog:
     """
 
     def __init__(self, root: Path, instance_id: str) -> None:
-        if _INSTANCE_ID.fullmatch(instance_id) is None:
+        if not is_valid_instance_id(instance_id):
             msg = (
-                f"instance_id {instance_id!r} cannot name a quarantine file: expected 1 to 64 "
-                "ASCII letters, digits, '.', '_' or '-', starting with a letter or digit"
+                f"instance_id {instance_id!r} cannot name a quarantine file: "
+                f"expected {INSTANCE_ID_RULE}"
             )
             raise ConfigError(msg)
         self._directory = root / QUARANTINE_DIR
@@ -178,23 +176,16 @@ class QuarantineLog:
             if size and os.pread(fd, 1, size - 1) != b"\n":
                 data = b"\n" + data  # a crash tore the last line; keep ours separate
             try:
-                view = memoryview(data)
-                while view:
-                    view = view[os.write(fd, view) :]
+                write_all(fd, data)
                 os.fsync(fd)
             except OSError:
-                self._cut_back(fd, path, size)
+                # A partial line left behind would make the retry duplicate the lines that
+                # landed; if it cannot be cut back now, it is before the next append.
+                if not cut_back(fd, size):
+                    self._torn[path] = size
                 raise
         finally:
             os.close(fd)
-
-    def _cut_back(self, fd: int, path: Path, size: int) -> None:
-        """Remove a partial append, or remember to before the next one to ``path``."""
-        # A partial line left behind would make the retry duplicate the lines that landed.
-        try:
-            os.ftruncate(fd, size)
-        except OSError:
-            self._torn[path] = size
 
 
 def _storage_error(what: str, exc: OSError) -> StorageError:

@@ -22,14 +22,12 @@ from typing import Any
 import pyarrow as pa
 
 import recorder
+from recorder.clock import event_day
 from recorder.errors import DecodeError
-from recorder.model import MiniTicker
+from recorder.model import DECIMAL_PRECISION, DECIMAL_SCALE, MiniTicker
 
 SCHEMA_VERSION = 1
-DECIMAL_PRECISION = 38
-DECIMAL_SCALE = 18
 DECIMAL_TYPE = pa.decimal128(DECIMAL_PRECISION, DECIMAL_SCALE)
-MS_PER_DAY = 86_400_000
 # One row group per file is the norm; the cap keeps a reader's memory per row group bounded.
 MAX_ROW_GROUP_ROWS = 1_000_000
 PARQUET_COMPRESSION = "zstd"
@@ -42,8 +40,6 @@ METADATA_DATE = "recorder.date"
 DECIMAL_COLUMNS = ("close", "open", "high", "low", "volume", "quote_volume")
 SYMBOL_COLUMN = "symbol"
 DATE_COLUMN = "date"
-
-_EPOCH_ORDINAL = dt.date(1970, 1, 1).toordinal()
 
 
 def _field(name: str, type_: pa.DataType, doc: str, *, nullable: bool = False) -> pa.Field:
@@ -103,33 +99,6 @@ class ParquetOptions:
 
     schema: pa.Schema
     write_kwargs: Mapping[str, Any]
-
-
-def event_day(event_time_ms: int) -> int:
-    """Return the UTC day of an event time, in days since 1970-01-01 (Arrow's ``date32``).
-
-    >>> event_day(86_399_999), event_day(86_400_000)
-    (0, 1)
-    """
-    return event_time_ms // MS_PER_DAY
-
-
-def event_date(event_time_ms: int) -> dt.date:
-    """Return the UTC calendar date of an event time in milliseconds since the epoch.
-
-    >>> event_date(1654791723970)
-    datetime.date(2022, 6, 9)
-    """
-    return dt.date.fromordinal(_EPOCH_ORDINAL + event_day(event_time_ms))
-
-
-def day_start_ms(date: dt.date) -> int:
-    """Return midnight UTC at the start of ``date``, in milliseconds since the epoch.
-
-    >>> day_start_ms(dt.date(1970, 1, 2))
-    86400000
-    """
-    return (date.toordinal() - _EPOCH_ORDINAL) * MS_PER_DAY
 
 
 def _decimal_column(name: str, texts: list[str]) -> pa.Array:

@@ -20,9 +20,9 @@ import enum
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from recorder.clock import day_start_ms
 from recorder.errors import ConfigError
 from recorder.storage.paths import PartitionKey
-from recorder.storage.schema import day_start_ms
 
 
 class SealReason(enum.StrEnum):

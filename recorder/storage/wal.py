@@ -45,6 +45,7 @@ from typing import BinaryIO
 
 import pyarrow as pa
 
+from recorder.durable import cut_back, fsync_dir, sync_data, write_all
 from recorder.errors import StorageError
 from recorder.storage.schema import WAL_SCHEMA
 
@@ -290,23 +291,6 @@ def decode_segment_header(payload: bytes) -> SegmentHeader:
         raise ValueError(f"invalid SEGMENT record: {exc}") from exc
 
 
-def fsync_dir(path: Path) -> None:
-    """Make the entries of directory ``path`` (creations, renames, deletions) durable."""
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _sync_data(fd: int) -> None:
-    # fdatasync also flushes the file size, which is all the metadata an append changes.
-    if hasattr(os, "fdatasync"):
-        os.fdatasync(fd)
-    else:  # pragma: no cover - macOS
-        os.fsync(fd)
-
-
 class WalSegment:
     """One segment file, open for appending. Not thread-safe.
 
@@ -370,21 +354,14 @@ class WalSegment:
             raise StorageError(f"write-ahead segment {self._path} is closed or broken")
         data = b"".join(encode_record(r.type, r.lsn, r.payload) for r in records)
         try:
-            _write_all(fd, data, self._length)
-            _sync_data(fd)
-        except OSError:
-            self._cut_back(fd)
-            raise
-        self._length += len(data)
-
-    def _cut_back(self, fd: int) -> None:
-        try:
-            os.ftruncate(fd, self._length)
-            _sync_data(fd)
+            write_all(fd, data, self._length)
+            sync_data(fd)
         except OSError:
             # Bytes of the failed append may remain, possibly as a complete record: nothing
             # may follow them, or a reader stopping at a torn record would lose what follows.
-            self._broken = True
+            self._broken = not cut_back(fd, self._length)
+            raise
+        self._length += len(data)
 
     def close(self) -> None:
         """Close the file descriptor; the file stays. Idempotent."""
@@ -394,11 +371,3 @@ class WalSegment:
             # even when close reports an error: there is nothing left to act on.
             with contextlib.suppress(OSError):
                 os.close(fd)
-
-
-def _write_all(fd: int, data: bytes, offset: int) -> None:
-    view = memoryview(data)
-    while view:
-        written = os.pwrite(fd, view, offset)
-        view = view[written:]
-        offset += written

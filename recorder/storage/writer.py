@@ -50,7 +50,9 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from recorder.clock import Clock
+from recorder.durable import fsync_dir, make_dirs
 from recorder.errors import DecodeError, StorageError, UnsafePathError
+from recorder.instance import validate_instance_id
 from recorder.model import MiniTicker, Rejection
 from recorder.storage.paths import (
     LOCK_FILE_NAME,
@@ -66,7 +68,6 @@ from recorder.storage.paths import (
     session_instance_id,
     temp_file_name,
     temp_file_target,
-    validate_instance_id,
     wal_root,
 )
 from recorder.storage.schema import (
@@ -92,7 +93,6 @@ from recorder.storage.wal import (
     decode_segment_header,
     encode_batch,
     encode_json,
-    fsync_dir,
 )
 from recorder.symbols import is_valid_symbol
 
@@ -845,7 +845,7 @@ def _publish(
         OSError: the file could not be written; no partial file is visible.
     """
     directory = partition_dir(root, key.date, key.symbol)
-    _make_dirs(directory)
+    make_dirs(directory)
     final = directory / name
     temp = directory / temp_file_name(name)
     if final.exists():
@@ -891,7 +891,7 @@ def _lock_own_dir(root: Path, own_dir: Path) -> _InstanceLock:
     grace_until = time.monotonic() + _OWNER_LOCK_GRACE
     while True:
         try:
-            _make_dirs(own_dir)
+            make_dirs(own_dir)
             lock = _InstanceLock.acquire(own_dir)
         except FileNotFoundError:
             # A recoverer that found our old segments removed the emptied directory just now.
@@ -915,19 +915,6 @@ def _read_holder(directory: Path) -> str:
         return (directory / LOCK_FILE_NAME).read_text(errors="replace").strip()
     except OSError:
         return ""
-
-
-def _make_dirs(directory: Path) -> None:
-    """Create ``directory`` and missing parents, each creation made durable in its parent."""
-    missing: list[Path] = []
-    current = directory
-    while not current.is_dir():
-        missing.append(current)
-        current = current.parent
-    for path in reversed(missing):
-        # Several instances may create the same partition at the same moment.
-        path.mkdir(exist_ok=True)
-        fsync_dir(path.parent)
 
 
 # -- batches ---------------------------------------------------------------------------------

@@ -12,12 +12,13 @@ import pytest
 from click.testing import CliRunner, Result
 
 from recorder.cli.reports import REPORT_COMMANDS, check_command, gaps_command, verify_command
+from recorder.clock import event_date
 from recorder.gaps.detector import Gap, GapCause
 from recorder.gaps.log import GapLog
 from recorder.gaps.state import write_state
 from recorder.model import MiniTicker
 from recorder.reports import ExitCode
-from recorder.storage.schema import build_wal_batch, data_columns, event_date, parquet_options
+from recorder.storage.schema import build_wal_batch, data_columns, parquet_options
 
 BTC = "BTCUSDT"
 ETH = "ETHUSDT"

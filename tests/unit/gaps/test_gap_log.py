@@ -8,6 +8,7 @@ from pathlib import Path
 import duckdb
 import pytest
 
+from recorder.clock import event_date
 from recorder.errors import StorageError, UnsafePathError
 from recorder.gaps.detector import Gap, GapCause
 from recorder.gaps.log import (
@@ -20,7 +21,6 @@ from recorder.gaps.log import (
     read_gaps,
     scan_gap_log,
 )
-from recorder.storage.schema import event_date
 
 DAY_MS = 86_400_000
 T0 = 1_714_557_600_000  # 2024-05-01T10:00:00Z

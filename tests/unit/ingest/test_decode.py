@@ -10,8 +10,6 @@ import pytest
 
 import recorder.ingest.decode
 from recorder.ingest.decode import (
-    DECIMAL_PRECISION,
-    DECIMAL_SCALE,
     MAX_EVENT_TIME_MS,
     MAX_RAW_BYTES,
     MIN_EVENT_TIME_MS,
@@ -21,9 +19,8 @@ from recorder.ingest.decode import (
     FrameDecoder,
     decode_frame,
     is_exact_decimal,
-    reason_code,
 )
-from recorder.model import MiniTicker, Rejection
+from recorder.model import DECIMAL_PRECISION, DECIMAL_SCALE, MiniTicker, Rejection, reason_code
 
 SAMPLES = Path(__file__).parents[2] / "fixtures" / "miniticker.jsonl"
 RECEIVED = 1_654_791_724_000_123

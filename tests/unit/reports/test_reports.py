@@ -10,7 +10,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from recorder.clock import ManualClock
+from recorder.clock import ManualClock, event_date
 from recorder.errors import ConfigError, StorageError
 from recorder.gaps.detector import Gap, GapCause, GapDetector
 from recorder.gaps.log import GapLog
@@ -32,7 +32,7 @@ from recorder.reports import (
     run_check,
     run_verify,
 )
-from recorder.storage.schema import build_wal_batch, data_columns, event_date, parquet_options
+from recorder.storage.schema import build_wal_batch, data_columns, parquet_options
 from recorder.storage.writer import DatasetWriter
 
 DAY_MS = 86_400_000

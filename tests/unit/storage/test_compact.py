@@ -14,7 +14,7 @@ import pyarrow.parquet as pq
 import pytest
 
 import recorder.storage.compact as compact_module
-from recorder.clock import ManualClock
+from recorder.clock import ManualClock, day_start_ms
 from recorder.errors import ConfigError, StorageError
 from recorder.model import MiniTicker
 from recorder.storage.compact import (
@@ -36,7 +36,7 @@ from recorder.storage.compact import (
     write_ahead_dates,
 )
 from recorder.storage.paths import PartitionKey, parse_data_file_name, partition_dir
-from recorder.storage.schema import DATA_SCHEMA, build_wal_batch, data_columns, day_start_ms
+from recorder.storage.schema import DATA_SCHEMA, build_wal_batch, data_columns
 from recorder.storage.writer import DatasetWriter
 
 DAY = dt.date(2024, 5, 1)

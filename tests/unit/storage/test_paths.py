@@ -10,8 +10,6 @@ from recorder.storage.paths import (
     PartitionKey,
     SegmentFileName,
     data_file_name,
-    default_instance_id,
-    instance_wal_dir,
     is_temp_file_name,
     new_session_token,
     parse_data_file_name,
@@ -21,7 +19,6 @@ from recorder.storage.paths import (
     session_instance_id,
     temp_file_name,
     temp_file_target,
-    validate_instance_id,
 )
 
 DAY = dt.date(2026, 3, 27)
@@ -86,23 +83,6 @@ def test_a_root_reached_through_a_symlink_is_fine(tmp_path: Path) -> None:
     link = tmp_path / "link"
     link.symlink_to(real, target_is_directory=True)
     assert partition_dir(link, DAY, "BTCUSDT") == link / "date=2026-03-27" / "symbol=BTCUSDT"
-
-
-@pytest.mark.parametrize("instance_id", ["a", "host-1", "ip-10-0-0-1.eu-west-1", "c0ffee_01"])
-def test_safe_instance_ids_pass(instance_id: str) -> None:
-    assert validate_instance_id(instance_id) == instance_id
-
-
-@pytest.mark.parametrize(
-    "instance_id", ["", ".", "..", ".a", "-a", "_a", "a/b", "a b", "ä", "a" * 65, "a\n"]
-)
-def test_unsafe_instance_ids_are_refused(tmp_path: Path, instance_id: str) -> None:
-    with pytest.raises(UnsafePathError):
-        instance_wal_dir(tmp_path, instance_id)
-
-
-def test_default_instance_id_is_a_valid_instance_id() -> None:
-    assert validate_instance_id(default_instance_id())
 
 
 def test_session_tokens_are_unique_for_the_same_instance_and_instant() -> None:

@@ -13,6 +13,7 @@ import pyarrow.parquet as pq
 import pytest
 
 import recorder
+from recorder.clock import day_start_ms, event_date
 from recorder.errors import DecodeError
 from recorder.model import MiniTicker
 from recorder.storage.paths import partition_dir
@@ -24,8 +25,6 @@ from recorder.storage.schema import (
     WAL_SCHEMA,
     build_wal_batch,
     data_columns,
-    day_start_ms,
-    event_date,
     parquet_options,
 )
 

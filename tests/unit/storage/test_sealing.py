@@ -2,9 +2,9 @@ import datetime as dt
 
 import pytest
 
+from recorder.clock import day_start_ms
 from recorder.errors import ConfigError
 from recorder.storage.paths import PartitionKey
-from recorder.storage.schema import day_start_ms
 from recorder.storage.sealing import OpenPartition, SealPlan, SealPolicy, SealReason
 
 DAY = dt.date(2026, 3, 27)

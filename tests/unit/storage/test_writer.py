@@ -16,11 +16,11 @@ import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 import pytest
 
-from recorder.clock import ManualClock
+from recorder.clock import ManualClock, day_start_ms
 from recorder.errors import StorageError, UnsafePathError
 from recorder.model import MiniTicker
 from recorder.storage.paths import new_session_token, parse_data_file_name, segment_file_name
-from recorder.storage.schema import build_wal_batch, day_start_ms
+from recorder.storage.schema import build_wal_batch
 from recorder.storage.sealing import SealReason
 from recorder.storage.wal import (
     FORMAT_VERSION,
