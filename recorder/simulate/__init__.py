@@ -9,15 +9,25 @@ request. Layout:
 * :mod:`~recorder.simulate.config`: :class:`SimulatorConfig`;
 * :mod:`~recorder.simulate.market`: the sans-IO market generator;
 * :mod:`~recorder.simulate.protocol`: the sans-IO websocket protocol;
+* :mod:`~recorder.simulate.liveness`: the sans-IO pings, lifetime and message rate limit;
 * :mod:`~recorder.simulate.faults`: faults and their spec grammar;
 * :mod:`~recorder.simulate.ledger`: the ground truth;
 * :mod:`~recorder.simulate.rest`: the sans-IO REST answers;
-* :mod:`~recorder.simulate.exchange`: the aiohttp server and :func:`serve`.
+* :mod:`~recorder.simulate.event_clock`: the event clock that ticks the market;
+* :mod:`~recorder.simulate.connections`: open connections and :class:`ConnectionInfo`;
+* :mod:`~recorder.simulate.stream`: the websocket endpoint and its connection loops;
+* :mod:`~recorder.simulate.injector`: firing faults, and :class:`FaultRecord`;
+* :mod:`~recorder.simulate.rest_routes`: the REST endpoints on aiohttp;
+* :mod:`~recorder.simulate.control`: the ``/_sim/*`` ground-truth and fault endpoints;
+* :mod:`~recorder.simulate.exchange`: :class:`SimulatedExchange`, which wires them, and
+  :func:`serve`.
 """
 
 from recorder.simulate.config import DEFAULT_SYMBOLS, SimulatorConfig
-from recorder.simulate.exchange import ConnectionInfo, FaultRecord, SimulatedExchange, serve
+from recorder.simulate.connections import ConnectionInfo
+from recorder.simulate.exchange import SimulatedExchange, serve
 from recorder.simulate.faults import Fault, FaultKind, fault_from_json, parse_fault_spec
+from recorder.simulate.injector import FaultRecord
 from recorder.simulate.ledger import EventRecord
 
 __all__ = [

@@ -321,19 +321,6 @@ def _round_half_even(numerator: int, denominator: int) -> int:
     return quotient
 
 
-def tick_due(origin: float, tick: int, interval_ms: int, speed: float) -> float:
-    """When tick ``tick`` is due on the real monotonic clock that started at ``origin``.
-
-    Computed from the tick number, never accumulated, so time spent generating one tick never
-    pushes the next one later. Tick ``n`` is due when its whole interval has elapsed in
-    simulated time, so its events (``E`` within the interval) are never in the future.
-
-    >>> tick_due(100.0, 0, 2_000, 10.0), tick_due(100.0, 9, 2_000, 10.0)
-    (100.2, 102.0)
-    """
-    return origin + (tick + 1) * interval_ms / 1000 / speed
-
-
 def encode_json(value: object) -> str:
     """Serialise like Binance: compact, UTF-8 characters kept as they are."""
     return json.dumps(value, ensure_ascii=False, separators=(",", ":"))

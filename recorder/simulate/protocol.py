@@ -1,7 +1,8 @@
 """Binance's websocket market-stream protocol, sans-IO: paths, stream names, methods, frames.
 
-Everything here is a plain function or a small state class that takes ``now`` (seconds on a
-monotonic clock) where time matters; the aiohttp server only moves bytes in and out.
+Everything here is a plain function or a small state class; the aiohttp server only moves bytes
+in and out. The rules the server enforces over time on a connection (pings, lifetime, message
+rate) are in :mod:`recorder.simulate.liveness`.
 
 Requests and replies follow Binance's documentation of live subscribing::
 
@@ -12,9 +13,7 @@ and errors are ``{"error": {"code": N, "msg": "..."}, "id": ...}`` with Binance'
 property, 1 invalid value type, 2 invalid request, 3 invalid JSON.
 """
 
-import enum
 import json
-from collections import deque
 from dataclasses import dataclass
 
 from recorder.simulate.market import encode_json
@@ -317,107 +316,3 @@ class StreamSession:
 def array_json(items_json: list[str]) -> str:
     """Join already-serialised payloads into the JSON array of ``!miniTicker@arr``."""
     return "[" + ",".join(items_json) + "]"
-
-
-class MessageRateLimiter:
-    """Binance's limit of incoming messages per second on one connection (sliding window).
-
-    Every frame counts: requests, pings and pongs alike.
-
-    Args:
-        limit: the most messages in any ``window`` seconds.
-        window: the window length in seconds.
-    """
-
-    def __init__(self, limit: int, window: float = 1.0) -> None:
-        self.limit = limit
-        self.window = window
-        self._arrivals: deque[float] = deque()
-
-    def admit(self, now: float) -> bool:
-        """Count one message arriving at ``now``; return ``False`` once it is over the limit."""
-        arrivals = self._arrivals
-        while arrivals and arrivals[0] <= now - self.window:
-            arrivals.popleft()
-        arrivals.append(now)
-        return len(arrivals) <= self.limit
-
-
-class KeepaliveAction(enum.Enum):
-    """What the server owes a connection at a given moment."""
-
-    PING = "ping"
-    PONG_OVERDUE = "pong_overdue"
-    LIFETIME_OVER = "lifetime_over"
-
-
-class Keepalive:
-    """Server-side liveness of one connection: pings, pong deadline, maximum lifetime.
-
-    Only a pong echoing an outstanding ping's payload counts; unsolicited pongs do not keep a
-    connection alive (Binance says the same).
-
-    Args:
-        opened_at: when the connection opened (monotonic seconds).
-        ping_interval: seconds between pings.
-        pong_timeout: seconds a ping may stay unanswered.
-        lifetime: seconds after which the connection is closed.
-    """
-
-    def __init__(
-        self, opened_at: float, ping_interval: float, pong_timeout: float, lifetime: float
-    ) -> None:
-        self.ping_interval = ping_interval
-        self.pong_timeout = pong_timeout
-        self.closes_at = opened_at + lifetime
-        self.next_ping_at = opened_at + ping_interval
-        self._unanswered: dict[bytes, float] = {}
-        self._pings_sent = 0
-
-    @property
-    def pong_deadline(self) -> float | None:
-        """When the oldest unanswered ping times out, or ``None`` when all were answered."""
-        if not self._unanswered:
-            return None
-        return min(self._unanswered.values()) + self.pong_timeout
-
-    def next_deadline(self) -> float:
-        """The next moment :meth:`due` may return an action."""
-        deadlines = [self.closes_at, self.next_ping_at]
-        if (pong_deadline := self.pong_deadline) is not None:
-            deadlines.append(pong_deadline)
-        return min(deadlines)
-
-    def due(self, now: float) -> KeepaliveAction | None:
-        """Return what is due at ``now``, the most severe first, or ``None``."""
-        if now >= self.closes_at:
-            return KeepaliveAction.LIFETIME_OVER
-        pong_deadline = self.pong_deadline
-        if pong_deadline is not None and now >= pong_deadline:
-            return KeepaliveAction.PONG_OVERDUE
-        if now >= self.next_ping_at:
-            return KeepaliveAction.PING
-        return None
-
-    def ping_sent(self, now: float) -> bytes:
-        """Record a ping sent at ``now`` and return the payload to send with it."""
-        self._pings_sent += 1
-        payload = str(self._pings_sent).encode()
-        self._unanswered[payload] = now
-        self.next_ping_at = now + self.ping_interval
-        return payload
-
-    def ping_skipped(self, now: float) -> None:
-        """Record that the ping due at ``now`` was not sent (a fault silenced the server)."""
-        self.next_ping_at = now + self.ping_interval
-
-    def pong_received(self, payload: bytes) -> bool:
-        """Record a pong; return whether it answered an outstanding ping.
-
-        A pong answers its ping and every earlier one: the client is alive.
-        """
-        sent_at = self._unanswered.get(payload)
-        if sent_at is None:
-            return False
-        self._unanswered = {key: when for key, when in self._unanswered.items() if when > sent_at}
-        return True

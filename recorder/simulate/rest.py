@@ -441,8 +441,3 @@ def klines(book: CandleBook, params: Mapping[str, str]) -> RestReply:  # noqa: P
         return INVALID_SYMBOL
     rows = book.rows(symbol, interval_ms, start_time, end_time, limit)
     return RestReply(200, rows, klines_weight(limit))
-
-
-def format_server_time(ms: int) -> str:
-    """Render ms since the epoch as ISO-8601 UTC with milliseconds (for diagnostics)."""
-    return dt.datetime.fromtimestamp(ms / 1000, tz=dt.UTC).isoformat(timespec="milliseconds")

@@ -13,7 +13,6 @@ from recorder.simulate.market import (
     assign_profiles,
     format_units,
     pair_of,
-    tick_due,
 )
 
 START_MS = 1_780_000_000_000
@@ -217,10 +216,3 @@ def test_payload_now_is_the_current_state_at_a_given_time() -> None:
     assert {k: v for k, v in payload.items() if k != "E"} == {
         k: v for k, v in event.payload.items() if k != "E"
     }
-
-
-def test_tick_deadlines_do_not_accumulate() -> None:
-    period = 2.0 / 50
-    assert tick_due(10.0, 0, 2_000, 50.0) == pytest.approx(10.0 + period)
-    assert tick_due(10.0, 99_999, 2_000, 50.0) == pytest.approx(10.0 + 100_000 * period)
-    assert tick_due(10.0, 4, 2_000, 1.0) == pytest.approx(20.0)

@@ -1,0 +1,101 @@
+"""The ``/_sim/*`` control endpoints: the ground truth and the fault switch, over HTTP.
+
+For a test or a demo that runs the exchange in another process (``recorder simulate``):
+
+* ``GET /_sim/events?symbol=&connection=``: generated events and where they went;
+* ``GET /_sim/connections``: the open connections;
+* ``GET /_sim/faults``: the faults that fired; ``POST /_sim/faults``: inject faults (a body
+  :func:`~recorder.simulate.faults.fault_from_json` reads), answered 202;
+* ``GET /_sim/status``: the clock, the symbols and the refusals still pending.
+"""
+
+import json
+
+from aiohttp import web
+
+from recorder.errors import ConfigError
+from recorder.simulate.config import SimulatorConfig
+from recorder.simulate.connections import ConnectionTable
+from recorder.simulate.event_clock import EventClock
+from recorder.simulate.faults import fault_from_json
+from recorder.simulate.injector import FaultInjector
+from recorder.simulate.ledger import EventLedger
+from recorder.simulate.market import encode_json
+
+
+class ControlRoutes:
+    """Serves ``/_sim/*`` from the exchange's parts.
+
+    Args:
+        config: the exchange's settings (for the status).
+        clock: the exchange's clock.
+        ledger: the ground truth.
+        connections: the open connections.
+        injector: fires injected faults and keeps their record.
+    """
+
+    def __init__(
+        self,
+        config: SimulatorConfig,
+        clock: EventClock,
+        ledger: EventLedger,
+        connections: ConnectionTable,
+        injector: FaultInjector,
+    ) -> None:
+        self._config = config
+        self._clock = clock
+        self._ledger = ledger
+        self._connections = connections
+        self._injector = injector
+
+    def add_routes(self, router: web.UrlDispatcher) -> None:
+        """Route the ``/_sim/*`` endpoints."""
+        router.add_get("/_sim/events", self._events)
+        router.add_get("/_sim/connections", self._connection_list)
+        router.add_get("/_sim/faults", self._fault_log)
+        router.add_post("/_sim/faults", self._inject)
+        router.add_get("/_sim/status", self._status)
+
+    async def _events(self, request: web.Request) -> web.Response:
+        query = request.query
+        records = self._ledger.events(query.get("symbol"), query.get("connection"))
+        body = {
+            "start_ms": self._clock.start_ms,
+            "recorded": self._ledger.recorded,
+            "forgotten": self._ledger.forgotten,
+            "events": [record.to_json() for record in records],
+        }
+        return web.json_response(body, dumps=encode_json)
+
+    async def _connection_list(self, _request: web.Request) -> web.Response:
+        infos = self._connections.infos(self._clock.monotonic())
+        body = {"connections": [info.to_json() for info in infos]}
+        return web.json_response(body, dumps=encode_json)
+
+    async def _fault_log(self, _request: web.Request) -> web.Response:
+        body = {"faults": [record.to_json() for record in self._injector.records()]}
+        return web.json_response(body, dumps=encode_json)
+
+    async def _inject(self, request: web.Request) -> web.Response:
+        try:
+            faults = fault_from_json(json.loads(await request.text()))
+        except json.JSONDecodeError as exc:
+            return web.json_response({"error": f"body is not JSON: {exc}"}, status=400)
+        except ConfigError as exc:
+            return web.json_response({"error": str(exc)}, status=400)
+        for fault in faults:
+            self._injector.inject(fault)
+        body = {"accepted": [fault.to_json() for fault in faults]}
+        return web.json_response(body, status=202, dumps=encode_json)
+
+    async def _status(self, _request: web.Request) -> web.Response:
+        body = {
+            "start_ms": self._clock.start_ms,
+            "simulated_now_ms": self._clock.simulated_now_ms(),
+            "ticks": self._clock.ticks,
+            "interval_ms": self._config.interval_ms,
+            "speed": self._config.speed,
+            "symbols": list(self._config.symbols),
+            "refusals_pending": self._injector.refusals_pending,
+        }
+        return web.json_response(body, dumps=encode_json)

@@ -1,0 +1,82 @@
+"""The REST endpoints on aiohttp: the sans-IO answers of :mod:`recorder.simulate.rest`, metered.
+
+Every request is charged its weight against the per-minute limit; one over it is refused with
+Binance's HTTP 429 and ``Retry-After``, and every answer reports the weight used this minute.
+"""
+
+import time
+from collections.abc import Awaitable, Callable
+
+from aiohttp import web
+
+from recorder.simulate.event_clock import EventClock
+from recorder.simulate.market import encode_json
+from recorder.simulate.rest import (
+    USED_WEIGHT_HEADER,
+    CandleBook,
+    RestReply,
+    WeightMeter,
+    binance_error,
+    exchange_info,
+    klines,
+    ticker_24hr,
+)
+
+
+class RestRoutes:
+    """Serves ``exchangeInfo``, ``ticker/24hr`` and ``klines`` under ``/fapi/v1``.
+
+    Args:
+        clock: the exchange's clock (the market and the server time).
+        weights: the weight used this minute and its limit, shared by every REST endpoint.
+        candles: the candles ``klines`` answers from.
+    """
+
+    def __init__(self, clock: EventClock, weights: WeightMeter, candles: CandleBook) -> None:
+        self._clock = clock
+        self._weights = weights
+        self._candles = candles
+
+    def add_routes(self, router: web.UrlDispatcher) -> None:
+        """Route the three REST endpoints."""
+        router.add_get("/fapi/v1/exchangeInfo", self._metered(self._exchange_info))
+        router.add_get("/fapi/v1/ticker/24hr", self._metered(self._ticker))
+        router.add_get("/fapi/v1/klines", self._metered(self._klines))
+
+    def _metered(
+        self, answer: Callable[[web.Request], RestReply]
+    ) -> Callable[[web.Request], Awaitable[web.Response]]:
+        async def handler(request: web.Request) -> web.Response:
+            reply = answer(request)
+            now = time.time()
+            if not self._weights.spend(reply.weight, now):
+                limit = self._weights.limit
+                reply = binance_error(
+                    -1003,
+                    f"Too many requests; current limit of IP is {limit} requests per minute.",
+                    status=429,
+                    weight=0,
+                )
+                headers = {"Retry-After": str(WeightMeter.retry_after(now))}
+            else:
+                headers = {}
+            headers[USED_WEIGHT_HEADER] = str(self._weights.used)
+            return web.json_response(
+                reply.body, status=reply.status, headers=headers, dumps=encode_json
+            )
+
+        return handler
+
+    def _exchange_info(self, _request: web.Request) -> RestReply:
+        body = exchange_info(
+            self._clock.generator.profiles.values(),
+            self._clock.simulated_now_ms(),
+            self._weights.limit,
+        )
+        return RestReply(200, body, 1)
+
+    def _ticker(self, request: web.Request) -> RestReply:
+        return ticker_24hr(self._clock.generator, request.query)
+
+    def _klines(self, request: web.Request) -> RestReply:
+        return klines(self._candles, request.query)
