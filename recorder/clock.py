@@ -64,6 +64,8 @@ class ManualClock:
 
 MS_PER_DAY = 86_400_000
 """Milliseconds in a UTC day (no leap seconds in epoch time)."""
+US_PER_MS = 1000
+"""Microseconds in a millisecond: wall-clock readings are µs, event times ms."""
 
 _EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 _EPOCH_ORDINAL = _EPOCH.date().toordinal()

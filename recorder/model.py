@@ -93,6 +93,12 @@ class ConnectionChange(enum.Enum):
     """A planned close: its replacement was already delivering (lifetime handover, stop)."""
 
 
+CONNECTION_ENDS: Final = frozenset(
+    {ConnectionChange.DROPPED, ConnectionChange.STALLED, ConnectionChange.RETIRED}
+)
+"""The changes after which a connection delivers nothing more."""
+
+
 @dataclass(frozen=True, slots=True)
 class ConnectionEvent:
     """A change in one connection's state, in stream order with the frames it delivered.

@@ -38,15 +38,18 @@ from recorder.errors import StorageError
 from recorder.gaps.detector import GapDetector
 from recorder.gaps.log import GapLog
 from recorder.gaps.state import merged_last_event_times, write_state
-from recorder.ingest.pipeline import EventPipeline, Taken
+from recorder.ingest.pipeline import EventPipeline, FlushBatch
 from recorder.ingest.source import MarketSource, StreamItem
 from recorder.model import Rejection
+from recorder.ops.http import MetricsServer
 from recorder.ops.logs import get_logger
-from recorder.ops.metrics import MetricsServer, RecorderMetrics
+from recorder.ops.metrics import RecorderMetrics
 from recorder.ops.notify import SystemdNotifier
 from recorder.settings import Settings
+from recorder.storage.publisher import SealedFile
 from recorder.storage.quarantine import QuarantineLog
-from recorder.storage.writer import DatasetWriter, RecoveryReport, SealedFile
+from recorder.storage.recovery import RecoveryReport
+from recorder.storage.writer import DatasetWriter
 
 log = get_logger(__name__)
 _T = TypeVar("_T")
@@ -63,7 +66,15 @@ class FlushHealth:
 
 
 @dataclass(frozen=True, slots=True)
-class _Written:
+class _FlushOutcome:
+    """What the storage writes of one flush produced.
+
+    Attributes:
+        sealed: the Parquet files published by this flush.
+        unstorable: events the writer refused, as rejections for the quarantine.
+        failure: the first storage step that failed, or ``None`` when all succeeded.
+    """
+
     sealed: list[SealedFile]
     unstorable: list[Rejection]
     failure: StorageError | None
@@ -248,71 +259,75 @@ class RecorderService:
     async def flush(self, *, seal: bool) -> None:
         """Make everything buffered durable, then publish due files (all files if ``seal``)."""
         async with self._io_lock:
-            # Taken under the lock: a flush cancelled while waiting for it must not drop events.
-            taken = self.pipeline.take()
+            # The batch is taken under the lock: a flush cancelled while waiting for it must
+            # not drop events.
+            batch = self.pipeline.take()
             started = self.clock.monotonic()
-            work = asyncio.get_running_loop().run_in_executor(
-                None, functools.partial(self._write, taken, seal=seal)
+            storage_writes = asyncio.get_running_loop().run_in_executor(
+                None, functools.partial(self._write_batch, batch, seal=seal)
             )
             try:
-                written = await asyncio.shield(work)
+                outcome = await asyncio.shield(storage_writes)
             except asyncio.CancelledError:
                 # A thread cannot be interrupted: hold the lock until it is done, so that the
                 # final flush never runs beside it (the writer is not thread-safe).
-                self._account(taken, await work)
+                self._record_flush(batch, await storage_writes)
                 raise
-            self.metrics.observe_flush(self.clock.monotonic() - started, written.failure is None)
-        self._account(taken, written)
+            self.metrics.observe_flush(self.clock.monotonic() - started, outcome.failure is None)
+        self._record_flush(batch, outcome)
 
-    def _write(self, taken: Taken, *, seal: bool) -> _Written:
+    def _write_batch(self, batch: FlushBatch, *, seal: bool) -> _FlushOutcome:
         """Blocking I/O of one flush, in the order the module docstring explains."""
         failures: list[StorageError] = []
 
-        def attempt(step: Callable[[], _T]) -> _T | None:
+        def run_storage_step(step: Callable[[], _T]) -> _T | None:
+            # A failed step is remembered, not raised: the later steps still run, and the
+            # first failure is the flush's.
             try:
                 return step()
             except StorageError as exc:
                 failures.append(exc)
                 return None
 
-        self.quarantine.add(taken.rejections)
-        self.gap_log.append(taken.gaps)
-        attempt(self.gap_log.flush)
-        unstorable = attempt(lambda: self.writer.write_ahead(taken.events))
+        self.quarantine.add(batch.rejections)
+        self.gap_log.append(batch.gaps)
+        run_storage_step(self.gap_log.flush)
+        unstorable = run_storage_step(lambda: self.writer.write_ahead(batch.events))
         sealed: list[SealedFile] = []
         if unstorable is not None:  # the events are durable
             self.quarantine.add(unstorable)
-            attempt(
+            run_storage_step(
                 lambda: write_state(
                     self.settings.storage.root,
                     self.instance_id,
-                    taken.last_event_times,
+                    batch.last_event_times,
                     self.settings.source.symbols,
                 )
             )
-            sealed = attempt(self.writer.close if seal else self.writer.seal_due) or []
-        attempt(self.quarantine.flush)
-        return _Written(sealed, unstorable or [], failures[0] if failures else None)
+            sealed = run_storage_step(self.writer.close if seal else self.writer.seal_due) or []
+        run_storage_step(self.quarantine.flush)
+        return _FlushOutcome(sealed, unstorable or [], failures[0] if failures else None)
 
-    def _account(self, taken: Taken, written: _Written) -> None:
+    def _record_flush(self, batch: FlushBatch, outcome: _FlushOutcome) -> None:
+        """Move the metrics, the flush health and readiness after one flush."""
         metrics = self.metrics
-        self.pipeline.count_rejections(written.unstorable)
-        if written.failure is None:
-            for symbol, count in Counter(event.symbol for event in taken.events).items():
+        self.pipeline.count_rejections(outcome.unstorable)
+        if outcome.failure is None:
+            for symbol, count in Counter(event.symbol for event in batch.events).items():
                 metrics.events_written(symbol, count)
-        if written.sealed:
-            metrics.files_published(len(written.sealed))
-            metrics.bytes_written(sum(sealed.size_bytes for sealed in written.sealed))
-            self.flush_health.files_published += len(written.sealed)
+        if outcome.sealed:
+            metrics.files_published(len(outcome.sealed))
+            metrics.bytes_written(sum(sealed.size_bytes for sealed in outcome.sealed))
+            self.flush_health.files_published += len(outcome.sealed)
         metrics.set_buffered_rows(self.writer.buffered_rows + self.writer.pending_rows)
         metrics.set_wal_size(self.writer.wal_bytes)
         health = self.flush_health
-        if written.failure is None:
-            if not self._ready and taken.events:
+        if outcome.failure is None:
+            if not self._ready and batch.events:
                 # Ready means recording: connected, and the first events durable on disk.
                 self._ready = True
                 self.notifier.ready("recording")
-                log.info("ready", events_durable=len(taken.events))
+                log.info("ready", events_durable=len(batch.events))
             if not health.ok:
                 log.info("flush recovered", after_failures=health.consecutive_failures)
             health.ok = True
@@ -320,13 +335,13 @@ class RecorderService:
             return
         health.ok = False
         health.consecutive_failures += 1
-        health.last_error = str(written.failure)
+        health.last_error = str(outcome.failure)
         # One error line when the trouble starts, then one a minute: a full disk must be loud
         # without flooding the journal.
         if health.consecutive_failures == 1 or health.consecutive_failures % 60 == 0:
             log.error(
                 "flush failed; events stay buffered and will be retried",
-                error=str(written.failure),
+                error=str(outcome.failure),
                 consecutive_failures=health.consecutive_failures,
                 not_yet_durable_rows=self.writer.pending_rows,
             )

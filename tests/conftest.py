@@ -1,5 +1,6 @@
-"""Shared fixtures: the recorder and the simulator as subprocesses, stopped after a test."""
+"""Shared fixtures: recorder and simulator subprocesses, and writers on a manual clock."""
 
+import contextlib
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -7,6 +8,11 @@ from typing import Any
 
 import pytest
 from support import RecorderProcess, SimulatorProcess
+from writer_support import GRACE_MS, MAX_AGE, WriterFactory
+
+from recorder.clock import ManualClock
+from recorder.errors import StorageError
+from recorder.storage.writer import DatasetWriter
 
 
 @pytest.fixture
@@ -40,3 +46,33 @@ def start_recorder(tmp_path: Path) -> Iterator[Callable[..., RecorderProcess]]:
             recorder.kill()
         recorder.close()
         sys.stderr.write(f"--- {recorder.log_path.name} (tail) ---\n{recorder.log_tail()}\n")
+
+
+@pytest.fixture
+def clock() -> ManualClock:
+    """The writers' clock, at monotonic 100 s; tests advance it."""
+    return ManualClock(monotonic=100.0)
+
+
+@pytest.fixture
+def make_writer(clock: ManualClock) -> Iterator[WriterFactory]:
+    """Make writers with the test defaults (instance ``alpha``); each is closed afterwards."""
+    created: list[DatasetWriter] = []
+
+    def factory(root: Path, **overrides: object) -> DatasetWriter:
+        settings: dict[str, object] = {
+            "instance_id": "alpha",
+            "max_file_age": MAX_AGE,
+            "max_file_bytes": 1 << 30,
+            "day_grace_ms": GRACE_MS,
+            "clock": clock,
+        }
+        settings.update(overrides)
+        writer = DatasetWriter(root, **settings)  # type: ignore[arg-type]
+        created.append(writer)
+        return writer
+
+    yield factory
+    for writer in created:
+        with contextlib.suppress(StorageError):
+            writer.close()

@@ -87,7 +87,7 @@ def run(
 
 
 def _duration_option(value: str | None) -> float | None:
-    from recorder.settings import parse_duration  # noqa: PLC0415
+    from recorder.settings.units import parse_duration  # noqa: PLC0415
 
     return None if value is None else parse_duration(value)
 

@@ -3,7 +3,7 @@
 A standalone :class:`click.Command`; :mod:`recorder.cli.main` registers it on the
 ``recorder`` group. The logic lives in :mod:`recorder.storage.compact`; this module parses
 options, reads the clock once, prints the report and exits with
-:class:`~recorder.storage.compact.CompactExitCode`.
+:class:`~recorder.storage.compact.report.CompactExitCode`.
 
 Like the report commands of :mod:`recorder.cli.reports` (whose option, settings and error
 helpers it shares, so that every cron command fails the same way), it takes ``-c/--config``
@@ -25,12 +25,12 @@ from recorder.cli.reports import (
     settings_options,
     text_or_json_option,
 )
-from recorder.clock import SystemClock, event_date
+from recorder.clock import US_PER_MS, SystemClock, event_date
 from recorder.errors import ConfigError, StorageError
-from recorder.storage.compact import compact, parse_before
+from recorder.storage.compact.run import compact
+from recorder.storage.compact.selection import parse_before
 
 _MS_PER_SECOND = 1000
-_US_PER_MS = 1000
 
 
 @click.command("compact")
@@ -72,7 +72,7 @@ def compact_command(
         raise click.UsageError("--date and --before cannot be used together")
     settings = load_command_settings("compact", config, root, as_json=as_json)
     clock = SystemClock()
-    today = event_date(clock.wall_us() // _US_PER_MS)
+    today = event_date(clock.wall_us() // US_PER_MS)
     try:
         before_day = None if before is None else parse_before(before, today)
     except ConfigError as exc:

@@ -2,7 +2,7 @@
 
 Standalone :class:`click.Command` objects; :mod:`recorder.cli.main` registers them on the
 ``recorder`` group. The logic lives in :mod:`recorder.reports`; this module parses options,
-reads the clock once, prints, and exits with :class:`~recorder.reports.ExitCode`.
+reads the clock once, prints, and exits with :class:`~recorder.reports.read.ExitCode`.
 
 Every command takes ``-c/--config`` and ``--root`` like ``recorder run``: the root defaults to
 the settings (``storage.root`` from the TOML file or ``RECORDER_STORAGE__ROOT``).
@@ -25,19 +25,13 @@ import click
 from recorder.clock import SystemClock
 from recorder.errors import ConfigError, StorageError
 from recorder.gaps.detector import GapCause
-from recorder.gaps.log import TornLine, scan_gap_log
-from recorder.reports import (
-    DEFAULT_CHECK_CAUSES,
-    CheckLimits,
-    ExitCode,
-    parse_time_bound,
-    render_gaps_csv,
-    render_gaps_json,
-    render_gaps_table,
-    run_check,
-    run_verify,
-)
-from recorder.settings import Settings, load_settings, parse_duration
+from recorder.gaps.scan import TornLine, scan_gap_log
+from recorder.reports.check import DEFAULT_CHECK_CAUSES, CheckLimits, run_check
+from recorder.reports.gaps import render_gaps_csv, render_gaps_json, render_gaps_table
+from recorder.reports.read import ExitCode, parse_time_bound, torn_line_warning
+from recorder.reports.verify import run_verify
+from recorder.settings import Settings, load_settings
+from recorder.settings.units import parse_duration
 from recorder.storage.paths import require_root
 from recorder.symbols import is_valid_symbol
 
@@ -124,8 +118,7 @@ def _symbol_list(value: str | None, option: str) -> tuple[str, ...] | None:
 def _warn_torn(lines: tuple[TornLine, ...] | list[TornLine]) -> None:
     for line in lines:
         click.echo(
-            f"warning: incomplete last line {line.line_number} of {line.path} skipped "
-            "(an append in progress, or cut short by a crash)",
+            f"warning: {torn_line_warning(line)} (an append in progress, or cut short by a crash)",
             err=True,
         )
 

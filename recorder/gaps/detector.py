@@ -57,7 +57,7 @@ from collections import deque
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from recorder.model import ConnectionChange, ConnectionEvent, MiniTicker
+from recorder.model import CONNECTION_ENDS, ConnectionChange, ConnectionEvent, MiniTicker
 
 DEFAULT_INTERVAL_MS = 2000
 """The update interval Binance documents for ``<symbol>@miniTicker``."""
@@ -66,10 +66,6 @@ DEFAULT_INTERVAL_MS = 2000
 # silences that began after its previous event; older ones are evicted first, and a gap whose
 # silences were evicted falls back to ``quiet``.
 _MAX_SILENCES_PER_CONNECTION = 256
-
-_CONNECTION_ENDS = frozenset(
-    {ConnectionChange.DROPPED, ConnectionChange.STALLED, ConnectionChange.RETIRED}
-)
 
 
 class GapCause(enum.StrEnum):
@@ -220,7 +216,7 @@ class GapDetector:
         ended and no symbol's newest event came from it.
         """
         track = self._track(event.connection_id)
-        if event.change in _CONNECTION_ENDS and track.ended is None:
+        if event.change in CONNECTION_ENDS and track.ended is None:
             track.ended = event.change
             self._forget_if_unused(event.connection_id, track)
 

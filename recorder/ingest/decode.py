@@ -16,40 +16,12 @@ A frame takes one of these forms; all decode the same way:
   ``{"error":{"code":2,"msg":"Invalid request"},"id":3}``): neither an event nor a rejection,
   returned as :class:`ControlReply`.
 
-A payload may also carry ``"ps"`` (pair) and ``"st"`` (contract type, 1 = USDⓈ-M,
-2 = COIN-M, as an integer or a digit string); any other extra field is ignored.
-
-Nothing that arrives is trusted. A rejection's ``raw`` is the offending text, cut to
-:data:`MAX_RAW_BYTES` (the reason then says so, with the original size). Its ``reason``
-starts with a short code that groups well in metrics (:func:`reason_code`), followed by
-``": "`` and a human detail:
-
-=========================  =================================================================
-code                       meaning
-=========================  =================================================================
-``too_large``              the frame exceeds ``max_frame_bytes``; it is not parsed
-``not_utf8``               the frame is not valid UTF-8
-``not_json``               the frame is not one JSON document
-``not_object``             the frame, its ``data`` or an array item is not a JSON object
-``missing_field:<f>``      required field ``<f>`` is absent
-``wrong_type:<f>``         field ``<f>`` has the wrong JSON type (a number where Binance sends
-                           a string, ``E`` as a string, ``st`` out of range...)
-``not_decimal:<f>``        field ``<f>`` is a string but not ``digits[.digits]``
-``inexact_decimal:<f>``    field ``<f>`` does not fit ``decimal128(38, 18)`` exactly
-``bad_event_time``         ``E`` is outside [2017-01-01, 2100-01-01)
-``wrong_event_type``       ``e`` is not ``"24hrMiniTicker"``
-``unsafe_symbol``          ``s`` fails :func:`recorder.symbols.is_valid_symbol`
-``unsubscribed_symbol``    ``s`` is not one of the subscribed symbols
-``stream_mismatch``        the combined frame's stream name does not belong to the payload
-=========================  =================================================================
-
-Decimal strings are kept as received: they become exact Arrow ``decimal128(38, 18)`` values
-later, so a value that would need rounding is rejected here (``inexact_decimal``) rather than
-stored wrong. Leading integer zeros and trailing fractional zeros do not count against the 20
-integer and 18 fractional digits, because dropping them changes nothing; but the literal, from
-its first non-zero digit to its last digit, must stay within 38 digits, because Arrow's
-string-to-decimal cast parses it as written and overflows beyond that. Every accepted string
-therefore casts exactly with ``pyarrow.array(texts).cast(pyarrow.decimal128(38, 18))``.
+Each payload is checked by :func:`recorder.ingest.payload.check_payload` (which also says what
+extra fields it may carry). Nothing that arrives is trusted: everything wrong with a frame
+becomes a :class:`~recorder.model.Rejection` whose ``reason`` starts with a code
+(:mod:`recorder.ingest.rejections` lists them and cuts ``raw`` to size). Decimal strings are
+kept as received once :func:`~recorder.ingest.decimals.is_exact_decimal` has checked that they
+fit the dataset's ``decimal128(38, 18)`` exactly.
 
 Speed: a valid combined frame costs one typed msgspec decode and a handful of comparisons and
 regular-expression matches. Anything unusual (a raw payload, a control reply, any rejection)
@@ -58,59 +30,18 @@ quarantine; only that path produces rejections, so the two paths cannot disagree
 reason.
 """
 
-import re
-from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any, Final
 
 import msgspec
 
-from recorder.model import (
-    DECIMAL_INTEGER_DIGITS,
-    DECIMAL_PRECISION,
-    DECIMAL_SCALE,
-    MiniTicker,
-    Rejection,
-)
-from recorder.symbols import ALL_MARKET_STREAM, is_valid_symbol, stream_name
-
-EVENT_TYPE: Final = "24hrMiniTicker"
-"""The only event type (``e``) this decoder accepts."""
-
-MIN_EVENT_TIME_MS: Final = 1_483_228_800_000
-"""2017-01-01T00:00:00Z: ``E`` before this is not a real Binance futures event."""
-MAX_EVENT_TIME_MS: Final = 4_102_444_800_000
-"""2100-01-01T00:00:00Z (exclusive): ``E`` at or after this is garbage, not a future."""
-
-MAX_CONTRACT_TYPE: Final = 127
-"""Largest ``st`` accepted; fits every Arrow integer type the dataset schema may choose."""
+from recorder.ingest.payload import PayloadWire, check_payload
+from recorder.ingest.rejections import build_rejection, quote, schema_reason
+from recorder.model import MiniTicker, Rejection
+from recorder.symbols import ALL_MARKET_STREAM
 
 DEFAULT_MAX_FRAME_BYTES: Final = 1 << 20
 """Frames larger than this (in UTF-8 bytes) are rejected without being parsed."""
-MAX_RAW_BYTES: Final = 64 * 1024
-"""A rejection keeps at most this many bytes of the offending text."""
-
-_DETAIL_CHARS: Final = 80
-"""Values quoted in a reason's detail are cut to this many characters."""
-
-# Possessive quantifiers keep matching linear even for a megabyte of zeros. Leading integer
-# zeros and trailing fractional zeros are free; what remains must fit the decimal type.
-_EXACT_DECIMAL: Final = re.compile(
-    rf"""
-    (?: 0*+ [1-9] [0-9]{{0,{DECIMAL_INTEGER_DIGITS - 1}}}+  # up to 20 significant digits
-      | 0++ )                                               # or a zero integer part
-    (?: \. (?=[0-9])                                        # a fraction has a digit
-        (?: [0-9]{{0,{DECIMAL_SCALE - 1}}} [1-9] )?         # up to 18 significant digits
-        0*+ )?
-    """,
-    re.VERBOSE,
-)
-# [0-9], never \d: str patterns match every script's digits with \d, and "١٢٣" is no price.
-_PLAIN_DECIMAL: Final = re.compile(r"[0-9]++(?:\.[0-9]++)?")
-_ASCII_DIGITS: Final = re.compile(r"[0-9]{1,9}")
-
-_MISSING_FIELD: Final = re.compile(r"Object missing required field `([^`]*)`")
-_AT_FIELD: Final = re.compile(r" - at `\$\.(\w+)")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -161,54 +92,15 @@ class Decoded:
     control: ControlReply | None = None
 
 
-def is_exact_decimal(text: str) -> bool:
-    """Tell whether ``text`` is ``digits[.digits]`` and fits ``decimal128(38, 18)`` exactly.
-
-    Leading and trailing zeros are free, as long as the literal from its first non-zero
-    digit to its end has at most :data:`DECIMAL_PRECISION` digits (what Arrow's cast from
-    string can parse).
-
-    >>> is_exact_decimal("30180.00"), is_exact_decimal("0.1000000000000000000000")
-    (True, True)
-    >>> is_exact_decimal("0.1234567890123456789"), is_exact_decimal("1e5")
-    (False, False)
-    """
-    if _EXACT_DECIMAL.fullmatch(text) is None:
-        return False
-    # A literal of at most 38 characters cannot exceed 38 written digits: skip the count.
-    return len(text) <= DECIMAL_PRECISION or _written_digits(text) <= DECIMAL_PRECISION
-
-
-def _written_digits(text: str) -> int:
-    """Count the digits of a decimal literal from its first non-zero digit to its end."""
-    return len(text.replace(".", "", 1).lstrip("0"))
-
-
 # ---------------------------------------------------------------------------------------------
 # Wire shapes
-
-
-class _PayloadWire(msgspec.Struct, frozen=True, gc=False):
-    """A ``24hrMiniTicker`` payload as sent; msgspec checks the JSON types."""
-
-    event_type: str = msgspec.field(name="e")
-    event_time: int = msgspec.field(name="E")
-    symbol: str = msgspec.field(name="s")
-    close: str = msgspec.field(name="c")
-    open: str = msgspec.field(name="o")
-    high: str = msgspec.field(name="h")
-    low: str = msgspec.field(name="l")
-    volume: str = msgspec.field(name="v")
-    quote_volume: str = msgspec.field(name="q")
-    pair: str | None = msgspec.field(default=None, name="ps")
-    contract_type: int | str | None = msgspec.field(default=None, name="st")
 
 
 class _CombinedWire(msgspec.Struct, frozen=True, gc=False):
     """A combined-stream frame with a typed payload: the fast path."""
 
     stream: str
-    data: _PayloadWire | list[_PayloadWire]
+    data: PayloadWire | list[PayloadWire]
 
 
 class _ControlErrorWire(msgspec.Struct, frozen=True, gc=False):
@@ -222,14 +114,11 @@ class _ControlWire(msgspec.Struct, frozen=True):
     error: _ControlErrorWire | None = None
 
 
-_FAST: Final = msgspec.json.Decoder(_CombinedWire | list[_PayloadWire])
-_PAYLOAD: Final = msgspec.json.Decoder(_PayloadWire)
+_FAST: Final = msgspec.json.Decoder(_CombinedWire | list[PayloadWire])
+_PAYLOAD: Final = msgspec.json.Decoder(PayloadWire)
 _SHAPE: Final = msgspec.json.Decoder(dict[str, msgspec.Raw] | list[msgspec.Raw])
 _STRING: Final = msgspec.json.Decoder(str)
 _CONTROL: Final = msgspec.json.Decoder(_ControlWire)
-
-# The JSON keys of the decimal fields, in the order _check passes their values.
-_DECIMAL_FIELDS: Final = ("c", "o", "h", "l", "v", "q")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -274,14 +163,16 @@ def decode_frame(
     size = _oversize(frame, max_frame_bytes)
     if size is not None:
         reason = f"too_large: {size} bytes exceeds the {max_frame_bytes}-byte limit"
-        return Decoded(rejections=(_reject(frame, reason, receive_time, connection_id),))
+        return Decoded(rejections=(build_rejection(frame, reason, receive_time, connection_id),))
     if isinstance(frame, bytes) and not frame.isascii():
         # msgspec does not check the UTF-8 of fields it skips, so check it here.
         try:
             frame.decode("utf-8")
         except UnicodeDecodeError as exc:
             reason = f"not_utf8: {exc}"
-            return Decoded(rejections=(_reject(frame, reason, receive_time, connection_id),))
+            return Decoded(
+                rejections=(build_rejection(frame, reason, receive_time, connection_id),)
+            )
     try:
         wire = _FAST.decode(frame)
     except (msgspec.DecodeError, UnicodeError):
@@ -336,7 +227,7 @@ def _oversize(frame: str | bytes, limit: int) -> int | None:
 
 
 def _accept_all(
-    wire: _CombinedWire | list[_PayloadWire], receive_time: int, subscribed: frozenset[str] | None
+    wire: _CombinedWire | list[PayloadWire], receive_time: int, subscribed: frozenset[str] | None
 ) -> tuple[MiniTicker, ...] | None:
     """Return the events of a schema-valid frame, or ``None`` if anything must be rejected."""
     if isinstance(wire, list):
@@ -349,144 +240,11 @@ def _accept_all(
         payloads, stream = [wire.data], wire.stream
     events = []
     for payload in payloads:
-        checked = _check(payload, stream, subscribed, receive_time)
+        checked = check_payload(payload, stream, subscribed, receive_time)
         if isinstance(checked, str):
             return None
         events.append(checked)
     return tuple(events)
-
-
-def _check(
-    payload: _PayloadWire,
-    stream: str | None,
-    subscribed: frozenset[str] | None,
-    receive_time: int,
-) -> MiniTicker | str:
-    """Return the event of a schema-valid payload, or the reason to reject it.
-
-    Args:
-        payload: the typed payload.
-        stream: the combined frame's stream name when it must name this payload's symbol.
-        subscribed: see :func:`decode_frame`.
-        receive_time: see :func:`decode_frame`.
-    """
-    problem = _identity_problem(payload, stream, subscribed)
-    if problem is not None:
-        return problem
-    decimals = (
-        payload.close,
-        payload.open,
-        payload.high,
-        payload.low,
-        payload.volume,
-        payload.quote_volume,
-    )
-    if not all(map(is_exact_decimal, decimals)):
-        return _decimal_reason(decimals)
-    contract_type = payload.contract_type
-    if contract_type is not None:
-        if isinstance(contract_type, str):
-            if _ASCII_DIGITS.fullmatch(contract_type) is None:
-                return f"wrong_type:st: {_quote(contract_type)} is not an integer"
-            contract_type = int(contract_type)
-        if not 0 <= contract_type <= MAX_CONTRACT_TYPE:
-            return f"wrong_type:st: {contract_type} is outside 0..{MAX_CONTRACT_TYPE}"
-    return MiniTicker(
-        symbol=payload.symbol,
-        event_time=payload.event_time,
-        close=payload.close,
-        open=payload.open,
-        high=payload.high,
-        low=payload.low,
-        volume=payload.volume,
-        quote_volume=payload.quote_volume,
-        receive_time=receive_time,
-        pair=payload.pair,
-        contract_type=contract_type,
-    )
-
-
-def _identity_problem(
-    payload: _PayloadWire, stream: str | None, subscribed: frozenset[str] | None
-) -> str | None:
-    """Return why the payload is not a wanted miniTicker of a safe symbol, if it is not."""
-    if payload.event_type != EVENT_TYPE:
-        return f"wrong_event_type: {_quote(payload.event_type)} is not {EVENT_TYPE!r}"
-    if not MIN_EVENT_TIME_MS <= payload.event_time < MAX_EVENT_TIME_MS:
-        return _bad_event_time(payload.event_time)
-    symbol = payload.symbol
-    if not is_valid_symbol(symbol):
-        return f"unsafe_symbol: {_quote(symbol)}"
-    if stream is not None and stream != stream_name(symbol):
-        return f"stream_mismatch: stream {_quote(stream)} carries symbol {symbol!r}"
-    if subscribed is not None and symbol not in subscribed:
-        return f"unsubscribed_symbol: {symbol!r}"
-    return None
-
-
-def _bad_event_time(event_time: int) -> str:
-    # A thousand-digit E would make a useless detail; say which side it fell off instead.
-    shown = str(event_time) if abs(event_time) < 10**20 else ("huge" if event_time > 0 else "-huge")
-    return f"bad_event_time: E={shown} is outside [2017-01-01, 2100-01-01)"
-
-
-def _decimal_reason(decimals: Iterable[str]) -> str:
-    """Say which of the payload's decimal strings fails, and how."""
-    for field, text in zip(_DECIMAL_FIELDS, decimals, strict=True):
-        if is_exact_decimal(text):
-            continue
-        if _PLAIN_DECIMAL.fullmatch(text) is None:
-            return f"not_decimal:{field}: {_quote(text)} is not digits[.digits]"
-        whole, _, fraction = text.partition(".")
-        return (
-            f"inexact_decimal:{field}: {_quote(text)} has {len(whole.lstrip('0'))} integer, "
-            f"{len(fraction.rstrip('0'))} fractional and {_written_digits(text)} written "
-            f"significant digits; decimal128({DECIMAL_PRECISION}, {DECIMAL_SCALE}) takes at "
-            f"most {DECIMAL_INTEGER_DIGITS}, {DECIMAL_SCALE} and {DECIMAL_PRECISION}"
-        )
-    msg = "no decimal field fails its check"
-    raise AssertionError(msg)
-
-
-def _schema_reason(error: msgspec.ValidationError) -> str:
-    """Turn msgspec's verdict on a payload, wrapper or reply into a reason."""
-    message = str(error)
-    missing = _MISSING_FIELD.match(message)
-    if missing is not None:
-        return f"missing_field:{missing[1]}: {message}"
-    field = _AT_FIELD.search(message)
-    if field is None:
-        # The only error msgspec reports at the document's root is its JSON type.
-        return f"not_object: {message}"
-    if field[1] == "E" and "out of range" in message:
-        return f"bad_event_time: {message}"
-    return f"wrong_type:{field[1]}: {message}"
-
-
-def _quote(value: str) -> str:
-    """Return ``repr(value)``, cut short enough for a log line."""
-    if len(value) > _DETAIL_CHARS:
-        return f"{value[:_DETAIL_CHARS]!r}... ({len(value)} characters)"
-    return repr(value)
-
-
-def _reject(
-    raw: str | bytes, reason: str, receive_time: int, connection_id: str | None
-) -> Rejection:
-    """Build a rejection keeping at most :data:`MAX_RAW_BYTES` of the offending text."""
-    # backslashreplace keeps what is not UTF-8 visible and exact (\xff, a lone \udcff) for
-    # whoever reads the quarantine, where U+FFFD would hide it.
-    data = raw.encode("utf-8", "backslashreplace") if isinstance(raw, str) else raw
-    if len(data) > MAX_RAW_BYTES:
-        reason = f"{reason} (raw truncated to {MAX_RAW_BYTES} of {len(data)} bytes)"
-        end = MAX_RAW_BYTES
-        while end > MAX_RAW_BYTES - 3 and data[end] & 0xC0 == 0x80:
-            end -= 1  # do not cut a multi-byte character in half
-        data = data[:end]
-    text = data.decode("utf-8", "backslashreplace")
-    return Rejection(
-        raw=text, reason=reason, receive_time=receive_time, connection_id=connection_id
-    )
 
 
 class _SlowPath:
@@ -531,7 +289,9 @@ class _SlowPath:
         return Decoded(tuple(self.events), tuple(self.rejections))
 
     def _only(self, raw: str | bytes, reason: str) -> Decoded:
-        return Decoded(rejections=(_reject(raw, reason, self.receive_time, self.connection_id),))
+        return Decoded(
+            rejections=(build_rejection(raw, reason, self.receive_time, self.connection_id),)
+        )
 
     def _combined(self, wrapper: dict[str, msgspec.Raw]) -> None:
         frame = self.frame
@@ -554,7 +314,7 @@ class _SlowPath:
         elif stream == ALL_MARKET_STREAM:
             self._items(shape)
         else:
-            reason = f"stream_mismatch: stream {_quote(stream)} carries an array"
+            reason = f"stream_mismatch: stream {quote(stream)} carries an array"
             self._add_rejection(frame, reason)
 
     def _items(self, items: list[msgspec.Raw]) -> None:
@@ -572,9 +332,9 @@ class _SlowPath:
         try:
             wire = _PAYLOAD.decode(payload)
         except msgspec.ValidationError as exc:
-            checked: MiniTicker | str = _schema_reason(exc)
+            checked: MiniTicker | str = schema_reason(exc)
         else:
-            checked = _check(wire, stream, self.subscribed, self.receive_time)
+            checked = check_payload(wire, stream, self.subscribed, self.receive_time)
         if isinstance(checked, MiniTicker):
             self.events.append(checked)
         elif raw is not None:
@@ -586,7 +346,7 @@ class _SlowPath:
         try:
             reply = _CONTROL.decode(self.frame)
         except msgspec.ValidationError as exc:
-            return self._only(self.frame, _schema_reason(exc))
+            return self._only(self.frame, schema_reason(exc))
         error = reply.error
         return Decoded(
             control=ControlReply(
@@ -597,4 +357,4 @@ class _SlowPath:
         )
 
     def _add_rejection(self, raw: str | bytes, reason: str) -> None:
-        self.rejections.append(_reject(raw, reason, self.receive_time, self.connection_id))
+        self.rejections.append(build_rejection(raw, reason, self.receive_time, self.connection_id))

@@ -14,6 +14,7 @@ from recorder.gaps.detector import Gap, GapDetector
 from recorder.ingest.decode import decode_frame
 from recorder.ingest.dedup import DuplicateFilter
 from recorder.model import (
+    CONNECTION_ENDS,
     ConnectionChange,
     ConnectionEvent,
     MiniTicker,
@@ -23,12 +24,10 @@ from recorder.model import (
 )
 from recorder.ops.metrics import RecorderMetrics
 
-_ENDS = frozenset({ConnectionChange.DROPPED, ConnectionChange.STALLED, ConnectionChange.RETIRED})
-
 
 @dataclass(frozen=True, slots=True)
-class Taken:
-    """What accumulated since the previous :meth:`EventPipeline.take`.
+class FlushBatch:
+    """What accumulated since the previous :meth:`EventPipeline.take`: one flush's work.
 
     Attributes:
         events: de-duplicated events in arrival order.
@@ -71,7 +70,9 @@ class ConnectionState:
 
 
 @dataclass(slots=True)
-class _Accumulated:
+class _PendingBatch:
+    """What is accumulating for the next :class:`FlushBatch`."""
+
     events: list[MiniTicker] = field(default_factory=list)
     rejections: list[Rejection] = field(default_factory=list)
     gaps: list[Gap] = field(default_factory=list)
@@ -101,7 +102,7 @@ class EventPipeline:
         self._detector = detector
         self._metrics = metrics
         self._seen = DuplicateFilter(dedup_window)
-        self._pending = _Accumulated()
+        self._pending = _PendingBatch()
         self.counters = PipelineCounters()
         self.connections: dict[str, ConnectionState] = {}
         """Connections opened and not yet ended, by id."""
@@ -113,11 +114,11 @@ class EventPipeline:
         else:
             self._on_frame(item)
 
-    def take(self) -> Taken:
+    def take(self) -> FlushBatch:
         """Return and forget everything accumulated since the last call."""
         pending = self._pending
-        self._pending = _Accumulated()
-        return Taken(
+        self._pending = _PendingBatch()
+        return FlushBatch(
             pending.events,
             pending.rejections,
             pending.gaps,
@@ -129,7 +130,7 @@ class EventPipeline:
         metrics = self._metrics
         if event.change is ConnectionChange.OPENED:
             self.connections[event.connection_id] = ConnectionState(event.symbols)
-        elif event.change in _ENDS:
+        elif event.change in CONNECTION_ENDS:
             was_open = self.connections.pop(event.connection_id, None) is not None
             unplanned = event.change is not ConnectionChange.RETIRED
             if was_open and unplanned and metrics is not None:

@@ -1,1 +1,1 @@
-"""Operations: metrics, health, structured logs and the systemd notify protocol."""
+"""Operations: metrics, the /metrics and /healthz endpoint, structured logs and systemd notify."""

@@ -21,7 +21,7 @@ from structlog.tracebacks import ExceptionDictTransformer
 from structlog.typing import EventDict, FilteringBoundLogger, Processor, WrappedLogger
 
 from recorder.errors import ConfigError
-from recorder.settings import LOG_FORMATS, LOG_LEVELS
+from recorder.settings.sections import LOG_FORMATS, LOG_LEVELS
 
 __all__ = ["configure_logging", "get_logger"]
 

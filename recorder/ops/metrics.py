@@ -1,4 +1,4 @@
-"""Prometheus metrics and the ``/metrics`` + ``/healthz`` endpoint.
+"""Prometheus metrics: every series the recorder exports, in a registry of its own.
 
 :class:`RecorderMetrics` owns one :class:`~prometheus_client.CollectorRegistry` (never the
 process-wide default, so that tests and several services in one process do not collide) and
@@ -14,43 +14,21 @@ Everything that happens once per flush, connection or gap uses ordinary
 
 The per-event methods take no lock: call each of them from one thread only (the event loop, or
 the storage worker for ``events_written``). A scrape copies each dictionary before reading it,
-so it may run while they are being called.
-
-:class:`MetricsServer` serves both endpoints from a small aiohttp application, on loopback
-unless configured otherwise.
+so it may run while they are being called. :mod:`recorder.ops.http` serves the exposition.
 """
 
 import platform
-from collections.abc import Iterable, Iterator, Mapping
-from typing import Final, Protocol
+from collections.abc import Iterable, Iterator
+from typing import Final
 
-from aiohttp import web
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.exposition import choose_encoder
 
 from recorder import __version__
 from recorder.clock import Clock, SystemClock
-from recorder.errors import ConfigError
-from recorder.ops.logs import get_logger
 
-__all__ = [
-    "DEFAULT_METRICS_HOST",
-    "DEFAULT_METRICS_PORT",
-    "GAP_CAUSES",
-    "HealthSource",
-    "MetricsServer",
-    "RecorderMetrics",
-    "health_body",
-]
-
-log = get_logger(__name__)
-
-DEFAULT_METRICS_HOST: Final = "127.0.0.1"
-"""Loopback: metrics are not published beyond this machine unless an operator says so."""
-
-DEFAULT_METRICS_PORT: Final = 9464
-"""The port conventionally used by Prometheus exporters of this kind."""
+__all__ = ["GAP_CAUSES", "RecorderMetrics"]
 
 GAP_CAUSES: Final = ("disconnect", "stall", "restart", "quiet")
 """Causes of a gap, as in the gap log; their series exist from the start, at zero."""
@@ -303,7 +281,7 @@ class RecorderMetrics:
         """Count ``count`` rejections with ``reason_code``.
 
         Args:
-            reason_code: the machine-groupable code (:func:`recorder.ingest.decode.reason_code`),
+            reason_code: the machine-groupable code (:func:`recorder.model.reason_code`),
                 never the free-text reason: every distinct value is a new time series.
             count: how many rejections.
         """
@@ -391,111 +369,3 @@ class RecorderMetrics:
         """
         encode, content_type = choose_encoder(accept)
         return encode(_WithoutCreatedSeries(self.registry)), content_type
-
-
-class HealthSource(Protocol):
-    """Something that can tell whether the recorder is healthy."""
-
-    def health(self) -> tuple[bool, Mapping[str, object]]:
-        """Return whether the recorder is healthy, and details for the JSON answer.
-
-        The details must be JSON-serialisable. When unhealthy they should hold ``"reasons"``,
-        a list of short strings saying what is wrong (``"last flush failed: disk full"``).
-        """
-        ...
-
-
-def health_body(ok: bool, details: Mapping[str, object]) -> dict[str, object]:
-    """Build the ``/healthz`` JSON body from a health verdict.
-
-    >>> health_body(True, {"connections": 2})
-    {'status': 'ok', 'connections': 2}
-    >>> health_body(False, {})
-    {'status': 'unhealthy', 'reasons': []}
-    """
-    body: dict[str, object] = {"status": "ok" if ok else "unhealthy"}
-    body.update((key, value) for key, value in details.items() if key != "status")
-    if not ok:
-        body.setdefault("reasons", [])
-    return body
-
-
-class MetricsServer:
-    """Serve ``GET /metrics`` and ``GET /healthz`` over HTTP.
-
-    ``/metrics`` answers in the Prometheus text format (OpenMetrics when asked for).
-    ``/healthz`` answers 200 ``{"status": "ok", ...}`` or 503
-    ``{"status": "unhealthy", "reasons": [...]}``, from ``health_source`` at each request.
-
-    Args:
-        metrics: what ``/metrics`` exposes.
-        health_source: what ``/healthz`` asks.
-        host: the address to listen on; loopback by default.
-        port: the TCP port; 0 picks a free one (read :attr:`port` after :meth:`start`).
-    """
-
-    def __init__(
-        self,
-        metrics: RecorderMetrics,
-        health_source: HealthSource,
-        host: str = DEFAULT_METRICS_HOST,
-        port: int = DEFAULT_METRICS_PORT,
-    ) -> None:
-        self.host = host
-        self._port = port
-        self._metrics = metrics
-        self._health_source = health_source
-        self._runner: web.AppRunner | None = None
-
-    @property
-    def port(self) -> int:
-        """The port listened on: the actual one once started, else the one configured."""
-        return self._port
-
-    def _application(self) -> web.Application:
-        app = web.Application()
-        app.router.add_get("/metrics", self._serve_metrics)
-        app.router.add_get("/healthz", self._serve_health)
-        return app
-
-    async def _serve_metrics(self, request: web.Request) -> web.Response:
-        body, content_type = self._metrics.exposition(request.headers.get("Accept", ""))
-        return web.Response(body=body, headers={"Content-Type": content_type})
-
-    async def _serve_health(self, _: web.Request) -> web.Response:
-        ok, details = self._health_source.health()
-        return web.json_response(
-            health_body(ok, details),
-            status=200 if ok else 503,
-            headers={"Cache-Control": "no-store"},
-        )
-
-    async def start(self) -> None:
-        """Start listening.
-
-        Raises:
-            ConfigError: the address cannot be listened on (in use, not local, no permission).
-        """
-        # No access log: a scrape every few seconds would drown the recorder's own lines.
-        runner = web.AppRunner(self._application(), access_log=None, shutdown_timeout=1.0)
-        await runner.setup()
-        site = web.TCPSite(runner, self.host, self._port)
-        try:
-            await site.start()
-        except OSError as exc:
-            await runner.cleanup()
-            msg = f"cannot serve metrics on {self.host}:{self._port}: {exc.strerror or exc}"
-            raise ConfigError(msg) from exc
-        self._runner = runner
-        # With port 0 the kernel chose the port; the bound socket's address tells which.
-        self._port = next(
-            (int(address[1]) for address in runner.addresses if isinstance(address, tuple)),
-            self._port,
-        )
-        log.info("metrics server listening", host=self.host, port=self._port)
-
-    async def stop(self) -> None:
-        """Stop listening and close open connections; does nothing if not started."""
-        runner, self._runner = self._runner, None
-        if runner is not None:
-            await runner.cleanup()

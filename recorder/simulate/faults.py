@@ -34,7 +34,7 @@ from dataclasses import dataclass
 from typing import TypedDict
 
 from recorder.errors import ConfigError
-from recorder.settings import parse_duration, parse_size
+from recorder.settings.units import parse_duration, parse_size
 from recorder.simulate.market import encode_json
 
 DEFAULT_HUGE_SIZE = 3 * 1024 * 1024

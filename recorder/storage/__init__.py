@@ -1,1 +1,5 @@
-"""Storage: the schema, paths, write-ahead log, writer, sealing, quarantine and compaction."""
+"""Storage: the dataset's files, from the write-ahead log to sealed, compacted Parquet.
+
+Schema, paths, write-ahead log, instance locking, the writer, sealing policy, publishing,
+recovery, quarantine and compaction, one module (or package) each.
+"""

@@ -24,11 +24,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from recorder.errors import StorageError, UnsafePathError
+from recorder.hive import DATE_KEY, SYMBOL_KEY
 from recorder.instance import INSTANCE_ID_PATTERN, validate_instance_id
 from recorder.symbols import is_valid_symbol
 
-DATE_KEY = "date"
-SYMBOL_KEY = "symbol"
 DATA_SUFFIX = ".parquet"
 TEMP_PREFIX = "."
 TEMP_SUFFIX = ".tmp"

@@ -15,11 +15,14 @@ fit before they get here, and :func:`build_wal_batch` turns a value that slipped
 """
 
 import datetime as dt
+import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from pathlib import Path
+from typing import Any, Final
 
 import pyarrow as pa
+import pyarrow.parquet as pq
 
 import recorder
 from recorder.clock import event_day
@@ -157,6 +160,24 @@ def file_metadata(date: dt.date, symbol: str) -> dict[str, str]:
         METADATA_SYMBOL: symbol,
         METADATA_DATE: date.isoformat(),
     }
+
+
+ROW_ORDER: Final = (("event_time", "ascending"), ("receive_time", "ascending"))
+"""How rows are sorted within a data file: by ``event_time``, ties in order of arrival."""
+
+
+def write_parquet_file(path: Path, table: pa.Table, options: ParquetOptions) -> None:
+    """Write ``table`` to ``path`` (overwriting it) with ``options``, flushed and fsynced.
+
+    The caller renames it into place and fsyncs the directory: a file is written aside first.
+
+    Raises:
+        OSError: it could not be written or synced.
+    """
+    with path.open("wb") as stream:
+        pq.write_table(table, stream, **options.write_kwargs)
+        stream.flush()
+        os.fsync(stream.fileno())
 
 
 def parquet_options(date: dt.date, symbol: str) -> ParquetOptions:

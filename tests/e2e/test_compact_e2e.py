@@ -200,7 +200,8 @@ KILL_SCRIPT = """
 import os, signal, sys
 from pathlib import Path
 from recorder.clock import SystemClock
-from recorder.storage.compact import CompactStep, compact
+from recorder.storage.compact.publish import CompactStep
+from recorder.storage.compact.run import compact
 
 step, occurrence, seen = CompactStep(sys.argv[2]), int(sys.argv[3]), []
 

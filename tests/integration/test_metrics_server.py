@@ -14,7 +14,8 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from recorder.clock import ManualClock
 from recorder.errors import ConfigError
-from recorder.ops.metrics import MetricsServer, RecorderMetrics
+from recorder.ops.http import MetricsServer
+from recorder.ops.metrics import RecorderMetrics
 
 pytestmark = pytest.mark.integration
 

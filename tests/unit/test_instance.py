@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 from recorder.errors import ConfigError, UnsafePathError
-from recorder.gaps.log import gap_log_file
+from recorder.gaps.layout import gap_log_file
 from recorder.gaps.state import state_file
 from recorder.instance import default_instance_id, is_valid_instance_id, validate_instance_id
 from recorder.settings import parse_settings

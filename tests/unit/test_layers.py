@@ -9,7 +9,7 @@ PACKAGE = Path(__file__).resolve().parents[2] / "recorder"
 
 # Each layer may import the layers listed for it, and itself; the base modules import only
 # each other (and the standard library).
-BASE = {"model", "errors", "clock", "symbols", "instance", "durable", "recorder"}
+BASE = {"model", "errors", "clock", "symbols", "instance", "durable", "hive", "recorder"}
 ALLOWED: dict[str, set[str]] = {
     "base": BASE,
     "settings": BASE,

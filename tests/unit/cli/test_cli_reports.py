@@ -2,47 +2,17 @@ import csv
 import io
 import json
 import time
-from collections.abc import Sequence
 from pathlib import Path
 
 import click
-import pyarrow as pa
-import pyarrow.parquet as pq
 import pytest
 from click.testing import CliRunner, Result
+from recorded_dataset import BTC, ETH, MINUTE_MS, T0, log_gaps, write_data_file
 
 from recorder.cli.reports import REPORT_COMMANDS, check_command, gaps_command, verify_command
-from recorder.clock import event_date
 from recorder.gaps.detector import Gap, GapCause
-from recorder.gaps.log import GapLog
 from recorder.gaps.state import write_state
-from recorder.model import MiniTicker
-from recorder.reports import ExitCode
-from recorder.storage.schema import build_wal_batch, data_columns, parquet_options
-
-BTC = "BTCUSDT"
-ETH = "ETHUSDT"
-MINUTE_MS = 60_000
-T0 = 1_714_557_600_000  # 2024-05-01T10:00:00Z
-
-
-def ticker(symbol: str, event_time: int) -> MiniTicker:
-    return MiniTicker(symbol, event_time, "1.5", "1", "2", "0.5", "10", "15", event_time * 1000)
-
-
-def write_data_file(
-    root: Path, symbol: str, event_times: Sequence[int], name: str = "part-1.parquet"
-) -> Path:
-    """Write a sealed file as the writer does; rows in the order given."""
-    day = event_date(event_times[0])
-    directory = root / f"date={day.isoformat()}" / f"symbol={symbol}"
-    directory.mkdir(parents=True, exist_ok=True)
-    options = parquet_options(day, symbol)
-    batch = data_columns(build_wal_batch([ticker(symbol, e) for e in event_times]))
-    table = pa.Table.from_batches([batch]).replace_schema_metadata(options.schema.metadata)
-    path = directory / name
-    pq.write_table(table, path, **options.write_kwargs)
-    return path
+from recorder.reports.read import ExitCode
 
 
 def now_ms() -> int:
@@ -57,12 +27,6 @@ def run(command: click.Command, *args: str) -> Result:
 def gap(symbol: str, from_ms: int, to_ms: int, cause: GapCause, instance: str = "host-a") -> Gap:
     missed = round((to_ms - from_ms) / 2000) - 1
     return Gap(symbol, from_ms, to_ms, missed, cause, to_ms * 1000, "0.1", instance)
-
-
-def log_gaps(root: Path, *gaps: Gap) -> None:
-    log = GapLog(root, "host-a")
-    log.append(gaps)
-    log.flush()
 
 
 @pytest.fixture
@@ -275,8 +239,8 @@ def test_verify_clean(tmp_path: Path) -> None:
 
 
 def test_verify_catches_a_planted_duplicate(tmp_path: Path) -> None:
-    write_data_file(tmp_path, BTC, list(range(T0, T0 + 20_000, 2000)), "a.parquet")
-    write_data_file(tmp_path, BTC, [T0 + 8000], "planted.parquet")
+    write_data_file(tmp_path, BTC, list(range(T0, T0 + 20_000, 2000)), name="a.parquet")
+    write_data_file(tmp_path, BTC, [T0 + 8000], name="planted.parquet")
     result = run(verify_command, "--root", str(tmp_path))
     assert result.exit_code == ExitCode.PROBLEMS
     assert result.output.splitlines()[0] == (

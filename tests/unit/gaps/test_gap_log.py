@@ -7,35 +7,15 @@ from pathlib import Path
 
 import duckdb
 import pytest
+from gap_samples import DAY_MS, DETECTED, T0, gap
 
 from recorder.clock import event_date
 from recorder.errors import StorageError, UnsafePathError
 from recorder.gaps.detector import Gap, GapCause
-from recorder.gaps.log import (
-    GapLog,
-    GapRecordError,
-    distinct_gaps,
-    gap_from_record,
-    gap_log_file,
-    gap_to_record,
-    read_gaps,
-    scan_gap_log,
-)
-
-DAY_MS = 86_400_000
-T0 = 1_714_557_600_000  # 2024-05-01T10:00:00Z
-DETECTED = 1_714_557_610_123_456  # 2024-05-01T10:00:10.123456Z
-
-
-def gap(
-    symbol: str = "BTCUSDT",
-    from_ms: int = T0,
-    to_ms: int = T0 + 10_000,
-    cause: GapCause = GapCause.DISCONNECT,
-    instance_id: str | None = None,
-) -> Gap:
-    missed = max((to_ms - from_ms) // 2000 - 1, 1)
-    return Gap(symbol, from_ms, to_ms, missed, cause, DETECTED, "0.3", instance_id)
+from recorder.gaps.layout import gap_log_file
+from recorder.gaps.log import GapLog
+from recorder.gaps.records import gap_to_record
+from recorder.gaps.scan import read_gaps, scan_gap_log
 
 
 def lines(path: Path) -> list[bytes]:
@@ -176,21 +156,6 @@ def test_torn_tail_of_own_file_is_cut_before_appending(tmp_path: Path) -> None:
     assert [g.symbol for g in scan.gaps] == ["BTCUSDT", "ETHUSDT"]
 
 
-def test_readers_skip_and_report_a_torn_last_line(tmp_path: Path) -> None:
-    log = GapLog(tmp_path, "host-a")
-    log.append([gap()])
-    log.flush()
-    path = log.path_for(event_date(T0))
-    with path.open("ab") as stream:
-        stream.write(b'{"symbol": "ETHUSDT", "from_ms"')
-    scan = scan_gap_log(tmp_path)
-    assert [g.symbol for g in scan.gaps] == ["BTCUSDT"]
-    [torn] = scan.torn
-    assert (torn.path, torn.line_number) == (path, 2)
-    assert scan.files == 1
-    assert [g.symbol for g in read_gaps(tmp_path)] == ["BTCUSDT"]
-
-
 def test_a_bad_complete_line_is_an_error_naming_the_place(tmp_path: Path) -> None:
     log = GapLog(tmp_path, "host-a")
     log.append([gap()])
@@ -204,27 +169,6 @@ def test_a_bad_complete_line_is_an_error_naming_the_place(tmp_path: Path) -> Non
     log2 = GapLog(tmp_path, "host-a")
     log2.append([gap("ETHUSDT")])
     assert log2.flush() == 1
-
-
-def test_reading_filters_by_overlap_and_symbol(tmp_path: Path) -> None:
-    log = GapLog(tmp_path, "host-a")
-    early = gap("BTCUSDT", T0, T0 + 10_000)
-    late = gap("BTCUSDT", T0 + DAY_MS, T0 + DAY_MS + 10_000)
-    eth = gap("ETHUSDT", T0 + 5000, T0 + 20_000)
-    log.append([early, late, eth])
-    log.flush()
-    keys = [g.key for g in read_gaps(tmp_path)]
-    assert keys == [early.key, eth.key, late.key]  # by end time
-    assert [g.key for g in read_gaps(tmp_path, since_ms=T0 + 10_000)] == [eth.key, late.key]
-    assert [g.key for g in read_gaps(tmp_path, until_ms=T0 + 5000)] == [early.key]
-    assert [g.key for g in read_gaps(tmp_path, T0 + 9999, T0 + 5001)] == [early.key, eth.key]
-    assert [g.key for g in read_gaps(tmp_path, symbol="ETHUSDT")] == [eth.key]
-    assert read_gaps(tmp_path, since_ms=T0 + 2 * DAY_MS) == []
-
-
-def test_no_log_is_an_empty_log(tmp_path: Path) -> None:
-    scan = scan_gap_log(tmp_path)
-    assert (scan.gaps, scan.torn, scan.files) == ([], [], 0)
 
 
 def test_append_failure_keeps_gaps_pending_and_retries(tmp_path: Path) -> None:
@@ -284,34 +228,6 @@ def test_unsafe_instance_id_is_refused(tmp_path: Path) -> None:
         GapLog(tmp_path, "../escape")
     with pytest.raises(UnsafePathError):
         gap_log_file(tmp_path, event_date(T0), "a/b")
-
-
-def test_record_validation() -> None:
-    record = gap_to_record(gap(), "host-a")
-    assert gap_from_record(record) == gap(instance_id="host-a")
-    with pytest.raises(GapRecordError, match="JSON object"):
-        gap_from_record([1])
-    for name, value, expected in [
-        ("symbol", "", "symbol"),
-        ("from_ms", "1", "from_ms"),
-        ("missed", True, "missed"),
-        ("missed", 0, "missed"),
-        ("to_ms", T0, "to_ms"),
-        ("cause", "gremlins", "cause"),
-        ("detected_at", 5, "detected_at"),
-        ("connection_id", 5, "connection_id"),
-    ]:
-        with pytest.raises(GapRecordError, match=expected):
-            gap_from_record({**record, name: value})
-    with pytest.raises(ValueError, match="isoformat"):
-        gap_from_record({**record, "detected_at": "yesterday"})
-
-
-def test_distinct_gaps_keeps_the_first_detection() -> None:
-    first = gap(instance_id="a")
-    second = Gap(first.symbol, first.from_ms, first.to_ms, 4, first.cause, DETECTED - 1, None, "b")
-    other = gap("ETHUSDT")
-    assert distinct_gaps([first, other, second]) == [second, other]
 
 
 def test_nothing_in_the_log_ends_in_parquet(tmp_path: Path) -> None:

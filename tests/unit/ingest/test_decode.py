@@ -1,26 +1,22 @@
 import doctest
 import json
-import random
-from decimal import Decimal, localcontext
 from pathlib import Path
 from typing import Any
 
-import pyarrow as pa
 import pytest
 
 import recorder.ingest.decode
+from recorder.ingest.decimals import is_exact_decimal
 from recorder.ingest.decode import (
-    MAX_EVENT_TIME_MS,
-    MAX_RAW_BYTES,
-    MIN_EVENT_TIME_MS,
     ControlError,
     ControlReply,
     Decoded,
     FrameDecoder,
     decode_frame,
-    is_exact_decimal,
 )
-from recorder.model import DECIMAL_PRECISION, DECIMAL_SCALE, MiniTicker, Rejection, reason_code
+from recorder.ingest.payload import MAX_EVENT_TIME_MS, MIN_EVENT_TIME_MS
+from recorder.ingest.rejections import MAX_RAW_BYTES
+from recorder.model import MiniTicker, Rejection, reason_code
 
 SAMPLES = Path(__file__).parents[2] / "fixtures" / "miniticker.jsonl"
 RECEIVED = 1_654_791_724_000_123
@@ -253,88 +249,6 @@ def test_first_failing_decimal_field_is_named() -> None:
 @pytest.mark.parametrize("value", [30180.0, 30180, None, True, ["1"], {"v": "1"}])
 def test_json_numbers_and_other_types_are_wrong_type(value: object) -> None:
     assert rejected_code(combined(payload(c=value))) == "wrong_type:c"
-
-
-@pytest.mark.parametrize(
-    ("text", "exact"),
-    [
-        ("0" * 100_000 + "x", False),
-        ("0" * 100_000 + ".1", True),
-        ("0." + "0" * 100_000, True),
-        ("1." + "0" * 100_000, False),
-        ("9" * 100_000, False),
-    ],
-)
-def test_long_decimal_strings_are_judged_in_linear_time(text: str, exact: bool) -> None:
-    assert is_exact_decimal(text) is exact
-    if exact:
-        cast = pa.array([text]).cast(pa.decimal128(DECIMAL_PRECISION, DECIMAL_SCALE))
-        assert cast[0].as_py() == Decimal(text)
-
-
-def fits_decimal128(text: str) -> bool:
-    """The oracle: value * 10**18 is an integer below 10**38."""
-    with localcontext() as context:
-        context.prec = 1000
-        units = Decimal(text).scaleb(DECIMAL_SCALE)
-        return units == units.to_integral_value() and units < 10**DECIMAL_PRECISION
-
-
-def seeded(seed: int) -> random.Random:
-    return random.Random(seed)
-
-
-def random_decimal(rng: random.Random) -> str:
-    """A well-formed literal around the limits: 0-22 integer digits, 0-20 decimals, padding."""
-
-    def digits(count: int) -> str:
-        return "".join(rng.choice("0123456789") for _ in range(count))
-
-    whole = "0" * rng.choice([0, 0, 1, 3]) + digits(rng.randint(0, 22))
-    fraction = digits(rng.randint(0, 20)) + "0" * rng.choice([0, 0, 1, 5, 25])
-    whole = whole or "0"
-    return f"{whole}.{fraction}" if fraction else whole
-
-
-def test_random_accepted_decimals_cast_exactly_with_pyarrow() -> None:
-    rng = seeded(20260423)
-    texts = [random_decimal(rng) for _ in range(5000)]
-    accepted = [text for text in texts if is_exact_decimal(text)]
-    rejected = [text for text in texts if not is_exact_decimal(text)]
-    assert len(accepted) > 1000
-    assert len(rejected) > 1000
-    cast = pa.array(accepted).cast(pa.decimal128(DECIMAL_PRECISION, DECIMAL_SCALE))
-    assert [value.as_py() for value in cast] == [Decimal(text) for text in accepted]
-    for text in accepted:
-        assert fits_decimal128(text), text
-    for text in rejected:
-        # Rejected only because the literal is longer than the cast can parse, never else.
-        assert not fits_decimal128(text) or len(text) > DECIMAL_PRECISION, text
-
-
-def test_random_values_that_do_not_fit_are_ones_pyarrow_cannot_store() -> None:
-    rng = seeded(7)
-    texts = (random_decimal(rng) for _ in range(3000))
-    unfit = [text for text in texts if not fits_decimal128(text)]
-    assert len(unfit) > 300
-    decimal128 = pa.decimal128(DECIMAL_PRECISION, DECIMAL_SCALE)
-    for text in unfit:
-        assert not is_exact_decimal(text)
-        try:
-            stored = pa.array([text]).cast(decimal128)[0].as_py()
-        except pa.ArrowInvalid:
-            continue
-        # Some overflows are not caught by the cast: it wraps around silently. Either way the
-        # value cannot be stored, which is why the decoder must catch it first.
-        assert stored != Decimal(text), text
-
-
-def test_random_values_that_fit_are_accepted_when_written_compactly() -> None:
-    rng = seeded(11)
-    texts = [random_decimal(rng) for _ in range(3000)]
-    compact = [t for t in texts if fits_decimal128(t) and len(t) <= DECIMAL_PRECISION]
-    assert len(compact) > 300
-    assert all(map(is_exact_decimal, compact))
 
 
 # --- event type, time, optional fields ---------------------------------------------------------

@@ -18,7 +18,8 @@ from pathlib import Path
 
 import pytest
 
-from recorder.settings import ServiceSettings, Settings, load_settings, parse_duration
+from recorder.settings import ServiceSettings, Settings, load_settings
+from recorder.settings.units import parse_duration
 
 REPO = Path(__file__).resolve().parents[3]
 UNIT = REPO / "config" / "recorder.service"

@@ -7,7 +7,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.samples import Sample
 
 from recorder.clock import ManualClock
-from recorder.ops.metrics import GAP_CAUSES, RecorderMetrics, health_body
+from recorder.ops.metrics import GAP_CAUSES, RecorderMetrics
 
 START_US = 1_700_000_000_000_000
 
@@ -266,17 +266,6 @@ def test_text_format_by_default_openmetrics_on_request(metrics: RecorderMetrics)
     body, content_type = metrics.exposition("application/openmetrics-text; version=1.0.0")
     assert content_type.startswith("application/openmetrics-text")
     assert body.endswith(b"# EOF\n")
-
-
-def test_health_body() -> None:
-    assert health_body(True, {"connections": 2}) == {"status": "ok", "connections": 2}
-    assert health_body(False, {"reasons": ["last flush failed: disk full"]}) == {
-        "status": "unhealthy",
-        "reasons": ["last flush failed: disk full"],
-    }
-    assert health_body(False, {}) == {"status": "unhealthy", "reasons": []}
-    # The verdict decides the status, whatever the details say.
-    assert health_body(False, {"status": "ok"})["status"] == "unhealthy"
 
 
 def test_no_created_series_in_either_format(metrics: RecorderMetrics) -> None:

@@ -1,0 +1,135 @@
+"""One ``24hrMiniTicker`` payload: its wire shape, and the checks that make it an event or a reason.
+
+A payload is the JSON object Binance sends per symbol, alone or inside a combined frame or an
+all-market array (:mod:`recorder.ingest.decode` unwraps those)::
+
+    {"e":"24hrMiniTicker","E":1654791723970,"s":"BTCUSDT","c":"30180.00","o":"30463.50",
+     "h":"30691.90","l":"29900.00","v":"315252.128","q":"9537613226.33"}
+
+It may also carry ``"ps"`` (pair) and ``"st"`` (contract type, 1 = USDⓈ-M, 2 = COIN-M, as an
+integer or a digit string); any other extra field is ignored. msgspec checks the JSON types;
+:func:`check_payload` checks the values: the event type, a sane ``E``, a safe and wanted
+symbol, exact decimals and the contract type's range.
+"""
+
+import re
+from typing import Final
+
+import msgspec
+
+from recorder.ingest.decimals import is_exact_decimal
+from recorder.ingest.rejections import bad_event_time_reason, decimal_reason, quote
+from recorder.model import MiniTicker
+from recorder.symbols import is_valid_symbol, stream_name
+
+EVENT_TYPE: Final = "24hrMiniTicker"
+"""The only event type (``e``) this decoder accepts."""
+
+MIN_EVENT_TIME_MS: Final = 1_483_228_800_000
+"""2017-01-01T00:00:00Z: ``E`` before this is not a real Binance futures event."""
+MAX_EVENT_TIME_MS: Final = 4_102_444_800_000
+"""2100-01-01T00:00:00Z (exclusive): ``E`` at or after this is garbage, not a future."""
+
+MAX_CONTRACT_TYPE: Final = 127
+"""Largest ``st`` accepted; fits every Arrow integer type the dataset schema may choose."""
+
+_ASCII_DIGITS: Final = re.compile(r"[0-9]{1,9}")
+
+# The JSON keys of the decimal fields, in the order check_payload passes their values.
+_DECIMAL_FIELDS: Final = ("c", "o", "h", "l", "v", "q")
+
+
+class PayloadWire(msgspec.Struct, frozen=True, gc=False):
+    """A ``24hrMiniTicker`` payload as sent; msgspec checks the JSON types."""
+
+    event_type: str = msgspec.field(name="e")
+    event_time: int = msgspec.field(name="E")
+    symbol: str = msgspec.field(name="s")
+    close: str = msgspec.field(name="c")
+    open: str = msgspec.field(name="o")
+    high: str = msgspec.field(name="h")
+    low: str = msgspec.field(name="l")
+    volume: str = msgspec.field(name="v")
+    quote_volume: str = msgspec.field(name="q")
+    pair: str | None = msgspec.field(default=None, name="ps")
+    contract_type: int | str | None = msgspec.field(default=None, name="st")
+
+
+def check_payload(
+    payload: PayloadWire,
+    stream: str | None,
+    subscribed: frozenset[str] | None,
+    receive_time: int,
+) -> MiniTicker | str:
+    """Return the event of a schema-valid payload, or the reason to reject it.
+
+    >>> payload = msgspec.json.decode(
+    ...     '{"e":"24hrMiniTicker","E":1654791723970,"s":"BTCUSDT","c":"30180.00",'
+    ...     '"o":"30463.50","h":"30691.90","l":"29900.00","v":"315252.128","q":"9537613226.33"}',
+    ...     type=PayloadWire,
+    ... )
+    >>> check_payload(payload, "btcusdt@miniTicker", None, receive_time=1).close
+    '30180.00'
+    >>> check_payload(payload, "ethusdt@miniTicker", None, receive_time=1)
+    "stream_mismatch: stream 'ethusdt@miniTicker' carries symbol 'BTCUSDT'"
+
+    Args:
+        payload: the typed payload.
+        stream: the combined frame's stream name when it must name this payload's symbol.
+        subscribed: the symbols (as in the payload's ``s``) whose events are wanted, or
+            ``None`` to accept every valid symbol.
+        receive_time: local wall clock at arrival, microseconds since the epoch; copied into
+            the event.
+    """
+    problem = _identity_problem(payload, stream, subscribed)
+    if problem is not None:
+        return problem
+    decimals = (
+        payload.close,
+        payload.open,
+        payload.high,
+        payload.low,
+        payload.volume,
+        payload.quote_volume,
+    )
+    if not all(map(is_exact_decimal, decimals)):
+        return decimal_reason(zip(_DECIMAL_FIELDS, decimals, strict=True))
+    contract_type = payload.contract_type
+    if contract_type is not None:
+        if isinstance(contract_type, str):
+            if _ASCII_DIGITS.fullmatch(contract_type) is None:
+                return f"wrong_type:st: {quote(contract_type)} is not an integer"
+            contract_type = int(contract_type)
+        if not 0 <= contract_type <= MAX_CONTRACT_TYPE:
+            return f"wrong_type:st: {contract_type} is outside 0..{MAX_CONTRACT_TYPE}"
+    return MiniTicker(
+        symbol=payload.symbol,
+        event_time=payload.event_time,
+        close=payload.close,
+        open=payload.open,
+        high=payload.high,
+        low=payload.low,
+        volume=payload.volume,
+        quote_volume=payload.quote_volume,
+        receive_time=receive_time,
+        pair=payload.pair,
+        contract_type=contract_type,
+    )
+
+
+def _identity_problem(
+    payload: PayloadWire, stream: str | None, subscribed: frozenset[str] | None
+) -> str | None:
+    """Return why the payload is not a wanted miniTicker of a safe symbol, if it is not."""
+    if payload.event_type != EVENT_TYPE:
+        return f"wrong_event_type: {quote(payload.event_type)} is not {EVENT_TYPE!r}"
+    if not MIN_EVENT_TIME_MS <= payload.event_time < MAX_EVENT_TIME_MS:
+        return bad_event_time_reason(payload.event_time)
+    symbol = payload.symbol
+    if not is_valid_symbol(symbol):
+        return f"unsafe_symbol: {quote(symbol)}"
+    if stream is not None and stream != stream_name(symbol):
+        return f"stream_mismatch: stream {quote(stream)} carries symbol {symbol!r}"
+    if subscribed is not None and symbol not in subscribed:
+        return f"unsubscribed_symbol: {symbol!r}"
+    return None

@@ -1,0 +1,137 @@
+"""The traces a compaction leaves on disk: its staging directory, its manifest, its file names.
+
+Partition ``date=D/symbol=X`` is rebuilt in ``date=D/.symbol=X.compact`` (:func:`staging_dir`),
+hidden from readers that skip ``.`` names. The :class:`Manifest` (the new file's name and the
+old parts' names) is written in the staging directory before the swap and so lies in the live
+partition after it, until the old parts are gone: whether the live partition holds one is how
+:mod:`recorder.storage.compact.recovery` tells a swapped compaction from one never swapped in.
+"""
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from recorder.storage.compact.listing import SYMBOL_PREFIX
+from recorder.storage.paths import (
+    PartitionKey,
+    data_file_name,
+    is_temp_file_name,
+    new_session_token,
+    parse_data_file_name,
+    temp_file_name,
+)
+
+COMPACTOR_ID = "compact"
+"""Stands in for the instance id in the names of compacted files."""
+STAGING_SUFFIX = ".compact"
+"""``date=D/.symbol=X.compact`` is where partition ``date=D/symbol=X`` is rebuilt."""
+MANIFEST_NAME = ".compact-manifest.json"
+"""The manifest of a compaction in progress: in the staging directory before the swap, in the
+live partition after it, until the old parts are gone."""
+MANIFEST_FORMAT = 1
+"""Version of the manifest document."""
+
+_STAGING_PREFIX = f".{SYMBOL_PREFIX}"
+
+
+@dataclass(frozen=True, slots=True)
+class Manifest:
+    """What one compaction of a partition replaces with what.
+
+    Attributes:
+        output: the compacted file's name.
+        inputs: the names of the old parts it replaces.
+    """
+
+    output: str
+    inputs: frozenset[str]
+
+
+def staging_dir(live: Path) -> Path:
+    """Return the staging directory of live partition directory ``live`` (``.symbol=X.compact``).
+
+    >>> staging_dir(Path("date=2024-05-01/symbol=BTCUSDT")).as_posix()
+    'date=2024-05-01/.symbol=BTCUSDT.compact'
+    """
+    return live.with_name(f".{live.name}{STAGING_SUFFIX}")
+
+
+def staging_target(name: str) -> str | None:
+    """Return the live directory name a staging directory name stands for, else ``None``.
+
+    >>> staging_target(".symbol=BTCUSDT.compact"), staging_target("symbol=BTCUSDT")
+    ('symbol=BTCUSDT', None)
+    """
+    if name.startswith(_STAGING_PREFIX) and name.endswith(STAGING_SUFFIX):
+        return name[1 : -len(STAGING_SUFFIX)]
+    return None
+
+
+def compacted_file_name(wall_us: int) -> str:
+    """Return a new name for a compacted file, a data file name of :data:`COMPACTOR_ID`.
+
+    Args:
+        wall_us: the wall clock now, microseconds since the epoch (for the name's stamp).
+    """
+    return data_file_name(new_session_token(COMPACTOR_ID, wall_us), 0)
+
+
+def made_by_compaction(name: str) -> bool:
+    """Tell whether a file named ``name`` can only have been put in a staging directory by us.
+
+    That is a manifest, a temporary file, or a data file named by :func:`compacted_file_name`.
+    """
+    parsed = parse_data_file_name(name)
+    return (
+        name == MANIFEST_NAME
+        or is_temp_file_name(name)
+        or (parsed is not None and parsed.instance_id == COMPACTOR_ID)
+    )
+
+
+def write_manifest(directory: Path, key: PartitionKey, manifest: Manifest) -> None:
+    """Write ``manifest`` of partition ``key`` as ``directory/MANIFEST_NAME``, via a temp file.
+
+    The file's data is fsynced before the rename; the caller fsyncs ``directory``.
+
+    Raises:
+        OSError: it could not be written or renamed.
+    """
+    document = {
+        "format": MANIFEST_FORMAT,
+        "date": key.date.isoformat(),
+        "symbol": key.symbol,
+        "output": manifest.output,
+        "inputs": sorted(manifest.inputs),
+    }
+    final = directory / MANIFEST_NAME
+    temp = directory / temp_file_name(MANIFEST_NAME)
+    with temp.open("wb") as stream:
+        stream.write(json.dumps(document, ensure_ascii=False, indent=1).encode())
+        stream.flush()
+        os.fsync(stream.fileno())
+    temp.rename(final)
+
+
+def read_manifest(directory: Path) -> Manifest | None:
+    """Read the manifest in ``directory``; ``None`` if there is none.
+
+    Raises:
+        OSError: it cannot be read.
+        ValueError: it is not a manifest.
+    """
+    path = directory / MANIFEST_NAME
+    try:
+        document = json.loads(path.read_bytes())
+    except FileNotFoundError:
+        return None
+    output = document.get("output") if isinstance(document, dict) else None
+    inputs = document.get("inputs") if isinstance(document, dict) else None
+    if (
+        not isinstance(output, str)
+        or not isinstance(inputs, list)
+        or not all(isinstance(name, str) for name in inputs)
+    ):
+        raise ValueError(f"{path} is not a compaction manifest")
+    return Manifest(output, frozenset(inputs))

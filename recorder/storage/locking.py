@@ -1,0 +1,136 @@
+"""The per-instance lock: one running process per instance id, recoverers waited for.
+
+Each instance's write-ahead directory, ``<root>/_wal/<instance_id>``, holds an
+``instance.lock`` file. A recorder holds an exclusive ``flock`` on it for as long as it runs, so
+the kernel releases it when the process dies, however it dies. Two kinds of holder write their
+name into the file right after locking:
+
+* the owner, the recorder running with that instance id, as ``<pid> <host>``;
+* a recoverer, a recorder with another instance id replaying a dead instance's leftover
+  segments, as :data:`RECOVERER_PREFIX` ``<pid> <host>``.
+
+A starting owner waits as long as a recoverer holds its lock, and refuses to start beside a
+live owner (after a short grace for a holder that has not written its name yet).
+"""
+
+import contextlib
+import fcntl
+import os
+import socket
+import time
+from pathlib import Path
+
+from recorder.durable import make_dirs
+from recorder.errors import StorageError
+from recorder.storage.paths import LOCK_FILE_NAME
+
+_LOCK_ATTEMPTS = 5
+RECOVERER_PREFIX = "recovering "
+"""How a recorder that only recovers another instance's segments marks the lock file."""
+# A live holder writes its name right after locking: a starting owner that finds the lock
+# held with no recoverer's mark retries this long before it gives up.
+_OWNER_LOCK_GRACE = 2.0
+_OWNER_LOCK_POLL = 0.05
+
+
+class InstanceLock:
+    """An exclusive ``flock`` on ``<instance dir>/instance.lock``; held while the fd is open.
+
+    Args:
+        directory: the instance's write-ahead directory.
+        fd: the open, locked lock file.
+    """
+
+    def __init__(self, directory: Path, fd: int) -> None:
+        self.directory = directory
+        self._fd = fd
+
+    @classmethod
+    def acquire(cls, directory: Path) -> "InstanceLock | None":
+        """Lock ``directory``'s lock file, creating it; ``None`` if a live process holds it.
+
+        Raises:
+            OSError: the lock file cannot be opened or the directory has vanished.
+        """
+        path = directory / LOCK_FILE_NAME
+        for _ in range(_LOCK_ATTEMPTS):
+            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                os.close(fd)
+                return None
+            # A recoverer may have removed this lock file between our open and our flock; then
+            # we hold a lock on a file nobody else can see, and must try again.
+            try:
+                same_file = os.path.samestat(os.fstat(fd), path.stat())
+            except FileNotFoundError:
+                same_file = False
+            if same_file:
+                return cls(directory, fd)
+            os.close(fd)
+        raise StorageError(f"could not lock {path}: it keeps being replaced")
+
+    def write_holder(self, *, recovering: bool) -> None:
+        """Note who holds the lock (pid and host, and whether it only recovers) in the file.
+
+        Operators read it; a starting owner reads it to tell a recoverer, which it waits
+        for, from a live recorder with its own instance id, which it refuses to run beside.
+        """
+        holder = f"{os.getpid()} {socket.gethostname()}\n"
+        if recovering:
+            holder = RECOVERER_PREFIX + holder
+        os.ftruncate(self._fd, 0)
+        os.pwrite(self._fd, holder.encode(), 0)
+
+    def release(self, *, remove: bool) -> None:
+        """Release the lock; with ``remove``, first delete the lock file and empty directory."""
+        if remove:
+            # Removal is tidiness only: a lock file or directory left behind is harmless.
+            with contextlib.suppress(OSError):
+                (self.directory / LOCK_FILE_NAME).unlink()
+                self.directory.rmdir()
+        os.close(self._fd)
+
+
+def lock_own_instance(root: Path, own_dir: Path) -> InstanceLock:
+    """Take this instance's lock, waiting while another recorder recovers its old segments.
+
+    Args:
+        root: the dataset root, named in errors.
+        own_dir: this instance's write-ahead directory (created if missing).
+
+    Returns:
+        The lock, held; its holder line is not written yet.
+
+    Raises:
+        StorageError: the root cannot be used, or a live recorder with this instance id
+            holds the lock (beyond a short grace, for a holder still writing its name).
+    """
+    grace_until = time.monotonic() + _OWNER_LOCK_GRACE
+    while True:
+        try:
+            make_dirs(own_dir)
+            lock = InstanceLock.acquire(own_dir)
+        except FileNotFoundError:
+            # A recoverer that found our old segments removed the emptied directory just now.
+            lock = None
+        except OSError as exc:
+            raise StorageError(f"cannot use dataset root {root}: {exc}") from exc
+        if lock is not None:
+            return lock
+        holder = read_lock_holder(own_dir)
+        if not holder.startswith(RECOVERER_PREFIX) and time.monotonic() >= grace_until:
+            raise StorageError(
+                f"this instance id is already running: {own_dir / LOCK_FILE_NAME} is locked "
+                f"by {holder or 'another process'}; give each recorder its own instance_id"
+            )
+        time.sleep(_OWNER_LOCK_POLL)
+
+
+def read_lock_holder(directory: Path) -> str:
+    """What the holder of ``directory``'s lock wrote about itself, ``""`` if nothing yet."""
+    try:
+        return (directory / LOCK_FILE_NAME).read_text(errors="replace").strip()
+    except OSError:
+        return ""

@@ -1,0 +1,69 @@
+"""A recorded dataset built on disk for the report tests, as the recorder itself writes it.
+
+Sealed data files (through the recorder's own schema and Parquet options), gap log records and
+the events and gaps they hold, with the constants the tests share.
+"""
+
+import datetime as dt
+from collections.abc import Sequence
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from recorder.clock import event_date
+from recorder.gaps.detector import Gap, GapCause
+from recorder.gaps.log import GapLog
+from recorder.model import MiniTicker
+from recorder.storage.schema import build_wal_batch, data_columns, parquet_options
+
+BTC = "BTCUSDT"
+ETH = "ETHUSDT"
+MINUTE_MS = 60_000
+DAY_MS = 86_400_000
+T0 = 1_714_557_600_000  # 2024-05-01T10:00:00Z
+NOW = T0 + 3_600_000  # the checks run at 11:00
+
+
+def ticker(symbol: str, event_time: int) -> MiniTicker:
+    """Return an event of ``symbol`` at ``event_time`` (ms), received a microsecond later."""
+    return MiniTicker(symbol, event_time, "1.5", "1", "2", "0.5", "10", "15", event_time * 1000)
+
+
+def write_data_file(
+    root: Path,
+    symbol: str,
+    event_times: Sequence[int],
+    *,
+    day: dt.date | None = None,
+    name: str = "part-1.parquet",
+    metadata_symbol: str | None = None,
+    metadata_day: dt.date | None = None,
+) -> Path:
+    """Write a sealed file as the writer does; rows in the order given (sort them yourself)."""
+    day = day or event_date(event_times[0])
+    directory = root / f"date={day.isoformat()}" / f"symbol={symbol}"
+    directory.mkdir(parents=True, exist_ok=True)
+    options = parquet_options(metadata_day or day, metadata_symbol or symbol)
+    batch = data_columns(build_wal_batch([ticker(symbol, e) for e in event_times]))
+    table = pa.Table.from_batches([batch]).replace_schema_metadata(options.schema.metadata)
+    path = directory / name
+    pq.write_table(table, path, **options.write_kwargs)
+    return path
+
+
+def log_gaps(root: Path, *gaps: Gap, instance_id: str = "host-a") -> None:
+    """Append ``gaps`` to the gap log of ``instance_id``, durably."""
+    log = GapLog(root, instance_id)
+    log.append(gaps)
+    log.flush()
+
+
+def every(start_ms: int, end_ms: int, step_ms: int = 2000) -> list[int]:
+    """Return the event times from ``start_ms`` to before ``end_ms``, ``step_ms`` apart."""
+    return list(range(start_ms, end_ms, step_ms))
+
+
+def gap(symbol: str, from_ms: int, to_ms: int, missed: int, cause: GapCause) -> Gap:
+    """Return a gap detected at ``to_ms`` on connection ``0.1``, with no instance id."""
+    return Gap(symbol, from_ms, to_ms, missed, cause, to_ms * 1000, "0.1")

@@ -1,0 +1,44 @@
+"""Tests of :mod:`recorder.reports.read`: the window bounds and the newest sealed events."""
+
+from pathlib import Path
+
+import pytest
+from recorded_dataset import BTC, DAY_MS, ETH, MINUTE_MS, NOW, T0, every, write_data_file
+
+from recorder.errors import ConfigError
+from recorder.reports.read import newest_sealed_event_times, parse_time_bound
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("now", NOW),
+        (" NOW ", NOW),
+        ("24h", NOW - DAY_MS),
+        ("90m", NOW - 90 * MINUTE_MS),
+        ("1h30m", NOW - 90 * MINUTE_MS),
+        ("7d", NOW - 7 * DAY_MS),
+        ("2024-05-01", T0 - 10 * 3_600_000),
+        ("2024-05-01T10:00", T0),
+        ("2024-05-01 10:00:00.250", T0 + 250),
+        ("2024-05-01T10:00:00Z", T0),
+        ("2024-05-01T12:00:00+02:00", T0),
+    ],
+)
+def test_parse_time_bound(text: str, expected: int) -> None:
+    assert parse_time_bound(text, NOW) == expected
+
+
+@pytest.mark.parametrize("text", ["", "3600", "2024", "yesterday", "2024-13-01", "2024-05-01T25"])
+def test_parse_time_bound_refuses(text: str) -> None:
+    with pytest.raises(ConfigError, match="is not a time"):
+        parse_time_bound(text, NOW)
+
+
+def test_newest_sealed_event_times_reads_the_newest_day_only(tmp_path: Path) -> None:
+    write_data_file(tmp_path, BTC, every(T0 - DAY_MS, T0 - DAY_MS + 10_000))
+    write_data_file(tmp_path, BTC, every(T0, T0 + 10_000), name="a.parquet")
+    write_data_file(tmp_path, BTC, every(T0 + 20_000, T0 + 30_000), name="b.parquet")
+    # A broken file on an older day is never opened.
+    (tmp_path / "date=2024-04-30" / "symbol=BTCUSDT" / "broken.parquet").write_bytes(b"PAR1")
+    assert newest_sealed_event_times(tmp_path, [BTC, ETH, "../x"]) == {BTC: T0 + 28_000}
