@@ -21,6 +21,8 @@ from typing import Any
 
 import pytest
 
+from recorder.errors import ConfigError
+
 RECORDER = [sys.executable, "-m", "recorder"]
 DECIMAL_COLUMNS = ("close", "open", "high", "low", "volume", "quote_volume")
 PAYLOAD_KEYS = {
@@ -330,3 +332,11 @@ def data_gaps(rows: list[Row], interval_ms: int = 2000) -> set[tuple[str, int, i
             if missed >= 1:
                 gaps.add((symbol, before, after, missed))
     return gaps
+
+
+def config_error(call: object, *args: object, **kwargs: object) -> str:
+    """Call ``call`` and return the message of the :class:`ConfigError` it must raise."""
+    assert callable(call)
+    with pytest.raises(ConfigError) as caught:
+        call(*args, **kwargs)
+    return str(caught.value)

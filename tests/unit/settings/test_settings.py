@@ -9,6 +9,7 @@ from pathlib import Path
 from types import ModuleType
 
 import pytest
+from support import config_error
 
 import recorder.settings
 from recorder.errors import ConfigError
@@ -37,13 +38,6 @@ SECTIONS = {
     "log": LogSettings,
     "metrics": MetricsSettings,
 }
-
-
-def config_error(call: object, *args: object, **kwargs: object) -> str:
-    assert callable(call)
-    with pytest.raises(ConfigError) as caught:
-        call(*args, **kwargs)
-    return str(caught.value)
 
 
 # --- defaults and the shipped example -------------------------------------------------------

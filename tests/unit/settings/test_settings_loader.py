@@ -2,9 +2,8 @@
 
 from pathlib import Path
 
-import pytest
+from support import config_error
 
-from recorder.errors import ConfigError
 from recorder.settings.loader import load_settings, parse_settings, settings_to_mapping
 from recorder.settings.sections import Settings, SourceSettings
 
@@ -13,13 +12,6 @@ def write_config(tmp_path: Path, text: str) -> Path:
     path = tmp_path / "recorder.toml"
     path.write_text(text, encoding="utf-8")
     return path
-
-
-def config_error(call: object, *args: object, **kwargs: object) -> str:
-    assert callable(call)
-    with pytest.raises(ConfigError) as caught:
-        call(*args, **kwargs)
-    return str(caught.value)
 
 
 def test_an_empty_mapping_gives_the_defaults() -> None:

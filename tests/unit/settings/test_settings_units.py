@@ -4,17 +4,9 @@ import math
 from datetime import timedelta
 
 import pytest
+from support import config_error
 
-from recorder.errors import ConfigError
 from recorder.settings.units import format_duration, format_size, parse_duration, parse_size
-
-
-def config_error(call: object, *args: object, **kwargs: object) -> str:
-    assert callable(call)
-    with pytest.raises(ConfigError) as caught:
-        call(*args, **kwargs)
-    return str(caught.value)
-
 
 # --- durations ------------------------------------------------------------------------------
 
