@@ -2,7 +2,6 @@
 
 from recorder.gaps.detector import Gap, GapCause
 
-DAY_MS = 86_400_000
 T0 = 1_714_557_600_000  # 2024-05-01T10:00:00Z
 DETECTED = 1_714_557_610_123_456  # 2024-05-01T10:00:10.123456Z
 

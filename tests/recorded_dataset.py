@@ -20,7 +20,6 @@ from recorder.storage.schema import build_wal_batch, data_columns, parquet_optio
 BTC = "BTCUSDT"
 ETH = "ETHUSDT"
 MINUTE_MS = 60_000
-DAY_MS = 86_400_000
 T0 = 1_714_557_600_000  # 2024-05-01T10:00:00Z
 NOW = T0 + 3_600_000  # the checks run at 11:00
 

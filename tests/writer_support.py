@@ -15,14 +15,14 @@ from pathlib import Path
 import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 
-from recorder.clock import day_start_ms
+from recorder.clock import MS_PER_DAY, day_start_ms
 from recorder.model import MiniTicker
 from recorder.storage.paths import parse_data_file_name
 from recorder.storage.writer import DatasetWriter
 
 DAY = dt.date(2026, 3, 27)
 DAY_MS = day_start_ms(DAY)
-NEXT_DAY_MS = DAY_MS + 86_400_000
+NEXT_DAY_MS = DAY_MS + MS_PER_DAY
 GRACE_MS = 5_000
 MAX_AGE = 3600.0
 SYMBOLS = ("BTCUSDT", "币安人生USDT", "BTCUSDT_260327")

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import duckdb
 import pytest
-from gap_samples import DAY_MS, DETECTED, T0, gap
+from gap_samples import DETECTED, T0, gap
 
-from recorder.clock import event_date
+from recorder.clock import MS_PER_DAY, event_date
 from recorder.errors import StorageError, UnsafePathError
 from recorder.gaps.detector import Gap, GapCause
 from recorder.gaps.layout import gap_log_file
@@ -56,7 +56,7 @@ def test_round_trip(tmp_path: Path) -> None:
 
 def test_the_log_is_readable_by_duckdb(tmp_path: Path) -> None:
     log = GapLog(tmp_path, "host-a")
-    log.append([gap(), gap("ETHUSDT", to_ms=T0 + DAY_MS)])
+    log.append([gap(), gap("ETHUSDT", to_ms=T0 + MS_PER_DAY)])
     log.flush()
     glob = str(tmp_path / "_gaps" / "**" / "*.jsonl")
     rows = (
@@ -118,7 +118,7 @@ def test_a_recovered_gap_keeps_the_instance_that_detected_it(tmp_path: Path) -> 
 
 
 def test_one_directory_per_utc_day_of_the_gap_end(tmp_path: Path) -> None:
-    midnight = T0 - 10 * 3_600_000 + DAY_MS  # 2024-05-02T00:00:00Z
+    midnight = T0 - 10 * 3_600_000 + MS_PER_DAY  # 2024-05-02T00:00:00Z
     log = GapLog(tmp_path, "host-a")
     log.append(
         [
@@ -175,12 +175,12 @@ def test_append_failure_keeps_gaps_pending_and_retries(tmp_path: Path) -> None:
     log = GapLog(tmp_path, "host-a")
     path = log.path_for(event_date(T0))
     path.mkdir(parents=True)  # a directory where the file should be: every open fails
-    log.append([gap(), gap("ETHUSDT", T0 - DAY_MS, T0 - DAY_MS + 10_000)])
+    log.append([gap(), gap("ETHUSDT", T0 - MS_PER_DAY, T0 - MS_PER_DAY + 10_000)])
     with pytest.raises(StorageError, match=re.escape("host-a.jsonl")):
         log.flush()
     # The older day went first and is durable; the failed day is still pending.
     assert log.pending == 1
-    assert [g.symbol for g in read_gaps(tmp_path, since_ms=T0 - DAY_MS)] == ["ETHUSDT"]
+    assert [g.symbol for g in read_gaps(tmp_path, since_ms=T0 - MS_PER_DAY)] == ["ETHUSDT"]
     path.rmdir()
     assert log.flush() == 1
     assert log.pending == 0

@@ -2,9 +2,9 @@
 
 from pathlib import Path
 
-from gap_samples import DAY_MS, DETECTED, T0, gap
+from gap_samples import DETECTED, T0, gap
 
-from recorder.clock import event_date
+from recorder.clock import MS_PER_DAY, event_date
 from recorder.gaps.detector import Gap
 from recorder.gaps.log import GapLog
 from recorder.gaps.scan import distinct_gaps, read_gaps, scan_gap_log
@@ -28,7 +28,7 @@ def test_readers_skip_and_report_a_torn_last_line(tmp_path: Path) -> None:
 def test_reading_filters_by_overlap_and_symbol(tmp_path: Path) -> None:
     log = GapLog(tmp_path, "host-a")
     early = gap("BTCUSDT", T0, T0 + 10_000)
-    late = gap("BTCUSDT", T0 + DAY_MS, T0 + DAY_MS + 10_000)
+    late = gap("BTCUSDT", T0 + MS_PER_DAY, T0 + MS_PER_DAY + 10_000)
     eth = gap("ETHUSDT", T0 + 5000, T0 + 20_000)
     log.append([early, late, eth])
     log.flush()
@@ -38,7 +38,7 @@ def test_reading_filters_by_overlap_and_symbol(tmp_path: Path) -> None:
     assert [g.key for g in read_gaps(tmp_path, until_ms=T0 + 5000)] == [early.key]
     assert [g.key for g in read_gaps(tmp_path, T0 + 9999, T0 + 5001)] == [early.key, eth.key]
     assert [g.key for g in read_gaps(tmp_path, symbol="ETHUSDT")] == [eth.key]
-    assert read_gaps(tmp_path, since_ms=T0 + 2 * DAY_MS) == []
+    assert read_gaps(tmp_path, since_ms=T0 + 2 * MS_PER_DAY) == []
 
 
 def test_no_log_is_an_empty_log(tmp_path: Path) -> None:

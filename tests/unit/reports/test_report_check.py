@@ -7,7 +7,6 @@ from pathlib import Path
 import pytest
 from recorded_dataset import (
     BTC,
-    DAY_MS,
     ETH,
     MINUTE_MS,
     NOW,
@@ -18,6 +17,7 @@ from recorded_dataset import (
     write_data_file,
 )
 
+from recorder.clock import MS_PER_DAY
 from recorder.errors import ConfigError, StorageError
 from recorder.gaps.detector import GapCause
 from recorder.gaps.state import write_state
@@ -26,11 +26,11 @@ from recorder.reports.read import ExitCode
 
 
 def test_missed_in_window_counts_the_share_inside() -> None:
-    whole_day = gap(BTC, T0 - DAY_MS, T0, 43_199, GapCause.RESTART)
-    assert missed_in_window(whole_day, T0 - DAY_MS, T0) == 43_199
+    whole_day = gap(BTC, T0 - MS_PER_DAY, T0, 43_199, GapCause.RESTART)
+    assert missed_in_window(whole_day, T0 - MS_PER_DAY, T0) == 43_199
     assert missed_in_window(whole_day, T0 - 3_600_000, NOW) == 1800
     assert missed_in_window(whole_day, T0, NOW) == 0
-    assert missed_in_window(whole_day, T0 - 2 * DAY_MS, T0 - DAY_MS) == 0
+    assert missed_in_window(whole_day, T0 - 2 * MS_PER_DAY, T0 - MS_PER_DAY) == 0
 
 
 def limits(**overrides: object) -> CheckLimits:
@@ -109,7 +109,7 @@ def test_check_newest_event_is_the_newest_of_state_and_sealed_data(tmp_path: Pat
     write_state(tmp_path, "old-id", {BTC: NOW - 50 * MINUTE_MS}, [BTC, ETH])
     write_data_file(tmp_path, BTC, every(NOW - 60 * MINUTE_MS, NOW - 58 * MINUTE_MS))
     write_data_file(tmp_path, ETH, every(NOW - 10 * MINUTE_MS, NOW - 5 * MINUTE_MS))
-    write_data_file(tmp_path, ETH, every(T0 - DAY_MS, T0 - DAY_MS + 10_000))  # an older day
+    write_data_file(tmp_path, ETH, every(T0 - MS_PER_DAY, T0 - MS_PER_DAY + 10_000))  # an older day
     report = run_check(tmp_path, limits())
     assert [(h.symbol, h.newest_event_ms) for h in report.symbols] == [
         (BTC, NOW - 50 * MINUTE_MS),

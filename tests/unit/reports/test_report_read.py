@@ -3,8 +3,9 @@
 from pathlib import Path
 
 import pytest
-from recorded_dataset import BTC, DAY_MS, ETH, MINUTE_MS, NOW, T0, every, write_data_file
+from recorded_dataset import BTC, ETH, MINUTE_MS, NOW, T0, every, write_data_file
 
+from recorder.clock import MS_PER_DAY
 from recorder.errors import ConfigError
 from recorder.reports.read import newest_sealed_event_times, parse_time_bound
 
@@ -14,10 +15,10 @@ from recorder.reports.read import newest_sealed_event_times, parse_time_bound
     [
         ("now", NOW),
         (" NOW ", NOW),
-        ("24h", NOW - DAY_MS),
+        ("24h", NOW - MS_PER_DAY),
         ("90m", NOW - 90 * MINUTE_MS),
         ("1h30m", NOW - 90 * MINUTE_MS),
-        ("7d", NOW - 7 * DAY_MS),
+        ("7d", NOW - 7 * MS_PER_DAY),
         ("2024-05-01", T0 - 10 * 3_600_000),
         ("2024-05-01T10:00", T0),
         ("2024-05-01 10:00:00.250", T0 + 250),
@@ -36,7 +37,7 @@ def test_parse_time_bound_refuses(text: str) -> None:
 
 
 def test_newest_sealed_event_times_reads_the_newest_day_only(tmp_path: Path) -> None:
-    write_data_file(tmp_path, BTC, every(T0 - DAY_MS, T0 - DAY_MS + 10_000))
+    write_data_file(tmp_path, BTC, every(T0 - MS_PER_DAY, T0 - MS_PER_DAY + 10_000))
     write_data_file(tmp_path, BTC, every(T0, T0 + 10_000), name="a.parquet")
     write_data_file(tmp_path, BTC, every(T0 + 20_000, T0 + 30_000), name="b.parquet")
     # A broken file on an older day is never opened.

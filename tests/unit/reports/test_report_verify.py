@@ -8,7 +8,6 @@ import pyarrow.parquet as pq
 import pytest
 from recorded_dataset import (
     BTC,
-    DAY_MS,
     ETH,
     NOW,
     T0,
@@ -19,7 +18,7 @@ from recorded_dataset import (
     write_data_file,
 )
 
-from recorder.clock import ManualClock
+from recorder.clock import MS_PER_DAY, ManualClock
 from recorder.errors import StorageError
 from recorder.gaps.detector import GapCause, GapDetector
 from recorder.gaps.log import GapLog
@@ -161,7 +160,7 @@ def test_verify_follows_a_symbol_across_midnight(tmp_path: Path) -> None:
 
 def test_verify_a_single_day(tmp_path: Path) -> None:
     write_data_file(tmp_path, BTC, [T0, T0 + 4000, T0 + 2000])
-    write_data_file(tmp_path, BTC, every(T0 + DAY_MS, T0 + DAY_MS + 10_000))
+    write_data_file(tmp_path, BTC, every(T0 + MS_PER_DAY, T0 + MS_PER_DAY + 10_000))
     assert kinds(run_verify(tmp_path, dt.date(2024, 5, 2))) == []
     assert kinds(run_verify(tmp_path, DAY)) == [FindingKind.UNSORTED]
     assert run_verify(tmp_path, dt.date(2020, 1, 1)).files == 0
