@@ -13,9 +13,11 @@ Blocking file I/O runs in a worker thread, one call at a time, so the event loop
 pings while files are fsynced.
 
 Each flush writes, in this order: the gap records, then the events (write-ahead log), then the
-state file with the newest ``E`` per symbol. A crash can therefore leave a logged gap whose
-closing event is lost (the restart gap then overlaps it), but never durable data whose gap is
-unlogged, nor a state that claims events the dataset does not have.
+state file with the newest ``E`` per symbol. When the gap records cannot be made durable, the
+flush logs no events and writes no state: the events wait in memory for a flush whose gap
+records succeed. A crash can therefore leave a logged gap whose closing event is lost (the
+restart gap then overlaps it), but never durable data whose gap is unlogged, nor a state that
+claims events the dataset does not have: a gap can be over-reported, never lost.
 
 On stop the source is cancelled first (no more reading), what is already queued is drained into
 the pipeline, and a final flush and seal runs; ``stop_timeout`` is the time it is expected to
@@ -29,7 +31,7 @@ import functools
 import random
 import secrets
 from collections import Counter
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TypeVar
 
@@ -40,7 +42,7 @@ from recorder.gaps.log import GapLog
 from recorder.gaps.state import merged_last_event_times, write_state
 from recorder.ingest.pipeline import EventPipeline, FlushBatch
 from recorder.ingest.source import MarketSource, StreamItem
-from recorder.model import Rejection
+from recorder.model import MiniTicker, Rejection
 from recorder.ops.http import MetricsServer
 from recorder.ops.logs import get_logger
 from recorder.ops.metrics import RecorderMetrics
@@ -71,6 +73,7 @@ class _FlushOutcome:
 
     Attributes:
         sealed: the Parquet files published by this flush.
+        durable_events: the events this flush made durable in the write-ahead log.
         unstorable: events the writer refused, as rejections for the quarantine.
         failure: the first storage step that failed, or ``None`` when all succeeded.
     """
@@ -78,6 +81,7 @@ class _FlushOutcome:
     sealed: list[SealedFile]
     unstorable: list[Rejection]
     failure: StorageError | None
+    durable_events: Sequence[MiniTicker]
 
 
 def restored_event_times(persisted: Mapping[str, int], report: RecoveryReport) -> dict[str, int]:
@@ -138,6 +142,8 @@ class RecorderService:
                 self.metrics, self, settings.metrics.host, settings.metrics.port
             )
         self._io_lock = asyncio.Lock()
+        # Events of flushes whose gap records failed; only the flush thread touches them.
+        self._awaiting_gap_log: list[MiniTicker] = []
         self._ready = False
 
     def _build_pipeline(self, restored: Mapping[str, int]) -> EventPipeline:
@@ -271,10 +277,10 @@ class RecorderService:
             except asyncio.CancelledError:
                 # A thread cannot be interrupted: hold the lock until it is done, so that the
                 # final flush never runs beside it (the writer is not thread-safe).
-                self._record_flush(batch, await storage_writes)
+                self._record_flush(await storage_writes)
                 raise
             self.metrics.observe_flush(self.clock.monotonic() - started, outcome.failure is None)
-        self._record_flush(batch, outcome)
+        self._record_flush(outcome)
 
     def _write_batch(self, batch: FlushBatch, *, seal: bool) -> _FlushOutcome:
         """Blocking I/O of one flush, in the order the module docstring explains."""
@@ -291,8 +297,15 @@ class RecorderService:
 
         self.quarantine.add(batch.rejections)
         self.gap_log.append(batch.gaps)
+        events = [*self._awaiting_gap_log, *batch.events]
         run_storage_step(self.gap_log.flush)
-        unstorable = run_storage_step(lambda: self.writer.write_ahead(batch.events))
+        if failures:
+            # The events that close the pending gaps must not outlive them in a crash.
+            self._awaiting_gap_log = events
+            unstorable = None
+        else:
+            self._awaiting_gap_log = []
+            unstorable = run_storage_step(lambda: self.writer.write_ahead(events))
         sealed: list[SealedFile] = []
         if unstorable is not None:  # the events are durable
             self.quarantine.add(unstorable)
@@ -306,28 +319,37 @@ class RecorderService:
             )
             sealed = run_storage_step(self.writer.close if seal else self.writer.seal_due) or []
         run_storage_step(self.quarantine.flush)
-        return _FlushOutcome(sealed, unstorable or [], failures[0] if failures else None)
+        return _FlushOutcome(
+            sealed,
+            unstorable or [],
+            failures[0] if failures else None,
+            events if unstorable is not None else [],
+        )
 
-    def _record_flush(self, batch: FlushBatch, outcome: _FlushOutcome) -> None:
+    @property
+    def buffered_rows(self) -> int:
+        """Events received but not yet published: buffered, not yet logged, or awaiting gaps."""
+        return self.writer.buffered_rows + self.writer.pending_rows + len(self._awaiting_gap_log)
+
+    def _record_flush(self, outcome: _FlushOutcome) -> None:
         """Move the metrics, the flush health and readiness after one flush."""
         metrics = self.metrics
         self.pipeline.count_rejections(outcome.unstorable)
-        if outcome.failure is None:
-            for symbol, count in Counter(event.symbol for event in batch.events).items():
-                metrics.events_written(symbol, count)
+        for symbol, count in Counter(event.symbol for event in outcome.durable_events).items():
+            metrics.events_written(symbol, count)
         if outcome.sealed:
             metrics.files_published(len(outcome.sealed))
             metrics.bytes_written(sum(sealed.size_bytes for sealed in outcome.sealed))
             self.flush_health.files_published += len(outcome.sealed)
-        metrics.set_buffered_rows(self.writer.buffered_rows + self.writer.pending_rows)
+        metrics.set_buffered_rows(self.buffered_rows)
         metrics.set_wal_size(self.writer.wal_bytes)
         health = self.flush_health
         if outcome.failure is None:
-            if not self._ready and batch.events:
+            if not self._ready and outcome.durable_events:
                 # Ready means recording: connected, and the first events durable on disk.
                 self._ready = True
                 self.notifier.ready("recording")
-                log.info("ready", events_durable=len(batch.events))
+                log.info("ready", events_durable=len(outcome.durable_events))
             if not health.ok:
                 log.info("flush recovered", after_failures=health.consecutive_failures)
             health.ok = True
@@ -343,7 +365,7 @@ class RecorderService:
                 "flush failed; events stay buffered and will be retried",
                 error=str(outcome.failure),
                 consecutive_failures=health.consecutive_failures,
-                not_yet_durable_rows=self.writer.pending_rows,
+                not_yet_durable_rows=self.writer.pending_rows + len(self._awaiting_gap_log),
             )
 
     def _drain_queue(self) -> None:

@@ -5,12 +5,17 @@ import random
 from collections.abc import Callable
 from pathlib import Path
 
+import pyarrow as pa
 import pyarrow.dataset as ds
 import pytest
 
+from recorder.gaps.scan import read_gaps
+from recorder.gaps.state import read_states
 from recorder.service import RecorderService
 from recorder.settings import Settings, parse_settings
 from recorder.simulate import Fault, FaultKind, SimulatedExchange, SimulatorConfig
+from recorder.storage.paths import instance_wal_dir
+from recorder.storage.wal import RecordType, decode_batch, read_segment
 
 pytestmark = pytest.mark.integration
 
@@ -122,3 +127,71 @@ async def test_more_symbols_than_a_connection_carries_open_more_connections(
         stop.set()
         await asyncio.wait_for(running, 10)
     assert service.pipeline.counters.events > 0
+
+
+def durable_newest_event_times(root: Path, instance_id: str) -> dict[str, int]:
+    """The newest ``E`` per symbol in the instance's write-ahead log: what survives a crash now."""
+    newest: dict[str, int] = {}
+    for segment in sorted(instance_wal_dir(root, instance_id).glob("*.wal")):
+        for record in read_segment(segment).records:
+            if record.type != RecordType.DATA:
+                continue
+            batch = decode_batch(record.payload)
+            times = batch.column("event_time").cast(pa.int64()).to_pylist()
+            for symbol, event_time in zip(batch.column("symbol").to_pylist(), times, strict=True):
+                newest[symbol] = max(newest.get(symbol, event_time), event_time)
+    return newest
+
+
+@pytest.mark.asyncio
+async def test_events_closing_a_gap_never_become_durable_before_the_gap_record(
+    tmp_path: Path,
+) -> None:
+    config = SimulatorConfig(symbols=SYMBOLS, speed=20, seed=5)
+    async with SimulatedExchange(config) as exchange:
+        service = RecorderService(settings_for(exchange, tmp_path), rng=random.Random(5))
+        stop = asyncio.Event()
+        running = asyncio.create_task(service.run(stop))
+        await wait_for(
+            lambda: len(durable_newest_event_times(tmp_path, service.instance_id)) == len(SYMBOLS)
+        )
+        # The gap log's directory replaced by a file: every gap append fails, the WAL works.
+        gaps_dir = tmp_path / "_gaps"
+        logged_before = read_gaps(tmp_path)
+        if gaps_dir.exists():
+            gaps_dir.rename(tmp_path / "_gaps.aside")
+        gaps_dir.write_text("not a directory")
+        gaps_before = service.pipeline.counters.gaps
+        exchange.inject(Fault(FaultKind.DROP))
+        await wait_for(
+            lambda: (
+                service.pipeline.counters.gaps > gaps_before
+                and service.flush_health.consecutive_failures >= 3
+            )
+        )
+        # A crash now keeps only what is durable: the log and the state end before the gaps.
+        durable = durable_newest_event_times(tmp_path, service.instance_id)
+        [state] = read_states(tmp_path)
+        assert service.buffered_rows > 0
+        gaps_dir.unlink()
+        if (tmp_path / "_gaps.aside").exists():
+            (tmp_path / "_gaps.aside").rename(gaps_dir)
+        await wait_for(lambda: service.flush_health.ok)
+        stop.set()
+        await asyncio.wait_for(running, 10)
+        delivered = {(e.symbol, e.event_time) for e in exchange.events() if e.delivered_to}
+
+    outage_gaps = [g for g in read_gaps(tmp_path) if g not in logged_before]
+    assert outage_gaps
+    for gap in outage_gaps:
+        assert durable[gap.symbol] < gap.to_ms, gap
+        assert state.last_event_times[gap.symbol] < gap.to_ms, gap
+    table = ds.dataset(tmp_path, partitioning="hive", format="parquet").to_table()
+    recorded = set(
+        zip(
+            table.column("symbol").to_pylist(),
+            table.column("event_time").cast(pa.int64()).to_pylist(),
+            strict=True,
+        )
+    )
+    assert recorded == delivered  # nothing was lost while the gap log was refused
