@@ -89,7 +89,7 @@ def recover_leftovers(root: Path, instance_id: str) -> RecoveryReport:
     recovered under its lock, or skipped when a running recorder holds that lock.
 
     Raises:
-        OSError: a file could not be read, published or deleted; what was not recovered stays
+        OSError: a file could not be read or deleted; what was not recovered stays
             in the log for the next start.
     """
     own_dir = instance_wal_dir(root, instance_id)
@@ -190,8 +190,11 @@ def _recover_instance_dir(root: Path, directory: Path, report: _RecoveryFindings
     Returns:
         Whether there was anything to replay.
 
+    A partition that cannot be published is reported in ``report.problems``; the others are
+    published and the session's segments stay in place for the next start.
+
     Raises:
-        OSError: a file could not be read, published or deleted; the segments stay.
+        OSError: a file could not be read or deleted; the segments stay.
     """
     sessions: dict[str, list[tuple[int, Path]]] = {}
     for path in directory.iterdir():
@@ -211,8 +214,20 @@ def _recover_instance_dir(root: Path, directory: Path, report: _RecoveryFindings
         except ValueError as exc:
             report.problems.append(f"segments of session {session} left in place: {exc}")
             continue
+        unpublished: list[str] = []
         for key, partition in sorted(replay.buffers.partitions.items()):
-            _recover_partition(root, session, key, partition, report)
+            try:
+                _recover_partition(root, session, key, partition, report)
+            except OSError as exc:
+                # The others are still published; the segments stay for the next start, which
+                # finds the published files by name and publishes only what is missing.
+                unpublished.append(f"{key}: {exc}")
+        if unpublished:
+            report.problems.append(
+                f"segments of session {session} kept: {len(unpublished)} partition(s) could "
+                f"not be published, first {unpublished[0]}; the next start tries again"
+            )
+            continue
         for path in segments:
             path.unlink()
         fsync_dir(directory)

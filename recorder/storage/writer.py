@@ -325,14 +325,21 @@ class DatasetWriter:
         """Publish the partitions of ``seals`` and queue their ``SEALED`` records.
 
         Raises:
-            OSError: publishing a partition failed; it and those after it stay buffered.
+            OSError: publishing a partition failed; it stays buffered, and every other
+                partition was still published (one partition that cannot be written never
+                holds up the others).
         """
+        failures: list[tuple[PartitionKey, OSError]] = []
         for key, reason in seals:
             partition = self._buffers.partitions.get(key)
             if partition is None:
                 continue
             name = data_file_name(self._session, partition.first_lsn)
-            sealed = publish_partition(self._root, key, partition.batches, name, reason)
+            try:
+                sealed = publish_partition(self._root, key, partition.batches, name, reason)
+            except OSError as exc:
+                failures.append((key, exc))
+                continue
             del self._buffers.partitions[key]
             marker = SealedMarker(
                 date=key.date.isoformat(),
@@ -346,3 +353,10 @@ class DatasetWriter:
             self._unlogged.append(_UnloggedRecord(record))
             if sealed is not None:
                 self._sealed_unreported.append(sealed)
+        if failures:
+            key, first = failures[0]
+            raise OSError(
+                first.errno,
+                f"{len(failures)} partition(s) could not be published, first {key}: "
+                f"{first.strerror or first}",
+            ) from first

@@ -9,7 +9,9 @@ from pathlib import Path
 
 import pytest
 from writer_support import (
+    DAY,
     DAY_MS,
+    SYMBOLS,
     WriterFactory,
     assert_layout,
     crash_copy,
@@ -22,7 +24,7 @@ from writer_support import (
     ticker,
 )
 
-from recorder.storage.paths import new_session_token, segment_file_name
+from recorder.storage.paths import new_session_token, partition_dir, segment_file_name
 from recorder.storage.schema import build_wal_batch
 from recorder.storage.sealing import SealReason
 from recorder.storage.wal import (
@@ -337,3 +339,28 @@ def test_kill_9_loses_no_acknowledged_event_and_duplicates_none(
     if acknowledged > 200:
         assert len(data_files(root)) > 3  # the child had sealed files by size before it died
     assert_layout(root)
+
+
+def test_recovery_publishes_what_it_can_and_keeps_the_rest_for_the_next_start(
+    tmp_path: Path, make_writer: WriterFactory
+) -> None:
+    events = events_for(DAY_MS, 3)
+    crashed = crashed_after_writing(make_writer, tmp_path, events)
+    blocked = partition_dir(crashed, DAY, min(SYMBOLS))
+    blocked.parent.mkdir(parents=True, exist_ok=True)
+    blocked.write_text("in the way")
+
+    first = make_writer(crashed)
+    report = first.open()
+    first.close()
+    assert any("kept" in problem and min(SYMBOLS) in problem for problem in report.problems)
+    published = {path.parent.name for path in data_files(crashed)}
+    assert published == {f"symbol={symbol}" for symbol in SYMBOLS if symbol != min(SYMBOLS)}
+    assert segments(crashed)  # the rows it could not publish are still in the log
+
+    blocked.unlink()
+    second = make_writer(crashed)
+    second.open()
+    second.close()
+    assert dataset_rows(crashed) == rows_of(events)  # each row once, none lost
+    assert segments(crashed) == []

@@ -26,6 +26,7 @@ from writer_support import (
 
 from recorder.clock import ManualClock
 from recorder.errors import StorageError, UnsafePathError
+from recorder.storage.paths import partition_dir
 from recorder.storage.sealing import SealReason
 
 
@@ -233,3 +234,26 @@ def descriptor_of(path: Path) -> int:
 def test_an_unsafe_instance_id_is_refused(tmp_path: Path, make_writer: WriterFactory) -> None:
     with pytest.raises(UnsafePathError):
         make_writer(tmp_path, instance_id="../escape")
+
+
+def test_a_partition_that_cannot_be_written_does_not_stop_the_others(
+    tmp_path: Path, make_writer: WriterFactory
+) -> None:
+    writer = make_writer(tmp_path)
+    writer.open()
+    events = events_for(DAY_MS, 3)
+    writer.write_ahead(events)
+    # The first partition in sort order has a file where its directory should be.
+    blocked = partition_dir(tmp_path, DAY, min(SYMBOLS))
+    blocked.parent.mkdir(parents=True)
+    blocked.write_text("in the way")
+
+    with pytest.raises(StorageError, match="1 partition"):
+        writer.close()
+    published = {path.parent.name for path in data_files(tmp_path)}
+    assert published == {f"symbol={symbol}" for symbol in SYMBOLS if symbol != min(SYMBOLS)}
+
+    blocked.unlink()
+    writer.close()
+    assert dataset_rows(tmp_path) == rows_of(events)
+    assert segments(tmp_path) == []
