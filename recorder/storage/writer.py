@@ -64,6 +64,20 @@ class _WriterState(enum.Enum):
     CLOSED = "closed"
 
 
+MAX_APPEND_BYTES = 4 * 1024 * 1024
+"""The most one write-ahead append carries when a backlog is logged (always one record at least)."""
+
+
+def _leading_chunk(records: list[_UnloggedRecord], limit: int) -> list[_UnloggedRecord]:
+    """The oldest records whose payloads fit in ``limit`` bytes, at least one."""
+    size = 0
+    for count, item in enumerate(records):
+        size += len(item.record.payload)
+        if size > limit and count:
+            return records[:count]
+    return records[:]
+
+
 class DatasetWriter:
     """Durable writing of miniTicker events into the Hive-partitioned Parquet dataset.
 
@@ -299,21 +313,25 @@ class DatasetWriter:
         return sealed
 
     def _log_unlogged(self) -> None:
-        """Append every unlogged record with one fsync, then account for them.
+        """Append the unlogged records, oldest first, then account for them.
+
+        Normally that is one append and one fsync. A backlog left by a storage outage is
+        appended in chunks of at most :data:`MAX_APPEND_BYTES`, each made durable before the
+        next, so that it goes out as space comes back instead of needing all of it at once.
 
         Raises:
-            OSError: nothing was appended; the records stay unlogged.
+            OSError: a chunk could not be appended; it and the records after it stay unlogged.
         """
-        if not self._unlogged:
-            return
-        self._segments.append([item.record for item in self._unlogged])
-        for item in self._unlogged:
-            if item.batch is not None:
-                self._buffers.add_batch(item.record.lsn, item.batch)
-                newest = newest_event_ms(item.batch)
-                if self._newest_event_ms is None or newest > self._newest_event_ms:
-                    self._newest_event_ms = newest
-        self._unlogged = []
+        while self._unlogged:
+            chunk = _leading_chunk(self._unlogged, MAX_APPEND_BYTES)
+            self._segments.append([item.record for item in chunk])
+            for item in chunk:
+                if item.batch is not None:
+                    self._buffers.add_batch(item.record.lsn, item.batch)
+                    newest = newest_event_ms(item.batch)
+                    if self._newest_event_ms is None or newest > self._newest_event_ms:
+                        self._newest_event_ms = newest
+            del self._unlogged[: len(chunk)]
 
     def _oldest_buffered_lsn(self) -> int | None:
         partitions = self._buffers.partitions.values()

@@ -257,3 +257,32 @@ def test_a_partition_that_cannot_be_written_does_not_stop_the_others(
     writer.close()
     assert dataset_rows(tmp_path) == rows_of(events)
     assert segments(tmp_path) == []
+
+
+def test_a_backlog_is_logged_in_chunks_as_space_comes_back(
+    tmp_path: Path, make_writer: WriterFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    writer = make_writer(tmp_path)
+    writer.open()
+    writer.write_ahead(events_for(DAY_MS, 1))
+    one_record = writer.wal_bytes  # the header is smaller than a data record
+    monkeypatch.setattr("recorder.storage.writer.MAX_APPEND_BYTES", 1)  # one record a chunk
+    backlog = [events_for(DAY_MS + 1000 * (i + 1), 1) for i in range(6)]
+    soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (writer.wal_bytes + 10, hard))
+    try:
+        for events in backlog:
+            with pytest.raises(StorageError):
+                writer.write_ahead(events)
+        assert writer.pending_rows == 6 * len(SYMBOLS)
+        # Room for about two records comes back: two chunks go out, the rest stays pending.
+        resource.setrlimit(resource.RLIMIT_FSIZE, (writer.wal_bytes + 2 * one_record + 10, hard))
+        with pytest.raises(StorageError):
+            writer.write_ahead([])
+        assert 0 < writer.pending_rows < 6 * len(SYMBOLS)
+    finally:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
+    writer.close()
+    assert dataset_rows(tmp_path) == rows_of(
+        events_for(DAY_MS, 1) + [e for events in backlog for e in events]
+    )
