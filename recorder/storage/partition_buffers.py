@@ -6,63 +6,105 @@ still has to be published, each partition with the log sequence number of its fi
 which names its file.
 """
 
+import bisect
+from array import array
+from typing import Final
+
 import pyarrow as pa
 
 from recorder.storage.paths import PartitionKey
 from recorder.storage.wal_batch import split_by_partition
 
+COALESCE_EVERY: Final = 10
+"""``DATA`` records between two coalescing sweeps (ten seconds of flushes at the default pace)."""
+MAX_CHUNKS: Final = 8
+"""Coalesced chunks a partition keeps before they are merged into one."""
+
 
 class BufferedPartition:
-    """A partition's rows logged since it was last sealed, as (lsn, slice) pieces.
+    """A partition's rows logged since it was last sealed.
+
+    Each ``DATA`` record adds a zero-copy slice of its flush batch. A slice costs far more than
+    its rows (Arrow buffers and Python objects per column) and keeps the whole flush batch
+    alive, so :meth:`coalesce` copies the slices into one contiguous chunk now and then, and
+    merges the chunks into one when there are more than :data:`MAX_CHUNKS`: a buffered row
+    then costs about its Arrow bytes, whatever the flush pace, and each row is copied a few
+    times in its life, never once per flush. The log sequence
+    number and row count of every record stay known, so a ``SEALED`` marker can still drop
+    exactly the rows of the records it covers.
 
     Attributes:
-        pieces: the slices in log order, each with the sequence number of its ``DATA`` record.
-        sizes: the Arrow bytes accounted to each piece.
-        rows: rows in all pieces.
-        nbytes: Arrow bytes of all pieces.
+        rows: rows buffered.
+        nbytes: Arrow bytes accounted to them.
     """
 
-    __slots__ = ("nbytes", "pieces", "rows", "sizes")
+    __slots__ = ("_chunks", "_lsns", "_row_ends", "_sizes", "_slices", "nbytes", "rows")
 
     def __init__(self) -> None:
-        self.pieces: list[tuple[int, pa.RecordBatch]] = []
-        self.sizes: list[int] = []
+        self._clear()
+
+    def _clear(self) -> None:
+        # The coalesced chunks, then the slices added since, all in log order.
+        self._chunks: list[pa.RecordBatch] = []
+        self._slices: list[pa.RecordBatch] = []
+        # One entry per record with rows here: its lsn, the cumulative row count through it,
+        # and the Arrow bytes accounted to it.
+        self._lsns = array("q")
+        self._row_ends = array("q")
+        self._sizes = array("q")
         self.rows = 0
         self.nbytes = 0
 
     @property
     def first_lsn(self) -> int:
         """The sequence number of the oldest record with rows here; it names the file."""
-        return self.pieces[0][0]
+        return self._lsns[0]
 
     @property
     def last_lsn(self) -> int:
         """The sequence number of the newest record with rows here."""
-        return self.pieces[-1][0]
+        return self._lsns[-1]
 
     @property
     def batches(self) -> list[pa.RecordBatch]:
-        """The slices, in log order."""
-        return [piece for _, piece in self.pieces]
+        """The buffered rows, in log order."""
+        return self._chunks + self._slices
 
     def add(self, lsn: int, piece: pa.RecordBatch, nbytes: int) -> None:
         """Add the slice of record ``lsn``, accounted as ``nbytes``."""
-        self.pieces.append((lsn, piece))
-        self.sizes.append(nbytes)
+        self._slices.append(piece)
         self.rows += piece.num_rows
         self.nbytes += nbytes
+        self._lsns.append(lsn)
+        self._row_ends.append(self.rows)
+        self._sizes.append(nbytes)
+
+    def coalesce(self) -> None:
+        """Copy the buffered rows into one batch, releasing the slices and their flush batches."""
+        if self._slices:
+            # concat_batches copies into fresh buffers, even a single slice.
+            self._chunks.append(pa.concat_batches(self._slices))
+            self._slices = []
+        if len(self._chunks) > MAX_CHUNKS:
+            self._chunks = [pa.concat_batches(self._chunks)]
 
     def discard_through(self, lsn: int) -> None:
-        """Drop the pieces of records up to ``lsn``: a ``SEALED`` record covers them."""
-        kept = [
-            (entry, size)
-            for entry, size in zip(self.pieces, self.sizes, strict=True)
-            if entry[0] > lsn
-        ]
-        self.pieces = [entry for entry, _ in kept]
-        self.sizes = [size for _, size in kept]
-        self.rows = sum(piece.num_rows for _, piece in self.pieces)
-        self.nbytes = sum(self.sizes)
+        """Drop the rows of records up to ``lsn``: a ``SEALED`` record covers them."""
+        dropped = bisect.bisect_right(self._lsns, lsn)
+        if dropped == len(self._lsns):
+            self._clear()
+            return
+        if dropped == 0:
+            return
+        cut = self._row_ends[dropped - 1]
+        kept = pa.Table.from_batches(self.batches).slice(cut)
+        self._chunks = [pa.concat_batches(kept.to_batches())]  # copies only what is kept
+        self._slices = []
+        self._lsns = self._lsns[dropped:]
+        self._row_ends = array("q", (end - cut for end in self._row_ends[dropped:]))
+        self._sizes = self._sizes[dropped:]
+        self.rows = self._row_ends[-1]
+        self.nbytes = sum(self._sizes)
 
 
 class PartitionBuffers:
@@ -74,9 +116,14 @@ class PartitionBuffers:
 
     def __init__(self) -> None:
         self.partitions: dict[PartitionKey, BufferedPartition] = {}
+        self._batches_since_coalesce = 0
 
     def add_batch(self, lsn: int, batch: pa.RecordBatch) -> None:
-        """Buffer the rows of the write-ahead batch logged as record ``lsn``."""
+        """Buffer the rows of the write-ahead batch logged as record ``lsn``.
+
+        Every :data:`COALESCE_EVERY` batches, every partition's slices are copied into one
+        batch (:meth:`BufferedPartition.coalesce`), so no flush batch stays pinned longer.
+        """
         # A slice's own nbytes walks its buffers (about 17 µs each): share the batch's size
         # out by rows instead, once per batch. It only drives the size-based seal.
         per_row = batch.nbytes / max(batch.num_rows, 1)
@@ -84,6 +131,15 @@ class PartitionBuffers:
             self.partitions.setdefault(key, BufferedPartition()).add(
                 lsn, piece, round(per_row * piece.num_rows)
             )
+        self._batches_since_coalesce += 1
+        if self._batches_since_coalesce >= COALESCE_EVERY:
+            self.coalesce()
+
+    def coalesce(self) -> None:
+        """Copy every partition's buffered rows into one batch each."""
+        for partition in self.partitions.values():
+            partition.coalesce()
+        self._batches_since_coalesce = 0
 
     def apply_marker(self, key: PartitionKey, last_lsn: int) -> None:
         """Drop ``key``'s rows up to record ``last_lsn``, which a ``SEALED`` record covers."""
@@ -91,7 +147,7 @@ class PartitionBuffers:
         if partition is None:
             return
         partition.discard_through(last_lsn)
-        if not partition.pieces:
+        if not partition.rows:
             del self.partitions[key]
 
     @property
