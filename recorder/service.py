@@ -54,6 +54,9 @@ from recorder.storage.recovery import RecoveryReport
 from recorder.storage.writer import DatasetWriter
 
 log = get_logger(__name__)
+
+SEAL_SHARE_OF_FLUSH = 0.25
+"""The share of each flush interval that publishing due files may take (the writer's budget)."""
 _T = TypeVar("_T")
 
 
@@ -129,6 +132,9 @@ class RecorderService:
             max_file_bytes=storage.max_file_bytes,
             day_grace_ms=round(storage.day_grace * 1000),
             clock=self.clock,
+            # A quarter of each flush interval for publication: an hourly rotation or a day
+            # end is spread over many flushes and never holds up the next write-ahead flush.
+            seal_budget=storage.flush_interval * SEAL_SHARE_OF_FLUSH,
         )
         self.quarantine = QuarantineLog(storage.root, self.instance_id)
         self.gap_log = GapLog(storage.root, self.instance_id)

@@ -42,10 +42,12 @@ class OpenPartition:
     Attributes:
         key: the partition.
         buffered_bytes: Arrow bytes of its buffered rows.
+        first_lsn: the log sequence number of the record holding its oldest buffered row.
     """
 
     key: PartitionKey
     buffered_bytes: int
+    first_lsn: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,6 +108,7 @@ class SealPolicy:
         segment_started_at: float,
         newest_event_ms: int | None,
         partitions: Iterable[OpenPartition],
+        retired_through_lsn: int | None = None,
     ) -> SealPlan:
         """Return what to seal now.
 
@@ -114,12 +117,16 @@ class SealPolicy:
             segment_started_at: monotonic seconds when the current segment was started.
             newest_event_ms: the newest ``E`` logged so far, ``None`` before the first event.
             partitions: the partitions with buffered rows.
+            retired_through_lsn: the newest record of a retired segment, if any: a partition
+                with rows that old is still due for its age (its seal was spread over later
+                calls after the rotation).
         """
         rotate = self.rotation_due(now=now, segment_started_at=segment_started_at)
         seals: list[tuple[PartitionKey, SealReason]] = []
         for partition in sorted(partitions, key=lambda p: p.key):
             reason = self._reason(partition, newest_event_ms)
-            if reason is None and rotate:
+            aged = retired_through_lsn is not None and partition.first_lsn <= retired_through_lsn
+            if reason is None and (rotate or aged):
                 reason = SealReason.AGE
             if reason is not None:
                 seals.append((partition.key, reason))

@@ -75,6 +75,11 @@ class SegmentChain:
         for record in records:
             self._current_last_lsn = max(self._current_last_lsn, record.lsn)
 
+    @property
+    def retired_through_lsn(self) -> int | None:
+        """The newest record of a retired segment not yet deleted, ``None`` if there is none."""
+        return max((retired.last_lsn for retired in self._retired), default=None)
+
     def rotate(self) -> None:
         """Start a new segment and retire the current one.
 

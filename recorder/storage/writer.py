@@ -97,6 +97,11 @@ class DatasetWriter:
         max_file_bytes: buffered Arrow bytes above which a partition is sealed early.
         day_grace_ms: how long past midnight of ``E`` a day's partitions stay open.
         clock: monotonic time for the age rule, wall time for the session stamp.
+        seal_budget: seconds one :meth:`seal_due` call may spend publishing before it leaves
+            the remaining due partitions for the next call (at least one is published per
+            call); ``None`` publishes everything due at once. A rotation or a day end, when
+            every partition is due together, is then spread over several flushes instead of
+            holding up the next write-ahead flush.
 
     Raises:
         ConfigError: a limit is not positive.
@@ -112,8 +117,10 @@ class DatasetWriter:
         max_file_bytes: int,
         day_grace_ms: int,
         clock: Clock,
+        seal_budget: float | None = None,
     ) -> None:
         self._root = root
+        self._seal_budget = seal_budget
         self._instance_id = validate_instance_id(instance_id)
         self._policy = SealPolicy(
             max_file_age=max_file_age, max_file_bytes=max_file_bytes, day_grace_ms=day_grace_ms
@@ -249,21 +256,25 @@ class DatasetWriter:
         self._require_open()
         try:
             self._log_unlogged()
+            now = self._clock.monotonic()
             plan = self._policy.plan(
-                now=self._clock.monotonic(),
+                now=now,
                 segment_started_at=self._rotation_started_at,
                 newest_event_ms=self._newest_event_ms,
                 partitions=[
-                    OpenPartition(key, partition.nbytes)
+                    OpenPartition(key, partition.nbytes, partition.first_lsn)
                     for key, partition in self._buffers.partitions.items()
                 ],
+                retired_through_lsn=self._segments.retired_through_lsn,
             )
-            self._seal(plan.seals)
-            self._log_unlogged()
             if plan.rotate_segment:
-                # Every partition is sealed now, so the old segment is deleted right after.
+                # Rotate first: the old segment's partitions stay due (retired_through_lsn)
+                # and are sealed over the next calls, and the segment is deleted once they are.
                 self._segments.rotate()
-                self._rotation_started_at = self._clock.monotonic()
+                self._rotation_started_at = now
+            deadline = None if self._seal_budget is None else now + self._seal_budget
+            self._seal(plan.seals, deadline=deadline)
+            self._log_unlogged()
             self._segments.delete_retired(self._oldest_buffered_lsn())
         except OSError as exc:
             raise StorageError(f"sealing failed: {exc}") from exc
@@ -339,8 +350,13 @@ class DatasetWriter:
 
     # -- sealing ---------------------------------------------------------------------------
 
-    def _seal(self, seals: Iterable[tuple[PartitionKey, SealReason]]) -> None:
+    def _seal(
+        self, seals: Iterable[tuple[PartitionKey, SealReason]], *, deadline: float | None = None
+    ) -> None:
         """Publish the partitions of ``seals`` and queue their ``SEALED`` records.
+
+        With a ``deadline`` (monotonic seconds), stop once it has passed: the partitions left
+        stay buffered and due, for the next call.
 
         Raises:
             OSError: publishing a partition failed; it stays buffered, and every other
@@ -348,7 +364,9 @@ class DatasetWriter:
                 holds up the others).
         """
         failures: list[tuple[PartitionKey, OSError]] = []
-        for key, reason in seals:
+        for attempted, (key, reason) in enumerate(seals):
+            if attempted and deadline is not None and self._clock.monotonic() >= deadline:
+                break
             partition = self._buffers.partitions.get(key)
             if partition is None:
                 continue

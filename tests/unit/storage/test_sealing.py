@@ -124,3 +124,19 @@ def test_limits_are_validated_naming_the_setting(
         SealPolicy(
             max_file_age=max_file_age, max_file_bytes=max_file_bytes, day_grace_ms=day_grace_ms
         )
+
+
+def test_a_partition_with_rows_in_a_retired_segment_stays_due_for_its_age() -> None:
+    seal_policy = SealPolicy(max_file_age=3600, max_file_bytes=1 << 20, day_grace_ms=5000)
+    old = OpenPartition(PartitionKey(DAY, "BTCUSDT"), 10, first_lsn=7)
+    young = OpenPartition(PartitionKey(DAY, "ETHUSDT"), 10, first_lsn=9)
+
+    result = seal_policy.plan(
+        now=10.0,
+        segment_started_at=0.0,
+        newest_event_ms=None,
+        partitions=[old, young],
+        retired_through_lsn=8,
+    )
+
+    assert result == SealPlan(((old.key, SealReason.AGE),), rotate_segment=False)
