@@ -135,6 +135,7 @@ class RecorderService:
             # A quarter of each flush interval for publication: an hourly rotation or a day
             # end is spread over many flushes and never holds up the next write-ahead flush.
             seal_budget=storage.flush_interval * SEAL_SHARE_OF_FLUSH,
+            buffer_budget=storage.buffer_budget,
         )
         self.quarantine = QuarantineLog(storage.root, self.instance_id)
         self.gap_log = GapLog(storage.root, self.instance_id)

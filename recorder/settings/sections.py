@@ -93,6 +93,8 @@ class StorageSettings:
         max_file_bytes: size in bytes after which an open part file is sealed.
         day_grace: seconds of event time past midnight UTC before a day's files are sealed,
             so that late events of the previous day still find their file open.
+        buffer_budget: Arrow bytes of rows waiting for their file above which the largest
+            partitions are sealed early; the resident set follows it (README: memory).
     """
 
     # setting returns the dataclass field declaration, evaluated once on purpose.
@@ -101,6 +103,7 @@ class StorageSettings:
     max_file_age: float = setting(_HOUR, _positive_duration, format_duration)
     max_file_bytes: int = setting(128 * _MIB, size_key(), format_size)
     day_grace: float = setting(10.0, duration_key(allow_zero=True), format_duration)
+    buffer_budget: int = setting(64 * _MIB, size_key(), format_size)
 
 
 @dataclass(frozen=True, slots=True)

@@ -31,6 +31,7 @@ class SealReason(enum.StrEnum):
     DAY_END = "day_end"
     AGE = "age"
     SIZE = "size"
+    BUDGET = "budget"
     CLOSE = "close"
     RECOVERY = "recovery"
 
@@ -71,12 +72,22 @@ class SealPolicy:
         max_file_age: seconds between segment rotations; every open partition is sealed then.
         max_file_bytes: buffered Arrow bytes above which a partition is sealed early.
         day_grace_ms: how far past midnight (in exchange time) a day stays open.
+        buffer_budget: buffered Arrow bytes of all partitions above which the largest are
+            sealed early (reason ``budget``), down to three quarters of it so that the next
+            flush does not seal again; ``None`` for no budget.
 
     Raises:
         ConfigError: a limit is not positive (``day_grace_ms`` may be 0).
     """
 
-    def __init__(self, *, max_file_age: float, max_file_bytes: int, day_grace_ms: int) -> None:
+    def __init__(
+        self,
+        *,
+        max_file_age: float,
+        max_file_bytes: int,
+        day_grace_ms: int,
+        buffer_budget: int | None = None,
+    ) -> None:
         if not max_file_age > 0:
             raise ConfigError(f"max_file_age={max_file_age!r}: expected seconds > 0")
         if max_file_bytes <= 0:
@@ -86,6 +97,9 @@ class SealPolicy:
         self.max_file_age = max_file_age
         self.max_file_bytes = max_file_bytes
         self.day_grace_ms = day_grace_ms
+        if buffer_budget is not None and buffer_budget <= 0:
+            raise ConfigError(f"buffer_budget={buffer_budget!r}: expected bytes > 0")
+        self.buffer_budget = buffer_budget
 
     def day_closes_at_ms(self, date: dt.date) -> int:
         """Return the newest ``E`` (ms) from which partitions of ``date`` are sealed.
@@ -123,14 +137,35 @@ class SealPolicy:
         """
         rotate = self.rotation_due(now=now, segment_started_at=segment_started_at)
         seals: list[tuple[PartitionKey, SealReason]] = []
-        for partition in sorted(partitions, key=lambda p: p.key):
+        open_partitions = list(partitions)
+        for partition in sorted(open_partitions, key=lambda p: p.key):
             reason = self._reason(partition, newest_event_ms)
             aged = retired_through_lsn is not None and partition.first_lsn <= retired_through_lsn
             if reason is None and (rotate or aged):
                 reason = SealReason.AGE
             if reason is not None:
                 seals.append((partition.key, reason))
+        seals.extend(self._over_budget(open_partitions, {key for key, _ in seals}))
         return SealPlan(tuple(seals), rotate)
+
+    def _over_budget(
+        self, partitions: list[OpenPartition], due: set[PartitionKey]
+    ) -> list[tuple[PartitionKey, SealReason]]:
+        """The largest partitions not yet due whose seal brings the buffer under budget."""
+        if self.buffer_budget is None:
+            return []
+        staying = [p for p in partitions if p.key not in due]
+        buffered = sum(p.buffered_bytes for p in staying)
+        if buffered <= self.buffer_budget:
+            return []
+        target = self.buffer_budget * 3 // 4
+        chosen: list[tuple[PartitionKey, SealReason]] = []
+        for partition in sorted(staying, key=lambda p: (-p.buffered_bytes, p.key)):
+            if buffered <= target:
+                break
+            chosen.append((partition.key, SealReason.BUDGET))
+            buffered -= partition.buffered_bytes
+        return chosen
 
     def _reason(self, partition: OpenPartition, newest_event_ms: int | None) -> SealReason | None:
         if newest_event_ms is not None and newest_event_ms >= self.day_closes_at_ms(

@@ -102,6 +102,8 @@ class DatasetWriter:
             call); ``None`` publishes everything due at once. A rotation or a day end, when
             every partition is due together, is then spread over several flushes instead of
             holding up the next write-ahead flush.
+        buffer_budget: buffered Arrow bytes above which the largest partitions are sealed
+            early (:class:`~recorder.storage.sealing.SealPolicy`); ``None`` for no budget.
 
     Raises:
         ConfigError: a limit is not positive.
@@ -118,12 +120,16 @@ class DatasetWriter:
         day_grace_ms: int,
         clock: Clock,
         seal_budget: float | None = None,
+        buffer_budget: int | None = None,
     ) -> None:
         self._root = root
         self._seal_budget = seal_budget
         self._instance_id = validate_instance_id(instance_id)
         self._policy = SealPolicy(
-            max_file_age=max_file_age, max_file_bytes=max_file_bytes, day_grace_ms=day_grace_ms
+            max_file_age=max_file_age,
+            max_file_bytes=max_file_bytes,
+            day_grace_ms=day_grace_ms,
+            buffer_budget=buffer_budget,
         )
         self._clock = clock
         self._state = _WriterState.NEW

@@ -140,3 +140,43 @@ def test_a_partition_with_rows_in_a_retired_segment_stays_due_for_its_age() -> N
     )
 
     assert result == SealPlan(((old.key, SealReason.AGE),), rotate_segment=False)
+
+
+def test_over_the_buffer_budget_the_largest_partitions_are_sealed_early() -> None:
+    seal_policy = SealPolicy(
+        max_file_age=3600, max_file_bytes=1 << 20, day_grace_ms=5000, buffer_budget=100
+    )
+    sizes = {"AUSDT": 30, "BUSDT": 50, "CUSDT": 20, "DUSDT": 40}
+    partitions = [partition(DAY, symbol, nbytes) for symbol, nbytes in sizes.items()]
+
+    result = plan(seal_policy, partitions, newest_event_ms=None)
+
+    # 140 bytes > 100: the largest go until at most 75 stay buffered.
+    assert result.seals == (
+        (PartitionKey(DAY, "BUSDT"), SealReason.BUDGET),
+        (PartitionKey(DAY, "DUSDT"), SealReason.BUDGET),
+    )
+    assert plan(seal_policy, partitions[:3], newest_event_ms=None).seals == ()  # 100: within
+
+
+def test_partitions_already_due_count_against_the_budget_first() -> None:
+    seal_policy = SealPolicy(
+        max_file_age=3600, max_file_bytes=70, day_grace_ms=5000, buffer_budget=100
+    )
+    partitions = [
+        partition(DAY, "AUSDT", 40),
+        partition(DAY, "BUSDT", 75),  # over max_file_bytes: due for its size
+        partition(DAY, "CUSDT", 65),  # with AUSDT, 105 would stay: over the budget
+    ]
+
+    result = plan(seal_policy, partitions, newest_event_ms=None)
+
+    assert result.seals == (
+        (PartitionKey(DAY, "BUSDT"), SealReason.SIZE),
+        (PartitionKey(DAY, "CUSDT"), SealReason.BUDGET),
+    )
+
+
+def test_a_buffer_budget_must_be_positive() -> None:
+    with pytest.raises(ConfigError, match="buffer_budget"):
+        SealPolicy(max_file_age=1, max_file_bytes=1, day_grace_ms=0, buffer_budget=0)
