@@ -6,8 +6,16 @@ a new name, its directory entry) durable, and after a failed append cut the file
 it was so that a retry never leaves a duplicate or a torn record behind.
 """
 
+import errno
 import os
+import threading
 from pathlib import Path
+from typing import Final
+
+_MADE_DURABLE_LIMIT: Final = 100_000
+# Directories this process has made durable in their parents (or created itself).
+_made_durable: set[Path] = set()
+_made_durable_lock = threading.Lock()
 
 
 def fsync_dir(path: Path) -> None:
@@ -19,16 +27,47 @@ def fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
+def fsync_file(path: Path) -> None:
+    """Make the data of the existing file ``path`` durable."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
 def make_dirs(directory: Path) -> None:
-    """Create ``directory`` and missing parents, each creation made durable in its parent."""
-    missing: list[Path] = []
+    """Create ``directory`` and missing parents, each one's entry made durable in its parent.
+
+    A directory that already exists may have been created by a process killed before it
+    synced the parent, so the first time this process uses a directory its parent is synced
+    too, up to an ancestor already known durable (and still there). An ancestor that existed
+    and whose parent cannot be synced (a read-only mount above the root, say) is taken as
+    durable.
+    """
+    chain: list[Path] = []
     current = directory
-    while not current.is_dir():
-        missing.append(current)
+    while current.parent != current:
+        with _made_durable_lock:
+            known = current in _made_durable
+        # A directory known durable may have been removed since (a closed writer's lock dir).
+        if known and current.is_dir():
+            break
+        chain.append(current)
         current = current.parent
-    for path in reversed(missing):
-        path.mkdir(exist_ok=True)
-        fsync_dir(path.parent)
+    for path in reversed(chain):  # the outermost first: each parent exists before its child
+        existed = path.is_dir()
+        if not existed:
+            path.mkdir(exist_ok=True)
+        try:
+            fsync_dir(path.parent)
+        except OSError as exc:
+            if not existed or exc.errno not in {errno.EACCES, errno.EINVAL, errno.EROFS}:
+                raise
+        with _made_durable_lock:
+            if len(_made_durable) >= _MADE_DURABLE_LIMIT:
+                _made_durable.clear()  # only costs a few repeated syncs
+            _made_durable.add(path)
 
 
 def write_all(fd: int, data: bytes, offset: int | None = None) -> None:

@@ -20,6 +20,7 @@ The service writes the file after every durable flush. Each write goes to a temp
 renamed over the file, so a reader sees the old state or the new one, never a mixture.
 """
 
+import errno
 import json
 import os
 import time
@@ -28,7 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from recorder.clock import format_utc_us, parse_utc_us
-from recorder.durable import fsync_dir
+from recorder.durable import fsync_dir, make_dirs
 from recorder.errors import StorageError
 from recorder.instance import validate_instance_id
 from recorder.ops.logs import get_logger
@@ -117,9 +118,9 @@ def write_state(
     temp = path.with_name(f".{path.name}{_TEMP_SUFFIX}")
     try:
         directory = path.parent
-        if not directory.is_dir():
-            directory.mkdir(exist_ok=True)
-            fsync_dir(root)
+        if not root.is_dir():
+            raise FileNotFoundError(errno.ENOENT, "the dataset root does not exist", str(root))
+        make_dirs(directory)
         try:
             with temp.open("wb") as stream:
                 stream.write(data)

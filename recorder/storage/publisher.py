@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pyarrow as pa
 
-from recorder.durable import fsync_dir, make_dirs
+from recorder.durable import fsync_dir, fsync_file, make_dirs
 from recorder.storage.paths import PartitionKey, partition_dir, temp_file_name
 from recorder.storage.schema import DATA_SCHEMA, ROW_ORDER, parquet_options, write_parquet_file
 from recorder.storage.sealing import SealReason
@@ -75,6 +75,10 @@ def publish_partition(
     final = directory / name
     temp = directory / temp_file_name(name)
     if final.exists():
+        # Published by a writer that may have died (or failed) before it synced the file's
+        # name: make it durable now, before the caller lets go of the log that holds its rows.
+        fsync_file(final)
+        fsync_dir(directory)
         temp.unlink(missing_ok=True)
         return None
     options = parquet_options(key.date, key.symbol)

@@ -72,6 +72,8 @@ class QuarantineLog:
         self._torn: dict[Path, int] = {}
         # Directories that gained an entry (our directory, a new day file) not yet fsynced.
         self._unsynced_directories: set[Path] = set()
+        # Files this process has appended to (their names are durable once it has synced).
+        self._opened: set[Path] = set()
 
     @property
     def directory(self) -> Path:
@@ -162,11 +164,18 @@ class QuarantineLog:
             # Only our own directory: a missing root (an unmounted volume) must stay an error.
             self._directory.mkdir(exist_ok=True)
             self._unsynced_directories.add(self._directory.parent)
+        elif not self._opened:
+            # It may have been created by a process killed before it synced the root.
+            self._unsynced_directories.add(self._directory.parent)
         try:
             fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_EXCL, 0o644)
             self._unsynced_directories.add(self._directory)
         except FileExistsError:
             fd = os.open(path, os.O_RDWR | os.O_APPEND)
+            if path not in self._opened:
+                # Perhaps created by a process killed before it synced the directory.
+                self._unsynced_directories.add(self._directory)
+        self._opened.add(path)
         try:
             torn_at = self._torn.get(path)
             if torn_at is not None:

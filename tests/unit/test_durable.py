@@ -72,10 +72,19 @@ def test_make_dirs_creates_missing_parents_and_syncs_each_parent(
     monkeypatch.setattr("recorder.durable.fsync_dir", synced.append)
     make_dirs(tmp_path / "a" / "b" / "c")
     assert (tmp_path / "a" / "b" / "c").is_dir()
-    assert synced == [tmp_path, tmp_path / "a", tmp_path / "a" / "b"]
+    # Outermost first; the existing ancestors' parents too, the first time this process uses them.
+    assert synced[-3:] == [tmp_path, tmp_path / "a", tmp_path / "a" / "b"]
+    assert tmp_path.parent in synced
     synced.clear()
     make_dirs(tmp_path / "a" / "b")
-    assert synced == []
+    assert synced == []  # known durable now
+
+
+def test_make_dirs_recreates_a_known_directory_that_was_removed(tmp_path: Path) -> None:
+    make_dirs(tmp_path / "lock")
+    (tmp_path / "lock").rmdir()
+    make_dirs(tmp_path / "lock")
+    assert (tmp_path / "lock").is_dir()
 
 
 def test_fsync_dir_refuses_a_file(tmp_path: Path) -> None:

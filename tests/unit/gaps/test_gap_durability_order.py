@@ -153,12 +153,6 @@ def test_a_power_loss_at_any_moment_of_a_state_write_leaves_a_whole_state(
         assert states[0].last_event_times["BTCUSDT"] >= T0 + image.note, image.label
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="FINDING: write_state() fsyncs the root only when it creates _state itself; a "
-    "_state a killed process made but never synced in the root stays unsynced forever, and "
-    "a power loss loses every state written into it",
-)
 def test_a_state_directory_a_killed_process_made_is_made_durable_by_the_next_write(
     tmp_path: Path,
 ) -> None:

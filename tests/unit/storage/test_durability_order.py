@@ -327,15 +327,9 @@ def test_a_power_loss_during_recovery_loses_nothing(
         assert_recovers(make_writer, image, root, flushes)
 
 
-# -- findings: state a killed process left in the page cache is trusted as durable -----------
+# -- state a killed process left in the page cache is made durable before it is relied on ---
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="FINDING: publish_partition() returns 'already published' for a file a killed "
-    "writer renamed into place without fsyncing its directory; recovery then deletes the "
-    "log durably, and a later power loss loses the rows",
-)
 def test_recovery_makes_a_file_a_killed_writer_published_durable_before_deleting_the_log(
     tmp_path: Path, make_writer: WriterFactory, clock: ManualClock
 ) -> None:
@@ -359,12 +353,6 @@ def test_recovery_makes_a_file_a_killed_writer_published_durable_before_deleting
     assert recovered_rows(make_writer, root) == rows_of(events)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="FINDING: a seal retried after a failed fsync of the partition directory finds the "
-    "renamed file by name and logs it SEALED without ever syncing the directory; once the "
-    "segment is deleted, a power loss loses the rows",
-)
 def test_a_seal_retried_after_a_failed_directory_sync_makes_the_file_durable(
     tmp_path: Path, make_writer: WriterFactory
 ) -> None:
@@ -385,12 +373,6 @@ def test_a_seal_retried_after_a_failed_directory_sync_makes_the_file_durable(
     assert recovered_rows(make_writer, root) == rows_of(events)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="FINDING: make_dirs() skips a directory that exists, so one a killed writer made "
-    "but never fsynced in its parent is never made durable; files published into it after a "
-    "restart vanish with it in a power loss, and their log is deleted",
-)
 def test_a_directory_a_killed_writer_made_is_made_durable_by_the_next_publication(
     tmp_path: Path, make_writer: WriterFactory, clock: ManualClock
 ) -> None:
@@ -448,12 +430,6 @@ def test_a_quarantine_flush_is_durable_under_its_name_when_it_returns(tmp_path: 
     first_after(disk.ops, where(disk.ops, "create", name)[0], "fsync", QUARANTINE_DIR)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="FINDING: QuarantineLog notes a directory entry to sync only when its O_EXCL "
-    "create succeeds; the file a killed process created makes it fail, so that name is "
-    "never fsynced and a power loss loses it with the lines flushed after the restart",
-)
 def test_a_quarantine_file_a_killed_process_created_is_made_durable_on_restart(
     tmp_path: Path,
 ) -> None:
