@@ -1,4 +1,5 @@
 import datetime as dt
+import random
 from decimal import Decimal
 from pathlib import Path
 from typing import cast
@@ -21,6 +22,7 @@ from recorder.storage.schema import (
     DATA_COLUMNS,
     DATA_SCHEMA,
     DECIMAL_COLUMNS,
+    PARQUET_COMPRESSION_LEVEL,
     SCHEMA_VERSION,
     WAL_SCHEMA,
     build_wal_batch,
@@ -57,8 +59,8 @@ def make_events() -> list[MiniTicker]:
                     event_time=event_time,
                     close=price,
                     open=PRICES[-1 - index],
-                    high=price,
-                    low=price,
+                    high=PRICES[(index + 3) % len(PRICES)],
+                    low=PRICES[(index + 5) % len(PRICES)],
                     volume=price,
                     quote_volume=PRICES[-1 - index],
                     receive_time=event_time * 1000 + 123,
@@ -66,6 +68,49 @@ def make_events() -> list[MiniTicker]:
                     contract_type=2 if index % 3 else None,
                 )
             )
+    return events
+
+
+def units(value: int, decimals: int) -> str:
+    """Write ``value * 10**-decimals`` with exactly ``decimals`` decimals."""
+    return f"{value // 10**decimals}.{value % 10**decimals:0{decimals}d}"
+
+
+def make_hour_events() -> list[MiniTicker]:
+    """An hour of one symbol at the 2 s pace, as the encodings of a real file see it.
+
+    1,800 rows span many ``DELTA_BINARY_PACKED`` blocks (128 values); every 97th frame arrives
+    5 s late, so ``receive_time`` steps back after it (negative deltas); prices and volumes
+    move every row, with 2, 3 and 18 decimals and the extremes of decimal(38, 18) mixed in.
+    """
+    rng = random.Random(11)
+    start = DAY_MS + 3_600_000
+    close, volume, quote = 3_018_000, 315_252_128, 9_537_613_226_330_000_000_000
+    high = low = close
+    events = []
+    for index in range(1_800):
+        event_time = start + index * 2_000 + rng.randint(0, 150)
+        late = 5_000_000 if index % 97 == 0 else 0
+        close += rng.randint(-200, 200) * 10
+        high, low = max(high, close), min(low, close)
+        volume += rng.randint(1, 40_000)
+        quote += rng.randint(1, 10**24)
+        extreme = PRICES[5 + index % 3] if index % 450 == 7 else None
+        events.append(
+            MiniTicker(
+                symbol="BTCUSDT",
+                event_time=event_time,
+                close=units(close, 2),
+                open="30463.50",
+                high=units(high, 2),
+                low=units(low, 2),
+                volume=extreme or units(volume, 3),
+                quote_volume=units(quote, 18),
+                receive_time=event_time * 1000 + rng.randint(1_000, 80_000) + late,
+                pair=None if index % 5 == 0 else "BTCUSDT",
+                contract_type=None if index % 7 == 0 else 1,
+            )
+        )
     return events
 
 
@@ -77,6 +122,8 @@ def expected_rows(events: list[MiniTicker]) -> set[tuple[object, ...]]:
             event.event_time,
             Decimal(event.close),
             Decimal(event.open),
+            Decimal(event.high),
+            Decimal(event.low),
             Decimal(event.volume),
             Decimal(event.quote_volume),
             event.receive_time,
@@ -114,6 +161,14 @@ def dataset(tmp_path: Path) -> tuple[Path, list[MiniTicker]]:
     return tmp_path, events
 
 
+@pytest.fixture(params=["edge_values", "an_hour"])
+def any_dataset(request: pytest.FixtureRequest, tmp_path: Path) -> tuple[Path, list[MiniTicker]]:
+    """Both datasets: edge values in small files, and one hour-long file."""
+    events = make_events() if request.param == "edge_values" else make_hour_events()
+    write_dataset(tmp_path, events)
+    return tmp_path, events
+
+
 def as_ms(value: dt.datetime) -> int:
     return round(value.timestamp() * 1000)
 
@@ -141,6 +196,8 @@ def normalise(records: list[dict[str, object]]) -> set[tuple[object, ...]]:
                 as_ms(event_time),
                 record["close"],
                 record["open"],
+                record["high"],
+                record["low"],
                 record["volume"],
                 record["quote_volume"],
                 as_us(receive_time),
@@ -246,10 +303,41 @@ def test_files_carry_metadata_compression_statistics_and_no_partition_columns(
     assert "RLE_DICTIONARY" not in columns["close"].encodings
 
 
+def test_files_use_the_measured_encodings_and_keep_decimal_38_18(tmp_path: Path) -> None:
+    # The choices of parquet_options (docs/performance.md, "Bytes per event on disk"), as
+    # written in the file: a change of encoding shows here, and the decimals' Parquet type is
+    # the readers' contract.
+    write_dataset(tmp_path, make_hour_events())
+    (path,) = tmp_path.glob("date=*/symbol=*/*.parquet")
+    file = pq.ParquetFile(path)
+    row_group = file.metadata.row_group(0)
+    columns = {
+        row_group.column(i).path_in_schema: row_group.column(i)
+        for i in range(row_group.num_columns)
+    }
+    assert list(columns) == list(DATA_COLUMNS)
+    assert {column.compression for column in columns.values()} == {"ZSTD"}
+    for name in ("event_time", "receive_time"):
+        assert columns[name].physical_type == "INT64"
+        assert "DELTA_BINARY_PACKED" in columns[name].encodings
+        assert "PLAIN" not in columns[name].encodings
+    for name in DECIMAL_COLUMNS:
+        column = file.schema.column(list(DATA_COLUMNS).index(name))
+        assert column.physical_type == "FIXED_LEN_BYTE_ARRAY"
+        assert column.logical_type.to_json() == '{"Type":"Decimal","precision":38,"scale":18}'
+        # PLAIN values (RLE is listed for the levels): no dictionary, no byte-stream split.
+        assert set(columns[name].encodings) <= {"PLAIN", "RLE"}
+    assert "RLE_DICTIONARY" in columns["pair"].encodings
+    assert set(columns["contract_type"].encodings) <= {"PLAIN", "RLE"}
+    # The zstd level is not recorded in the file; it is in the options.
+    options = parquet_options(dt.date(2026, 3, 27), "BTCUSDT").write_kwargs
+    assert options["compression_level"] == PARQUET_COMPRESSION_LEVEL == 9
+
+
 def test_pyarrow_dataset_reads_exact_values_and_types(
-    dataset: tuple[Path, list[MiniTicker]],
+    any_dataset: tuple[Path, list[MiniTicker]],
 ) -> None:
-    root, events = dataset
+    root, events = any_dataset
     table = ds.dataset(root, partitioning="hive").to_table()
     assert table.schema.names == EXPECTED_COLUMNS
     assert table.schema.field("event_time").type == pa.timestamp("ms", tz="UTC")
@@ -259,8 +347,10 @@ def test_pyarrow_dataset_reads_exact_values_and_types(
     assert table.num_rows == len(events)
 
 
-def test_pandas_reads_exact_values_and_types(dataset: tuple[Path, list[MiniTicker]]) -> None:
-    root, events = dataset
+def test_pandas_reads_exact_values_and_types(
+    any_dataset: tuple[Path, list[MiniTicker]],
+) -> None:
+    root, events = any_dataset
     frame = pd.read_parquet(root)
     assert list(frame.columns) == EXPECTED_COLUMNS
     assert str(frame["event_time"].dtype) == "datetime64[ms, UTC]"
@@ -278,8 +368,10 @@ def test_pandas_reads_exact_values_and_types(dataset: tuple[Path, list[MiniTicke
     assert len(frame) == len(events)
 
 
-def test_duckdb_reads_exact_values_and_types(dataset: tuple[Path, list[MiniTicker]]) -> None:
-    root, events = dataset
+def test_duckdb_reads_exact_values_and_types(
+    any_dataset: tuple[Path, list[MiniTicker]],
+) -> None:
+    root, events = any_dataset
     connection = duckdb.connect()
     query = "SELECT * FROM read_parquet($glob, hive_partitioning=true)"
     glob = {"glob": f"{root}/**/*.parquet"}
@@ -297,8 +389,10 @@ def test_duckdb_reads_exact_values_and_types(dataset: tuple[Path, list[MiniTicke
     assert len(rows) == len(events)
 
 
-def test_polars_reads_exact_values_and_types(dataset: tuple[Path, list[MiniTicker]]) -> None:
-    root, events = dataset
+def test_polars_reads_exact_values_and_types(
+    any_dataset: tuple[Path, list[MiniTicker]],
+) -> None:
+    root, events = any_dataset
     frame = pl.scan_parquet(f"{root}/**/*.parquet", hive_partitioning=True).collect()
     assert frame.columns == EXPECTED_COLUMNS
     assert frame.schema["event_time"] == pl.Datetime("ms", "UTC")
