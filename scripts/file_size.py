@@ -58,7 +58,6 @@ import datetime as dt
 import gc
 import importlib.metadata
 import json
-import math
 import os
 import platform
 import random
@@ -77,6 +76,7 @@ import polars as pl
 import pyarrow as pa
 import pyarrow.dataset as ds
 import pyarrow.parquet as pq
+from benchmark import number  # scripts/ is on sys.path when a script runs
 
 from recorder.clock import event_date
 from recorder.ingest.decode import decode_frame
@@ -508,16 +508,6 @@ def measure_candidate(
 
 # ---------------------------------------------------------------------------------------------
 # Reporting
-
-
-def number(value: float, digits: int = 3) -> str:
-    """Round to ``digits`` significant digits and group thousands: ``26.8``, ``0.705``."""
-    if math.isnan(value):
-        return "n/a"
-    if value == 0:
-        return "0"
-    decimals = digits - 1 - math.floor(math.log10(abs(value)))
-    return f"{round(value, decimals):,.{max(0, decimals)}f}"
 
 
 def markdown(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:

@@ -424,3 +424,15 @@ def watch(root: Path, note: object = None) -> Iterator[Disk]:
             patch.setattr(os, name, spy)
         patch.setattr(io, "open", disk.io_open)
         yield disk
+
+
+def new_root(tmp_path: Path) -> Path:
+    """An empty dataset root under ``tmp_path``."""
+    root = tmp_path / "live"
+    root.mkdir()
+    return root
+
+
+def rel(root: Path, path: Path) -> str:
+    """``path`` relative to ``root``, as the recorded operations name it."""
+    return path.relative_to(root).as_posix()

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 from gap_samples import T0, gap
-from power_loss import SYNCS, WRITES, CrashImage, Disk, Killed, Op, watch
+from power_loss import SYNCS, WRITES, CrashImage, Disk, Killed, Op, new_root, rel, watch
 
 from recorder.clock import event_date
 from recorder.gaps.detector import Gap
@@ -20,16 +20,6 @@ from recorder.gaps.scan import scan_gap_log
 from recorder.gaps.state import read_states, state_file, write_state
 
 DAY = event_date(T0)
-
-
-def new_root(tmp_path: Path) -> Path:
-    root = tmp_path / "live"
-    root.mkdir()
-    return root
-
-
-def rel(root: Path, path: Path) -> str:
-    return path.relative_to(root).as_posix()
 
 
 def where(ops: Sequence[Op], kinds: frozenset[str] | str, path: str) -> list[int]:

@@ -17,7 +17,7 @@ import compact_support
 import pyarrow.parquet as pq
 import pytest
 from compact_support import distinct_events, live_files, read_rows, redundant_dataset, run_compact
-from power_loss import SYNCS, WRITES, CrashImage, Disk, Killed, Op, watch
+from power_loss import SYNCS, WRITES, CrashImage, Disk, Killed, Op, new_root, rel, watch
 from writer_support import (
     DAY_MS,
     GRACE_MS,
@@ -46,16 +46,6 @@ WAL_DIR = "_wal/alpha"
 
 
 # -- helpers --------------------------------------------------------------------------------
-
-
-def new_root(tmp_path: Path) -> Path:
-    root = tmp_path / "live"
-    root.mkdir()
-    return root
-
-
-def rel(root: Path, path: Path) -> str:
-    return path.relative_to(root).as_posix()
 
 
 def parent_of(path: str) -> str:
