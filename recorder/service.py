@@ -3,61 +3,65 @@
 ::
 
     MarketSource ──queue──► EventPipeline ──(flush tick)──► GapLog, DatasetWriter, QuarantineLog
-       (I/O)      bounded   decode, dedup,                  (one worker thread at a time)
-                            GapDetector (sans-IO)
+       (I/O)      bounded   decode, dedup,                  (flush thread)
+                            GapDetector (sans-IO)                │ due partitions (SealJobs)
+                                                                 ▼
+                                                        publisher (its own thread)
 
 Supervised tasks share one TaskGroup: the source (websockets), the consumer (feeds the
-pipeline), the flush scheduler (every ``flush_interval``: make buffered events durable in the
-write-ahead log, log gaps, persist state, publish due Parquet files) and the metrics endpoint.
-Blocking file I/O runs in a worker thread, one call at a time, so the event loop keeps answering
-pings while files are fsynced.
+pipeline), the flush scheduler (every ``flush_interval``: log gaps, make buffered events durable
+in the write-ahead log, persist state, hand due partitions to the publisher), the publisher
+(writes sealed Parquet files one at a time in a thread of its own, so that publication, the
+hourly rotation and the day end never hold up the flush) and the metrics endpoint. The flush's
+blocking file I/O runs in a worker thread, one flush at a time, so the event loop keeps
+answering pings while files are fsynced.
 
-Each flush writes, in this order: the gap records, then the events (write-ahead log), then the
-state file with the newest ``E`` per symbol. When the gap records cannot be made durable, the
-flush logs no events and writes no state: the events wait in memory for a flush whose gap
-records succeed. A crash can therefore leave a logged gap whose closing event is lost (the
-restart gap then overlaps it), but never durable data whose gap is unlogged, nor a state that
-claims events the dataset does not have: a gap can be over-reported, never lost.
+The order of one flush's writes, and the memory budget, are :mod:`recorder.flush`'s.
 
 On stop the source is cancelled first (no more reading), what is already queued is drained into
-the pipeline, and a final flush and seal runs; ``stop_timeout`` is the time it is expected to
-take (a warning says when it took longer: a file write cannot be interrupted half-way, and the
-service manager's own stop timeout is the hard bound). Whatever a SIGKILL cuts off is in the
-write-ahead log and is published by the next start.
+the pipeline, the publisher finishes the file it is writing, and a final flush and seal runs;
+``stop_timeout`` is the time it is expected to take (a warning says when it took longer: a file
+write cannot be interrupted half-way, and the service manager's own stop timeout is the hard
+bound). Whatever a SIGKILL cuts off is in the write-ahead log and is published by the next
+start.
 """
 
 import asyncio
 import functools
 import random
 import secrets
-from collections import Counter
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import TypeVar
 
 from recorder.clock import Clock, SystemClock
 from recorder.errors import StorageError
+from recorder.flush import FlushOutcome, StorageFlush
 from recorder.gaps.detector import GapDetector
 from recorder.gaps.log import GapLog
-from recorder.gaps.state import merged_last_event_times, write_state
-from recorder.ingest.pipeline import EventPipeline, FlushBatch
+from recorder.gaps.state import merged_last_event_times
+from recorder.ingest.pipeline import EventPipeline
 from recorder.ingest.source import MarketSource, StreamItem
-from recorder.model import MiniTicker, Rejection
 from recorder.ops.http import MetricsServer
 from recorder.ops.logs import get_logger
 from recorder.ops.metrics import RecorderMetrics
 from recorder.ops.notify import SystemdNotifier
 from recorder.settings import Settings
-from recorder.storage.publisher import SealedFile
+from recorder.storage.held_rows import SymbolRows
 from recorder.storage.quarantine import QuarantineLog
 from recorder.storage.recovery import RecoveryReport
+from recorder.storage.seal_jobs import SealJob, SealResult
 from recorder.storage.writer import DatasetWriter
 
 log = get_logger(__name__)
 
-SEAL_SHARE_OF_FLUSH = 0.25
-"""The share of each flush interval that publishing due files may take (the writer's budget)."""
-_T = TypeVar("_T")
+PUBLISH_SHARE_OF_BUDGET = 0.75
+"""The share of ``buffer_budget`` above which partitions are sealed early; the rest is the room
+for rows waiting to be logged while storage refuses writes."""
+SEAL_REST_RATIO = 1.0
+"""After publishing a file, the publisher rests this many times as long as the file took: a
+rotation or a day end then uses at most half of a core and is spread over time, and the flush
+and the event loop keep theirs."""
 
 
 @dataclass(slots=True)
@@ -68,23 +72,6 @@ class FlushHealth:
     consecutive_failures: int = 0
     last_error: str = ""
     files_published: int = 0
-
-
-@dataclass(frozen=True, slots=True)
-class _FlushOutcome:
-    """What the storage writes of one flush produced.
-
-    Attributes:
-        sealed: the Parquet files published by this flush.
-        durable_events: the events this flush made durable in the write-ahead log.
-        unstorable: events the writer refused, as rejections for the quarantine.
-        failure: the first storage step that failed, or ``None`` when all succeeded.
-    """
-
-    sealed: list[SealedFile]
-    unstorable: list[Rejection]
-    failure: StorageError | None
-    durable_events: Sequence[MiniTicker]
 
 
 def restored_event_times(persisted: Mapping[str, int], report: RecoveryReport) -> dict[str, int]:
@@ -132,10 +119,7 @@ class RecorderService:
             max_file_bytes=storage.max_file_bytes,
             day_grace_ms=round(storage.day_grace * 1000),
             clock=self.clock,
-            # A quarter of each flush interval for publication: an hourly rotation or a day
-            # end is spread over many flushes and never holds up the next write-ahead flush.
-            seal_budget=storage.flush_interval * SEAL_SHARE_OF_FLUSH,
-            buffer_budget=storage.buffer_budget,
+            buffer_budget=round(storage.buffer_budget * PUBLISH_SHARE_OF_BUDGET),
         )
         self.quarantine = QuarantineLog(storage.root, self.instance_id)
         self.gap_log = GapLog(storage.root, self.instance_id)
@@ -149,8 +133,21 @@ class RecorderService:
                 self.metrics, self, settings.metrics.host, settings.metrics.port
             )
         self._io_lock = asyncio.Lock()
-        # Events of flushes whose gap records failed; only the flush thread touches them.
-        self._awaiting_gap_log: list[MiniTicker] = []
+        # One thread of its own: a long publication never waits for, or delays, a flush.
+        self._publisher_thread = ThreadPoolExecutor(1, thread_name_prefix="recorder-publisher")
+        # At most one job per partition is in flight, so this queue is bounded by them.
+        self._seal_jobs: asyncio.Queue[SealJob] = asyncio.Queue()
+        # Results waiting for the next flush, which logs their SEALED records.
+        self._seal_results: list[SealResult] = []
+        self.storage_flush = StorageFlush(
+            settings,
+            instance_id=self.instance_id,
+            writer=self.writer,
+            gap_log=self.gap_log,
+            quarantine=self.quarantine,
+            clock=self.clock,
+        )
+        self._drop_flushes = 0
         self._ready = False
 
     def _build_pipeline(self, restored: Mapping[str, int]) -> EventPipeline:
@@ -205,7 +202,9 @@ class RecorderService:
             self.settings.source.symbols,
             skip_invalid=True,
         )
-        self.pipeline = self._build_pipeline(restored_event_times(persisted, report))
+        restored = restored_event_times(persisted, report)
+        self.pipeline = self._build_pipeline(restored)
+        self.storage_flush.restore(restored)
         log.info(
             "recorder started",
             instance_id=self.instance_id,
@@ -231,6 +230,7 @@ class RecorderService:
                     tg.create_task(self.source.run(), name="source"),
                     tg.create_task(self._consume(), name="consumer"),
                     tg.create_task(self._flush_periodically(), name="flush scheduler"),
+                    tg.create_task(self._publish_continuously(), name="publisher"),
                 ]
                 stopping = tg.create_task(stop.wait(), name="stop")
                 await asyncio.wait([*tasks, stopping], return_when=asyncio.FIRST_COMPLETED)
@@ -240,6 +240,7 @@ class RecorderService:
                     task.cancel()
         finally:
             await self._final_flush()
+            self._publisher_thread.shutdown(wait=True)
             if self.metrics_server is not None:
                 await self.metrics_server.stop()
         if not self.flush_health.ok:
@@ -269,15 +270,38 @@ class RecorderService:
             # running them back to back.
             next_at = max(next_at + interval, self.clock.monotonic())
 
+    async def _publish_continuously(self) -> None:
+        """Publish the jobs the flushes hand over, one at a time, in the publisher thread."""
+        loop = asyncio.get_running_loop()
+        while True:
+            job = await self._seal_jobs.get()
+            started = self.clock.monotonic()
+            publishing = loop.run_in_executor(self._publisher_thread, self.writer.publish, job)
+            try:
+                result = await asyncio.shield(publishing)
+            except asyncio.CancelledError:
+                # The file may be in place already: its result must reach the writer.
+                self._seal_results.append(await publishing)
+                raise
+            self._seal_results.append(result)
+            elapsed = self.clock.monotonic() - started
+            self.metrics.observe_seal(elapsed)
+            await asyncio.sleep(elapsed * SEAL_REST_RATIO)
+
     async def flush(self, *, seal: bool) -> None:
-        """Make everything buffered durable, then publish due files (all files if ``seal``)."""
+        """Make everything buffered durable and hand due partitions to the publisher.
+
+        With ``seal`` (the final flush; the publisher must have stopped), publish everything
+        in this flush instead.
+        """
         async with self._io_lock:
             # The batch is taken under the lock: a flush cancelled while waiting for it must
             # not drop events.
             batch = self.pipeline.take()
+            results, self._seal_results = self._seal_results, []
             started = self.clock.monotonic()
             storage_writes = asyncio.get_running_loop().run_in_executor(
-                None, functools.partial(self._write_batch, batch, seal=seal)
+                None, functools.partial(self.storage_flush.write, batch, results, seal=seal)
             )
             try:
                 outcome = await asyncio.shield(storage_writes)
@@ -289,74 +313,37 @@ class RecorderService:
             self.metrics.observe_flush(self.clock.monotonic() - started, outcome.failure is None)
         self._record_flush(outcome)
 
-    def _write_batch(self, batch: FlushBatch, *, seal: bool) -> _FlushOutcome:
-        """Blocking I/O of one flush, in the order the module docstring explains."""
-        failures: list[StorageError] = []
-
-        def run_storage_step(step: Callable[[], _T]) -> _T | None:
-            # A failed step is remembered, not raised: the later steps still run, and the
-            # first failure is the flush's.
-            try:
-                return step()
-            except StorageError as exc:
-                failures.append(exc)
-                return None
-
-        self.quarantine.add(batch.rejections)
-        self.gap_log.append(batch.gaps)
-        events = [*self._awaiting_gap_log, *batch.events]
-        run_storage_step(self.gap_log.flush)
-        if failures:
-            # The events that close the pending gaps must not outlive them in a crash.
-            self._awaiting_gap_log = events
-            unstorable = None
-        else:
-            self._awaiting_gap_log = []
-            unstorable = run_storage_step(lambda: self.writer.write_ahead(events))
-        sealed: list[SealedFile] = []
-        if unstorable is not None:  # the events are durable
-            self.quarantine.add(unstorable)
-            run_storage_step(
-                lambda: write_state(
-                    self.settings.storage.root,
-                    self.instance_id,
-                    batch.last_event_times,
-                    self.settings.source.symbols,
-                )
-            )
-            sealed = run_storage_step(self.writer.close if seal else self.writer.seal_due) or []
-        run_storage_step(self.quarantine.flush)
-        return _FlushOutcome(
-            sealed,
-            unstorable or [],
-            failures[0] if failures else None,
-            events if unstorable is not None else [],
-        )
-
     @property
     def buffered_rows(self) -> int:
-        """Events received but not yet published: buffered, not yet logged, or awaiting gaps."""
-        return self.writer.buffered_rows + self.writer.pending_rows + len(self._awaiting_gap_log)
+        """Events received but not yet published: buffered, being sealed or not yet logged."""
+        return self.writer.buffered_rows + self.writer.pending_rows
 
-    def _record_flush(self, outcome: _FlushOutcome) -> None:
+    def _record_flush(self, outcome: FlushOutcome) -> None:
         """Move the metrics, the flush health and readiness after one flush."""
         metrics = self.metrics
+        for job in outcome.seal_jobs:
+            self._seal_jobs.put_nowait(job)
         self.pipeline.count_rejections(outcome.unstorable)
-        for symbol, count in Counter(event.symbol for event in outcome.durable_events).items():
-            metrics.events_written(symbol, count)
+        for symbol, rows in outcome.durable.items():
+            metrics.events_written(symbol, rows.rows)
+        for gap in outcome.storage_gaps:
+            metrics.gap_detected(gap.cause.value, gap.missed)
+        self._report_drops(outcome.dropped)
         if outcome.sealed:
             metrics.files_published(len(outcome.sealed))
             metrics.bytes_written(sum(sealed.size_bytes for sealed in outcome.sealed))
             self.flush_health.files_published += len(outcome.sealed)
         metrics.set_buffered_rows(self.buffered_rows)
+        metrics.set_buffered_bytes(self.writer.buffered_bytes + self.writer.pending_bytes)
         metrics.set_wal_size(self.writer.wal_bytes)
         health = self.flush_health
         if outcome.failure is None:
-            if not self._ready and outcome.durable_events:
+            if not self._ready and outcome.durable:
                 # Ready means recording: connected, and the first events durable on disk.
                 self._ready = True
                 self.notifier.ready("recording")
-                log.info("ready", events_durable=len(outcome.durable_events))
+                events_durable = sum(rows.rows for rows in outcome.durable.values())
+                log.info("ready", events_durable=events_durable)
             if not health.ok:
                 log.info("flush recovered", after_failures=health.consecutive_failures)
             health.ok = True
@@ -372,7 +359,23 @@ class RecorderService:
                 "flush failed; events stay buffered and will be retried",
                 error=str(outcome.failure),
                 consecutive_failures=health.consecutive_failures,
-                not_yet_durable_rows=self.writer.pending_rows + len(self._awaiting_gap_log),
+                not_yet_durable_rows=self.writer.pending_rows,
+            )
+
+    def _report_drops(self, dropped: Mapping[str, SymbolRows]) -> None:
+        if not dropped:
+            return
+        for symbol, rows in dropped.items():
+            self.metrics.events_dropped(symbol, rows.rows)
+        self._drop_flushes += 1
+        # Once when it starts, then once a minute of flushes that dropped.
+        if self._drop_flushes % 60 == 1:
+            log.warning(
+                "storage outage outlasts the memory budget: dropping the oldest events not yet "
+                "durable, logged as gaps of cause storage",
+                events_dropped=sum(rows.rows for rows in dropped.values()),
+                symbols=len(dropped),
+                buffer_budget=self.settings.storage.buffer_budget,
             )
 
     def _drain_queue(self) -> None:

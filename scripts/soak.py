@@ -1,24 +1,30 @@
 """Soak the recorder's write path at Binance's real pace, fast-forwarded on a fake clock.
 
-What it drives: the same per-flush steps as ``RecorderService._write_batch``, with the real
-classes and real files in a temporary directory:
+What it drives: the same per-flush steps as ``recorder.flush.StorageFlush.write``, and the
+service's publisher, with the real classes and real files in a temporary directory:
 
 1. ``EventPipeline.feed`` (decode, de-duplication, gap detector) for every frame of the second,
    as the service's consumer task does between two flush ticks (timed apart: *ingest*);
 2. at each 1 s tick, timed as one *flush*: ``QuarantineLog.add``, ``GapLog.append`` and
-   ``GapLog.flush``, ``DatasetWriter.write_ahead``, ``write_state`` (600 symbols' newest ``E``),
-   ``DatasetWriter.seal_due``, ``QuarantineLog.flush``;
-3. at the end ``DatasetWriter.close`` (the stop's final seal), timed apart.
+   ``GapLog.flush``, ``DatasetWriter.write_ahead``, ``write_state`` (the newest durable ``E``
+   of 600 symbols), the *hand-over* (``DatasetWriter.finish_seals`` of what the publisher
+   finished, ``DatasetWriter.take_seal_jobs`` for it), ``QuarantineLog.flush``;
+3. beside the flushes, in a thread of its own, the *publisher*: ``DatasetWriter.publish`` of one
+   job at a time, resting as long as each took (``recorder.service.SEAL_REST_RATIO``), as the
+   service's publisher task does;
+4. at the end the publisher's last results and ``DatasetWriter.close`` (the stop's final
+   seal), timed apart.
 
 The writer is built as the service builds it, from the settings' defaults (``max_file_age``
-1 h, ``max_file_bytes`` 128 MiB, ``day_grace`` 10 s, and on revisions that have them the
-publication budget of a quarter of ``flush_interval`` and ``buffer_budget``). Its clock is a
-:class:`FastForwardClock`: after each second of simulated traffic both its monotonic and its
-wall clock jump by 1 s, then the flush runs. Nothing sleeps, so an hour of traffic takes as long
-as the CPU and the disk need for it. Between two jumps the clock runs at the real pace (a
-:class:`recorder.clock.ManualClock` would stand still), so that a writer timing its own work
-on its clock, as the publication budget does, sees the time it really spends; a second whose
-work took longer than 1 s moves the clock by that time, as a slow flush delays a real one.
+1 h, ``max_file_bytes`` 128 MiB, ``day_grace`` 10 s, and three quarters of ``buffer_budget``
+as its seal budget). Its clock is a :class:`FastForwardClock`: after each second of simulated
+traffic both its monotonic and its wall clock jump by 1 s, then the flush runs. Nothing in the
+flush loop sleeps, so an hour of traffic takes as long as the CPU and the disk need for it;
+the publisher works (and rests) in real time meanwhile, so a rotation takes more simulated
+time here than in a recorder, and its jobs hold their rows in memory that much longer. Between
+two jumps the clock runs at the real pace (a :class:`recorder.clock.ManualClock` would stand
+still); a second whose work took longer than 1 s moves the clock by that time, as a slow flush
+delays a real one.
 
 The traffic: ``--symbols`` contracts (``SYM0001USDT``...) on combined frames, 200 streams per
 connection, from the simulator's own generator (:class:`recorder.simulate.market.MarketGenerator`,
@@ -36,10 +42,10 @@ What it measures:
   thread). The clock is fake, so the flush-to-flush gap a real recorder would see is not
   observed: the service starts the next flush at the next tick, or at once after a flush that
   took longer than the interval, so the worst gap is ``max(1 s, longest flush)``;
-* every ``seal_due`` call that published files, grouped into episodes by main reason
-  (``age``: the hourly rotation, ``day_end``, ``budget``...; calls at most 60 simulated seconds
-  apart), since a writer may spread one rotation over many flushes: the calls, files, rows
-  and bytes, the summed and the longest ``seal_due``, and the resident set before and after;
+* every flush that took back published files, grouped into episodes by main reason
+  (``age``: the hourly rotation, ``day_end``, ``budget``...; flushes at most 60 simulated
+  seconds apart): the flushes, files, rows and bytes, the summed and the longest publication
+  (in the publisher thread), and the resident set before and after;
 * the resident set after every flush (``/proc/self/statm``) and its high-water mark
   (``getrusage``: it also catches the peak inside a seal), sampled every ``--sample-every``
   simulated seconds for the report and the JSON;
@@ -60,18 +66,19 @@ import array
 import dataclasses
 import datetime as dt
 import importlib.metadata
-import inspect
 import itertools
 import json
 import math
 import os
 import platform
+import queue
 import resource
 import shutil
 import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections import Counter
 from collections.abc import Sequence
@@ -83,18 +90,19 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 import recorder
-from recorder import service
 from recorder.clock import format_utc_ms, parse_utc_us
 from recorder.gaps.detector import GapDetector
 from recorder.gaps.log import GapLog
 from recorder.gaps.state import write_state
 from recorder.ingest.pipeline import EventPipeline, FlushBatch
 from recorder.model import ConnectionChange, ConnectionEvent, ReceivedFrame
+from recorder.service import PUBLISH_SHARE_OF_BUDGET, SEAL_REST_RATIO
 from recorder.settings.sections import GapSettings, SourceSettings, StorageSettings
 from recorder.simulate.config import SimulatorConfig
 from recorder.simulate.market import MarketGenerator, encode_json
 from recorder.storage.publisher import SealedFile
 from recorder.storage.quarantine import QuarantineLog
+from recorder.storage.seal_jobs import SealJob, SealResult
 from recorder.storage.writer import DatasetWriter
 from recorder.symbols import stream_name
 
@@ -178,7 +186,7 @@ EPISODE_GAP_S = 60
 
 @dataclass(slots=True)
 class SealEpisode:
-    """A run of ``seal_due`` calls that published files for one main reason.
+    """A run of flushes that took back published files for one main reason.
 
     The writer may spread a rotation or a day end over many flushes, and may seal for its
     memory budget at any flush: each call joins the episode of the reason of most of its files
@@ -190,11 +198,11 @@ class SealEpisode:
         last_s: the same at its last one.
         first_utc: the simulated wall clock at its first sealing flush.
         last_utc: the same at its last one.
-        calls: ``seal_due`` calls that published files.
+        calls: flushes that took back published files.
         files: files by seal reason.
         rows: rows in them.
         bytes: their size.
-        seal_sum_s: wall time of those ``seal_due`` calls, added up.
+        seal_sum_s: wall time of publishing those files (in the publisher thread), added up.
         seal_max_s: the longest of them.
         flush_max_s: the longest whole flush among them.
         cpu_s: CPU time of those flushes (the rest of a flush is a few milliseconds).
@@ -224,21 +232,25 @@ class SealEpisode:
     peak_rss_after_bytes: int = 0
 
     def add(
-        self, sealed: Sequence[SealedFile], seal_s: float, flush_s: float, cpu_s: float
+        self,
+        sealed: Sequence[SealedFile],
+        publish_s: Sequence[float],
+        flush_s: float,
+        cpu_s: float,
     ) -> None:
-        """Count one ``seal_due`` call that published ``sealed``."""
+        """Count one flush that took back ``sealed``, published in ``publish_s`` each."""
         self.calls += 1
         for file in sealed:
             self.files[str(file.reason)] = self.files.get(str(file.reason), 0) + 1
         self.rows += sum(file.rows for file in sealed)
         self.bytes += sum(file.size_bytes for file in sealed)
-        self.seal_sum_s += seal_s
-        self.seal_max_s = max(self.seal_max_s, seal_s)
+        self.seal_sum_s += sum(publish_s)
+        self.seal_max_s = max(self.seal_max_s, *publish_s, 0.0)
         self.flush_max_s = max(self.flush_max_s, flush_s)
         self.cpu_s += cpu_s
 
 
-STEPS = ("gap_log", "write_ahead", "state", "seal_due", "quarantine")
+STEPS = ("gap_log", "write_ahead", "state", "hand_over", "quarantine")
 """The steps of one flush, in the service's order."""
 
 
@@ -274,7 +286,8 @@ class Totals:
         events: events written (durable in the log, then sealed).
         gaps: gap records detected.
         rejections: frames or events rejected (expected 0).
-        flush_cpu_s: CPU time of every flush (``seal_due`` included).
+        flush_cpu_s: CPU time of every flush (the publisher thread's included: CPU time is the
+            process's).
         ingest_cpu_s: CPU time of ``EventPipeline.feed`` over every frame.
         ingest_wall_s: wall time of the same.
         generate_wall_s: wall time of the simulator's generator and frame building.
@@ -340,25 +353,13 @@ def _mark() -> tuple[float, float]:
 
 
 def writer_options(storage: StorageSettings) -> dict[str, Any]:
-    """Return the writer's limits from the default settings, as ``RecorderService`` passes them.
-
-    The publication budget (a share of each flush interval) and the memory budget are passed
-    only when this revision's writer and settings have them, so that the same script measures
-    the design before them too.
-    """
-    options: dict[str, Any] = {
+    """Return the writer's limits from the default settings, as ``RecorderService`` passes them."""
+    return {
         "max_file_age": storage.max_file_age,
         "max_file_bytes": storage.max_file_bytes,
         "day_grace_ms": round(storage.day_grace * 1000),
+        "buffer_budget": round(storage.buffer_budget * PUBLISH_SHARE_OF_BUDGET),
     }
-    parameters = inspect.signature(DatasetWriter).parameters
-    share = getattr(service, "SEAL_SHARE_OF_FLUSH", None)
-    if "seal_budget" in parameters and share is not None:
-        options["seal_budget"] = storage.flush_interval * share
-    budget = getattr(storage, "buffer_budget", None)
-    if "buffer_budget" in parameters and budget is not None:
-        options["buffer_budget"] = budget
-    return options
 
 
 class WritePath:
@@ -380,6 +381,8 @@ class WritePath:
         )
         self.gap_log = GapLog(root, INSTANCE_ID)
         self.quarantine = QuarantineLog(root, INSTANCE_ID)
+        self.publisher = Publisher(self.writer)
+        self.last_durable: dict[str, int] = {}
         self.pipeline = EventPipeline(
             frozenset(symbols),
             SourceSettings().max_frame_bytes,
@@ -392,7 +395,8 @@ class WritePath:
         Unlike the service, a failing step raises: a soak on a healthy disk has no failures.
 
         Returns:
-            The files that ``seal_due`` published.
+            The files the publisher finished since the last flush (their SEALED records are
+            logged now).
         """
         marks = [_mark()]
         self.quarantine.add(batch.rejections)
@@ -402,20 +406,70 @@ class WritePath:
         unstorable = self.writer.write_ahead(batch.events)
         marks.append(_mark())
         self.quarantine.add(unstorable)
-        write_state(
-            self.root,
-            INSTANCE_ID,
-            batch.last_event_times,
-            self.symbols,
-            wall_us=self.clock.wall_us(),
-        )
+        durable = self.writer.take_durable()
+        for symbol, rows in durable.items():
+            self.last_durable[symbol] = rows.last_ms
+        if durable:
+            wall_us = self.clock.wall_us()
+            write_state(self.root, INSTANCE_ID, self.last_durable, self.symbols, wall_us=wall_us)
         marks.append(_mark())
-        sealed = self.writer.seal_due()
+        sealed = self.writer.finish_seals(self.publisher.take_results())
+        self.publisher.submit(self.writer.take_seal_jobs())
         marks.append(_mark())
         self.quarantine.flush()
         marks.append(_mark())
         times.record(marks)
         return sealed
+
+
+class Publisher:
+    """The service's publisher: one thread, one file at a time, resting as long as each took.
+
+    Args:
+        writer: the writer whose jobs it publishes.
+    """
+
+    def __init__(self, writer: DatasetWriter) -> None:
+        self._writer = writer
+        self._queue: queue.SimpleQueue[SealJob | None] = queue.SimpleQueue()
+        self._lock = threading.Lock()
+        self._results: list[SealResult] = []
+        self.durations: dict[Path, float] = {}
+        """Wall seconds of each publication, by the file published."""
+        self._thread = threading.Thread(target=self._work, name="publisher", daemon=True)
+        self._thread.start()
+
+    def submit(self, jobs: Sequence[SealJob]) -> None:
+        """Queue ``jobs`` for publication."""
+        for job in jobs:
+            self._queue.put(job)
+
+    def take_results(self) -> list[SealResult]:
+        """The results finished since the last call."""
+        with self._lock:
+            results, self._results = self._results, []
+        return results
+
+    def stop(self) -> None:
+        """Finish the file being written, drop the queue and end the thread."""
+        while True:
+            try:
+                self._queue.get_nowait()
+            except queue.Empty:
+                break
+        self._queue.put(None)
+        self._thread.join()
+
+    def _work(self) -> None:
+        while (job := self._queue.get()) is not None:
+            started = time.perf_counter()
+            result = self._writer.publish(job)
+            elapsed = time.perf_counter() - started
+            with self._lock:
+                self._results.append(result)
+                if result.sealed is not None:
+                    self.durations[result.sealed.path] = elapsed
+            time.sleep(elapsed * SEAL_REST_RATIO)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -522,7 +576,7 @@ class Result:
         samples: the process state every ``sample_every`` simulated seconds.
         writer_options: the limits the writer was built with.
         seals: the seal episodes, in the order they started.
-        sealing_flushes: 1 for each flush whose ``seal_due`` published files, else 0.
+        sealing_flushes: 1 for each flush that took back published files, else 0.
         rss_start_bytes: resident set after ``open``, before the first event.
         close_s: wall time of the final ``close``.
         close_cpu_s: its CPU time.
@@ -641,7 +695,9 @@ class Soak:
             )
             self._open_episodes[reason] = episode
             self.result.seals.append(episode)
-        episode.add(sealed, times.steps["seal_due"][-1], times.total[-1], cpu_s)
+        durations = self.path.publisher.durations
+        publish_s = [durations.pop(file.path, math.nan) for file in sealed]
+        episode.add(sealed, publish_s, times.total[-1], cpu_s)
         episode.last_s = elapsed
         episode.last_utc = now_utc
         episode.rss_after_bytes = rss
@@ -686,7 +742,9 @@ class Soak:
     def _close(self) -> None:
         result = self.result
         wall, cpu = time.perf_counter(), time.process_time()
-        sealed = self.path.writer.close()
+        self.path.publisher.stop()
+        sealed = self.path.writer.finish_seals(self.path.publisher.take_results())
+        sealed += self.path.writer.close()
         result.close_s = time.perf_counter() - wall
         result.close_cpu_s = time.process_time() - cpu
         result.close_files = len(sealed)
@@ -857,11 +915,11 @@ def headline_table(figures: dict[str, Any], result: Result) -> list[str]:
             ms(figures["worst_flush_gap_s"]),
         ),
         (
-            "flush steps p50: gap log / write_ahead / state file / seal_due / quarantine",
+            "flush steps p50: gap log / write_ahead / state file / hand-over / quarantine",
             " / ".join(ms(figures["step_p50_s"][step]) for step in STEPS),
         ),
         (
-            "flush steps p99: gap log / write_ahead / state file / seal_due / quarantine",
+            "flush steps p99: gap log / write_ahead / state file / hand-over / quarantine",
             " / ".join(ms(figures["step_p99_s"][step]) for step in STEPS),
         ),
         (
@@ -900,7 +958,7 @@ def headline_table(figures: dict[str, Any], result: Result) -> list[str]:
             f"{figures['cpu_us_per_event_write_path']:.1f}",
         ),
         (
-            "CPU µs per event by flush step: gap log / write_ahead / state / seal_due / quarantine",
+            "CPU µs per event by step: gap log / write_ahead / state / hand-over / quarantine",
             " / ".join(f"{figures['cpu_us_per_event_step'][step]:.1f}" for step in STEPS),
         ),
         (
@@ -922,7 +980,7 @@ def seal_table(result: Result) -> list[str]:
     """Render every seal episode as a Markdown table."""
     lines = [
         "| simulated time (UTC) | files by reason | flushes | rows | MiB written | "
-        "seal_due: sum / longest | CPU | RSS MiB before → after | "
+        "publication: sum / longest | CPU | RSS MiB before → after | "
         "high-water mark MiB before → after |",
         "|---|---|---|---|---|---|---|---|---|",
     ]

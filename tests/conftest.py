@@ -1,18 +1,24 @@
 """Shared fixtures: recorder and simulator subprocesses, and writers on a manual clock."""
 
 import contextlib
+import subprocess
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import settings
 from support import RecorderProcess, SimulatorProcess
 from writer_support import GRACE_MS, MAX_AGE, WriterFactory
 
 from recorder.clock import ManualClock
 from recorder.errors import StorageError
 from recorder.storage.writer import DatasetWriter
+
+# A shared, slower CI machine must not turn a slow example into a failure: no deadline.
+settings.register_profile("recorder", deadline=None)
+settings.load_profile("recorder")
 
 
 @pytest.fixture
@@ -76,3 +82,21 @@ def make_writer(clock: ManualClock) -> Iterator[WriterFactory]:
     for writer in created:
         with contextlib.suppress(StorageError):
             writer.close()
+
+
+@pytest.fixture
+def small_disk(tmp_path: Path) -> Iterator[Path]:
+    """A real 8 MiB file system (tmpfs) to fill up; skipped where mounting is not allowed."""
+    mount_point = tmp_path / "disk"
+    mount_point.mkdir()
+    mounted = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=8m", "tmpfs", str(mount_point)],
+        capture_output=True,
+        check=False,
+    )
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {mounted.stderr.decode().strip()}")
+    try:
+        yield mount_point
+    finally:
+        subprocess.run(["umount", "-l", str(mount_point)], check=False)

@@ -5,6 +5,7 @@ SIGTERM, SIGKILL) against ``recorder simulate`` on loopback, and read the datase
 analyst's tools, never with the recorder's own code.
 """
 
+import contextlib
 import itertools
 import json
 import os
@@ -340,3 +341,15 @@ def config_error(call: object, *args: object, **kwargs: object) -> str:
     with pytest.raises(ConfigError) as caught:
         call(*args, **kwargs)
     return str(caught.value)
+
+
+def fill(path: Path) -> None:
+    """Write ``path`` until the file system is full (unbuffered, so ENOSPC is seen here)."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT, 0o600)
+    try:
+        for size in (65536, 512):
+            with contextlib.suppress(OSError):
+                while True:
+                    os.write(fd, b"\0" * size)
+    finally:
+        os.close(fd)

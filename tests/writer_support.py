@@ -17,7 +17,7 @@ import pyarrow.parquet as pq
 
 from recorder.clock import MS_PER_DAY, day_start_ms
 from recorder.model import MiniTicker
-from recorder.storage.paths import parse_data_file_name
+from recorder.storage.paths import parse_data_file_name, partition_dir
 from recorder.storage.writer import DatasetWriter
 
 DAY = dt.date(2026, 3, 27)
@@ -103,3 +103,11 @@ def crashed_after_writing(
     writer.open()
     writer.write_ahead(events)
     return crash_copy(writer.root, tmp_path / "crashed")
+
+
+def block_partition(root: Path, symbol: str) -> Path:
+    """Put a file where ``symbol``'s directory of :data:`DAY` goes: it cannot be written."""
+    blocked = partition_dir(root, DAY, symbol)
+    blocked.parent.mkdir(parents=True)
+    blocked.write_text("in the way")
+    return blocked

@@ -79,6 +79,8 @@ class GapCause(enum.StrEnum):
     """The recorder itself was not running; found after a restart from persisted state."""
     QUIET = "quiet"
     """The connection kept delivering, only this symbol was silent: the exchange pushed nothing."""
+    STORAGE = "storage"
+    """Received, then dropped: storage refused them for longer than the memory budget allows."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -30,7 +30,7 @@ from recorder.clock import Clock, SystemClock
 
 __all__ = ["GAP_CAUSES", "RecorderMetrics"]
 
-GAP_CAUSES: Final = ("disconnect", "stall", "restart", "quiet")
+GAP_CAUSES: Final = ("disconnect", "stall", "restart", "quiet", "storage")
 """Causes of a gap, as in the gap log; their series exist from the start, at zero."""
 
 # Flushes run every second and fsync; most take milliseconds, a struggling disk seconds.
@@ -245,6 +245,25 @@ class RecorderMetrics:
             "Events received but not yet in a published Parquet file.",
             registry=registry,
         )
+        self._buffered_bytes = Gauge(
+            "recorder_buffered_bytes",
+            "Arrow bytes of the rows held in memory (waiting to be logged or published); "
+            "bounded by [storage] buffer_budget.",
+            registry=registry,
+        )
+        self._events_dropped = Counter(
+            "recorder_events_dropped",
+            "Events received, then given up because storage refused them for longer than the "
+            "memory budget allows (each run is logged as a gap of cause storage), per symbol.",
+            ["symbol"],
+            registry=registry,
+        )
+        self._seal_duration = Histogram(
+            "recorder_seal_duration_seconds",
+            "Duration of publishing one sealed Parquet file, beside the write-ahead flush.",
+            buckets=_FLUSH_SECONDS_BUCKETS,
+            registry=registry,
+        )
         self._wal_size = Gauge(
             "recorder_wal_size_bytes",
             "Size of the write-ahead log on disk.",
@@ -321,7 +340,7 @@ class RecorderMetrics:
         """Count one gap record and the updates it estimates missing.
 
         Args:
-            cause: ``"disconnect"``, ``"stall"``, ``"restart"`` or ``"quiet"``.
+            cause: ``"disconnect"``, ``"stall"``, ``"restart"``, ``"quiet"`` or ``"storage"``.
             missed: the record's ``missed`` count.
         """
         self._gaps.labels(cause).inc()
@@ -352,6 +371,18 @@ class RecorderMetrics:
     def set_buffered_rows(self, count: int) -> None:
         """Report how many received events are not yet in a published file."""
         self._buffered_rows.set(count)
+
+    def set_buffered_bytes(self, size_bytes: int) -> None:
+        """Report the Arrow bytes of the rows held in memory."""
+        self._buffered_bytes.set(size_bytes)
+
+    def events_dropped(self, symbol: str, count: int) -> None:
+        """Count ``count`` events of ``symbol`` given up in a storage outage."""
+        self._events_dropped.labels(symbol).inc(count)
+
+    def observe_seal(self, seconds: float) -> None:
+        """Record how long publishing one file took."""
+        self._seal_duration.observe(seconds)
 
     def set_wal_size(self, size_bytes: int) -> None:
         """Report the size of the write-ahead log on disk."""

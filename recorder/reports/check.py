@@ -27,7 +27,7 @@ from recorder.settings.units import format_duration
 from recorder.storage.paths import require_root
 
 DEFAULT_CHECK_CAUSES: frozenset[GapCause] = frozenset(
-    {GapCause.DISCONNECT, GapCause.STALL, GapCause.RESTART}
+    {GapCause.DISCONNECT, GapCause.STALL, GapCause.RESTART, GapCause.STORAGE}
 )
 """Causes counted by ``check`` by default: ``quiet`` is the exchange's silence, not a loss."""
 

@@ -93,8 +93,9 @@ class StorageSettings:
         max_file_bytes: size in bytes after which an open part file is sealed.
         day_grace: seconds of event time past midnight UTC before a day's files are sealed,
             so that late events of the previous day still find their file open.
-        buffer_budget: Arrow bytes of rows waiting for their file above which the largest
-            partitions are sealed early; the resident set follows it (README: memory).
+        buffer_budget: Arrow bytes of every row held in memory: the largest partitions are
+            sealed early above three quarters of it, and rows storage refuses beyond it are
+            dropped as ``storage`` gaps; the resident set follows it (README: memory).
     """
 
     # setting returns the dataclass field declaration, evaluated once on purpose.

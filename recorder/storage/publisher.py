@@ -6,6 +6,10 @@ it), fsynced, renamed into place, and the directory fsynced. A reader sees the w
 nothing; after a crash the file is there, complete, or only a temporary file is, which
 recovery removes. A file already published under the name is never rewritten: publication is
 idempotent, which is what lets recovery publish again whatever it is unsure of.
+
+Each step goes through the root's :class:`~recorder.storage.filesystem.PublicationTarget`
+(a :mod:`pyarrow.fs` file system; the local one fsyncs), so this order is the same for any
+file system a root may live in.
 """
 
 import datetime as dt
@@ -15,9 +19,9 @@ from pathlib import Path
 
 import pyarrow as pa
 
-from recorder.durable import fsync_dir, fsync_file, make_dirs
+from recorder.storage.filesystem import publication_target
 from recorder.storage.paths import PartitionKey, partition_dir, temp_file_name
-from recorder.storage.schema import DATA_SCHEMA, ROW_ORDER, parquet_options, write_parquet_file
+from recorder.storage.schema import DATA_SCHEMA, METADATA_LAST_LSN, ROW_ORDER, parquet_options
 from recorder.storage.sealing import SealReason
 
 
@@ -52,6 +56,8 @@ def publish_partition(
     batches: Sequence[pa.RecordBatch],
     name: str,
     reason: SealReason,
+    *,
+    last_lsn: int | None = None,
 ) -> SealedFile | None:
     """Write ``batches`` as ``<partition>/<name>`` atomically; ``None`` if that file exists.
 
@@ -61,6 +67,8 @@ def publish_partition(
         batches: its buffered rows, in :data:`~recorder.storage.schema.DATA_SCHEMA`, any order.
         name: the data file's name (:func:`~recorder.storage.paths.data_file_name`).
         reason: why it is sealed, reported in the result.
+        last_lsn: the newest write-ahead record with rows in ``batches``, kept in the file's
+            metadata (:func:`published_last_lsn`).
 
     Returns:
         The file published now, or ``None`` when a file of that name was already published
@@ -71,38 +79,58 @@ def publish_partition(
         OSError: the file could not be written; no partial file is visible.
     """
     directory = partition_dir(root, key.date, key.symbol)
-    make_dirs(directory)
-    final = directory / name
-    temp = directory / temp_file_name(name)
-    if final.exists():
+    target = publication_target(root)
+    partition = str(key)  # `directory` as the target names it: relative to the root
+    final = f"{partition}/{name}"
+    temp = f"{partition}/{temp_file_name(name)}"
+    target.make_dir(partition)
+    if target.exists(final):
         # Published by a writer that may have died (or failed) before it synced the file's
         # name: make it durable now, before the caller lets go of the log that holds its rows.
-        fsync_file(final)
-        fsync_dir(directory)
-        temp.unlink(missing_ok=True)
+        target.make_durable(final)
+        target.make_entry_durable(partition)
+        target.remove(temp)
         return None
     options = parquet_options(key.date, key.symbol)
+    metadata = dict(options.schema.metadata or {})
+    if last_lsn is not None:
+        metadata[METADATA_LAST_LSN.encode()] = str(last_lsn).encode()
     table = (
         pa.Table.from_batches(batches, schema=DATA_SCHEMA)
         .sort_by(list(ROW_ORDER))
-        .replace_schema_metadata(options.schema.metadata)
+        .replace_schema_metadata(metadata)
     )
     try:
-        # "wb": a leftover of an earlier failed attempt under this name is overwritten.
-        write_parquet_file(temp, table, options)
-        temp.rename(final)
-        fsync_dir(directory)
+        # A leftover of an earlier failed attempt under this name is overwritten.
+        target.write_aside(temp, table, options)
+        target.make_durable(temp)
+        target.move_into_place(temp, final)
+        target.make_entry_durable(partition)
     except OSError:
-        temp.unlink(missing_ok=True)
+        target.remove(temp)
         raise
     event_times = table.column("event_time").cast(pa.int64())
     return SealedFile(
-        path=final,
+        path=directory / name,
         date=key.date,
         symbol=key.symbol,
         rows=table.num_rows,
-        size_bytes=final.stat().st_size,
+        size_bytes=target.size(final),
         first_event_ms=event_times[0].as_py(),
         last_event_ms=event_times[-1].as_py(),
         reason=reason,
     )
+
+
+def published_last_lsn(root: Path, key: PartitionKey, name: str) -> int | None:
+    """The newest write-ahead record a published file holds rows of; ``None`` if unknown.
+
+    ``None`` when the file does not exist, or was written without the metadata (by a recorder
+    before it, or by compaction).
+    """
+    target = publication_target(root)
+    final = f"{key}/{name}"
+    if not target.exists(final):
+        return None
+    raw = target.file_metadata(final).get(METADATA_LAST_LSN.encode())
+    return None if raw is None else int(raw)

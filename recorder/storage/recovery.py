@@ -37,7 +37,7 @@ from recorder.storage.paths import (
     temp_file_target,
     wal_root,
 )
-from recorder.storage.publisher import SealedFile, publish_partition
+from recorder.storage.publisher import SealedFile, publish_partition, published_last_lsn
 from recorder.storage.sealing import SealReason
 from recorder.storage.wal import (
     FORMAT_VERSION,
@@ -253,9 +253,20 @@ def _recover_partition(
     partition: BufferedPartition,
     report: _RecoveryFindings,
 ) -> None:
-    name = data_file_name(session, partition.first_lsn)
     try:
-        sealed = publish_partition(root, key, partition.batches, name, SealReason.RECOVERY)
+        name = data_file_name(session, partition.first_lsn)
+        while (held := published_last_lsn(root, key, name)) is not None and (
+            held < partition.last_lsn
+        ):
+            # The live writer published this partition's older rows as a file of their own
+            # (its publisher runs beside the log) and died before their SEALED record: that
+            # file holds the rows through `held`, the newer ones go into a file of their own.
+            report.files_already_published += 1
+            partition.discard_through(held)
+            name = data_file_name(session, partition.first_lsn)
+        sealed = publish_partition(
+            root, key, partition.batches, name, SealReason.RECOVERY, last_lsn=partition.last_lsn
+        )
     except UnsafePathError as exc:
         report.problems.append(
             f"{partition.rows} logged rows of an unsafe partition dropped: {exc}"

@@ -45,6 +45,9 @@ PARQUET_COLUMN_ENCODING: Final[Mapping[str, str]] = {
 METADATA_SCHEMA_VERSION = "recorder.schema_version"
 METADATA_RECORDER_VERSION = "recorder.version"
 METADATA_SYMBOL = "recorder.symbol"
+METADATA_LAST_LSN = "recorder.last_lsn"
+"""The newest write-ahead record with rows in a file written by the recorder (not compaction):
+recovery reads it to tell which logged rows a file already holds."""
 METADATA_DATE = "recorder.date"
 
 DECIMAL_COLUMNS = ("close", "open", "high", "low", "volume", "quote_volume")

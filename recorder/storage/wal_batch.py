@@ -2,13 +2,15 @@
 
 :meth:`~recorder.storage.writer.DatasetWriter.write_ahead` logs one Arrow batch per flush,
 whatever the number of symbols. Its rows are ordered by symbol and event time, so each
-partition's rows are one contiguous run of rows, and :func:`split_by_partition` can hand every
-partition its rows as a zero-copy slice.
+partition's rows are one contiguous run of rows: :func:`partition_runs` finds the runs from
+the two key columns alone, and :func:`split_by_partition` hands every partition its run as a
+zero-copy slice.
 """
 
 import dataclasses
-import itertools
+import functools
 import json
+import operator
 from collections.abc import Sequence
 
 import pyarrow as pa
@@ -20,6 +22,16 @@ from recorder.model import MiniTicker, Rejection
 from recorder.storage.paths import PartitionKey
 from recorder.storage.schema import DATE_COLUMN, SYMBOL_COLUMN, build_wal_batch, data_columns
 from recorder.symbols import is_valid_symbol
+
+_PARTITION_ORDER = operator.attrgetter("symbol", "event_time")
+
+
+@functools.lru_cache(maxsize=4096)
+def _storable(symbol: str) -> bool:
+    # The same few hundred symbols come back every flush, and the rule (a regex and an NFC
+    # check) costs more than the rest of an event's bookkeeping; the bound keeps a stream of
+    # ever new names from growing the cache.
+    return is_valid_symbol(symbol)
 
 
 def build_flush_batch(events: Sequence[MiniTicker], rejections: list[Rejection]) -> pa.RecordBatch:
@@ -35,10 +47,10 @@ def build_flush_batch(events: Sequence[MiniTicker], rejections: list[Rejection])
     Returns:
         The batch of every storable event, possibly empty.
     """
-    ordered = sorted(events, key=lambda event: (event.symbol, event.event_time))
+    ordered = sorted(events, key=_PARTITION_ORDER)
     storable = []
     for event in ordered:
-        if is_valid_symbol(event.symbol):
+        if _storable(event.symbol):
             storable.append(event)
         else:
             rejections.append(_reject(event, "unsafe_symbol: not valid as a partition value"))
@@ -70,20 +82,55 @@ def newest_event_ms(batch: pa.RecordBatch) -> int:
     return newest
 
 
+def partition_runs(batch: pa.RecordBatch) -> list[tuple[int, str, int, int]]:
+    """The runs of consecutive rows of one partition in a write-ahead batch.
+
+    Returns:
+        ``(day, symbol, start, length)`` per run, in row order; ``day`` counts days since
+        1970-01-01 (Arrow's ``date32``). A batch sorted by symbol and event time (as
+        :func:`build_flush_batch` builds them) has one run per partition.
+    """
+    rows = batch.num_rows
+    if not rows:
+        return []
+    # Python values per row of the key columns and a comparison per row: at a row or two per
+    # partition that is cheaper than Arrow kernels, which cost some 10 µs each to call.
+    symbols = batch.column(SYMBOL_COLUMN).to_pylist()
+    days_column = batch.column(DATE_COLUMN).cast(pa.int32())
+    bounds = pc.min_max(days_column)
+    first_day: int = bounds["min"].as_py()
+    if first_day == bounds["max"].as_py():
+        # One day, as nearly every flush: the symbols alone cut the runs.
+        starts = [row for row in range(1, rows) if symbols[row] != symbols[row - 1]]
+        days = None
+    else:
+        days = days_column.to_pylist()
+        starts = [
+            row
+            for row in range(1, rows)
+            if symbols[row] != symbols[row - 1] or days[row] != days[row - 1]
+        ]
+    starts.insert(0, 0)
+    ends = [*starts[1:], rows]
+    return [
+        (first_day if days is None else days[start], symbols[start], start, end - start)
+        for start, end in zip(starts, ends, strict=True)
+    ]
+
+
+def partition_key(day: int, symbol: str) -> PartitionKey:
+    """The partition of ``symbol`` on ``day`` (days since 1970-01-01)."""
+    return PartitionKey(event_date(day * MS_PER_DAY), symbol)
+
+
 def split_by_partition(batch: pa.RecordBatch) -> list[tuple[PartitionKey, pa.RecordBatch]]:
     """Cut a write-ahead batch into per-partition data slices, without copying.
 
-    Consecutive rows of one partition form one slice; a batch sorted by symbol and event time
-    (as :func:`build_flush_batch` builds them) yields one slice per partition.
+    Consecutive rows of one partition form one slice (:func:`partition_runs`); a batch sorted
+    by symbol and event time yields one slice per partition.
     """
-    symbols = batch.column(SYMBOL_COLUMN).to_pylist()
-    days = batch.column(DATE_COLUMN).cast(pa.int32()).to_pylist()
     data = data_columns(batch)
-    pieces = []
-    start = 0
-    for (symbol, day), group in itertools.groupby(zip(symbols, days, strict=True)):
-        length = sum(1 for _ in group)
-        date = event_date(day * MS_PER_DAY)
-        pieces.append((PartitionKey(date, symbol), data.slice(start, length)))
-        start += length
-    return pieces
+    return [
+        (partition_key(day, symbol), data.slice(start, length))
+        for day, symbol, start, length in partition_runs(batch)
+    ]

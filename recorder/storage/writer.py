@@ -7,29 +7,35 @@ How events travel:
    whatever the number of symbols. When it returns, the events survive a crash. The batch is
    kept in memory, cut into zero-copy per-partition slices: a partition's *buffered rows*
    (:mod:`recorder.storage.partition_buffers`) are its rows logged since it was last sealed.
-2. :meth:`DatasetWriter.seal_due` asks :class:`~recorder.storage.sealing.SealPolicy` what is due and
-   publishes those partitions (:mod:`recorder.storage.publisher`): rows sorted by
-   ``event_time``, written to a temporary name in the partition directory, fsynced, renamed
-   into place, the directory fsynced. Only then is a ``SEALED`` record logged. Every
-   ``max_file_age`` the segment rotates: everything is sealed, a new segment starts and the old
-   one is deleted.
+2. :meth:`DatasetWriter.take_seal_jobs` asks :class:`~recorder.storage.sealing.SealPolicy` what
+   is due and detaches those partitions as jobs (:mod:`recorder.storage.seal_jobs`), which
+   :meth:`DatasetWriter.publish` turns into files (:mod:`recorder.storage.publisher`): rows
+   sorted by ``event_time``, written to a temporary name in the partition directory, fsynced,
+   renamed into place, the directory fsynced. :meth:`DatasetWriter.finish_seals` takes the
+   results back: only then is a ``SEALED`` record logged. Publishing runs beside the
+   write-ahead flush (another thread), so a rotation or a day end never holds up durability;
+   :meth:`DatasetWriter.seal_due` does all three in one call. Every ``max_file_age`` the
+   segment rotates: a new segment starts, every partition with rows in the old one is due, and
+   the old one is deleted once they are all sealed.
 3. :meth:`DatasetWriter.open` first takes this instance's lock
    (:mod:`recorder.storage.locking`), then replays what earlier sessions left in the log (this
    instance's and those of dead instances) and publishes every partition not marked as sealed
    (:mod:`recorder.storage.recovery`, which also explains why that never duplicates).
 
 Failures: an :class:`OSError` (disk full, read-only file system, permission denied) surfaces as
-:class:`~recorder.errors.StorageError`. Nothing is lost: events whose append failed stay in
-memory and are logged first on the next call, partitions whose publication failed stay
-buffered, and the segment is cut back to its last good record (or, if even that fails,
-abandoned for a new one).
+:class:`~recorder.errors.StorageError`. Nothing is lost silently: events whose append failed
+stay in memory (*pending*) and are logged first on the next call, partitions whose publication
+failed are retried with backoff, and the segment is cut back to its last good record (or, if
+even that fails, abandoned for a new one). Pending rows are bounded by the caller:
+:meth:`DatasetWriter.drop_oldest_pending` gives up the oldest and says which.
 
-Threading: all methods do blocking I/O and must be called from one thread at a time; the
-service calls them through :func:`asyncio.to_thread`, one call at a time.
+Threading: every method but :meth:`DatasetWriter.publish` must be called from one thread at a
+time (the service's flush thread); :meth:`~DatasetWriter.publish` may run in another thread
+beside them, on jobs that :meth:`~DatasetWriter.take_seal_jobs` returned.
 """
 
 import enum
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -39,11 +45,18 @@ from recorder.clock import Clock
 from recorder.errors import StorageError
 from recorder.instance import validate_instance_id
 from recorder.model import MiniTicker, Rejection
+from recorder.storage.held_rows import (
+    SymbolRows,
+    first_rows_after,
+    rows_by_symbol,
+    split_protected,
+)
 from recorder.storage.locking import InstanceLock, lock_own_instance
 from recorder.storage.partition_buffers import PartitionBuffers
 from recorder.storage.paths import PartitionKey, data_file_name, instance_wal_dir, new_session_token
-from recorder.storage.publisher import SealedFile, publish_partition
+from recorder.storage.publisher import SealedFile
 from recorder.storage.recovery import RecoveryReport, recover_leftovers
+from recorder.storage.seal_jobs import SealJob, SealJobs, SealResult, publish_job
 from recorder.storage.sealing import OpenPartition, SealPolicy, SealReason
 from recorder.storage.segment_chain import SegmentChain
 from recorder.storage.wal import RecordType, SealedMarker, WalRecord, encode_batch, encode_json
@@ -56,6 +69,8 @@ class _UnloggedRecord:
 
     record: WalRecord
     batch: pa.RecordBatch | None = None
+    # Not to be logged yet: the gap records these rows close are not durable yet.
+    held: bool = False
 
 
 class _WriterState(enum.Enum):
@@ -69,11 +84,11 @@ MAX_APPEND_BYTES = 4 * 1024 * 1024
 
 
 def _leading_chunk(records: list[_UnloggedRecord], limit: int) -> list[_UnloggedRecord]:
-    """The oldest records whose payloads fit in ``limit`` bytes, at least one."""
+    """The oldest records not held whose payloads fit in ``limit`` bytes, at least one."""
     size = 0
     for count, item in enumerate(records):
         size += len(item.record.payload)
-        if size > limit and count:
+        if item.held or (size > limit and count):
             return records[:count]
     return records[:]
 
@@ -81,27 +96,23 @@ def _leading_chunk(records: list[_UnloggedRecord], limit: int) -> list[_Unlogged
 class DatasetWriter:
     """Durable writing of miniTicker events into the Hive-partitioned Parquet dataset.
 
-    Blocking I/O; not thread-safe: call from one thread at a time (the service uses
-    :func:`asyncio.to_thread`). Call :meth:`open` first and :meth:`close` at the end.
+    Blocking I/O; not thread-safe, except :meth:`publish` (see the module docstring). Call
+    :meth:`open` first and :meth:`close` at the end.
 
     The root must be on a local POSIX file system: durability rests on ``fsync`` of files and
     directories, atomic ``rename`` and ``flock``. While the log cannot be written, events are
-    held in memory (:attr:`pending_rows`); bounding that is the caller's decision.
+    held in memory (:attr:`pending_rows`); bounding that is the caller's decision
+    (:meth:`drop_oldest_pending`).
 
     Args:
         root: the dataset root, a local directory (created if missing).
         instance_id: this recorder's name, unique among the recorders writing into ``root``
             at the same time; its write-ahead log lives in ``<root>/_wal/<instance_id>``.
-        max_file_age: seconds between write-ahead segment rotations (every open partition is
-            sealed then): the longest data waits before it is in a sealed file.
+        max_file_age: seconds between write-ahead segment rotations (every partition with rows
+            in the old segment is sealed then): the longest data waits before it is sealed.
         max_file_bytes: buffered Arrow bytes above which a partition is sealed early.
         day_grace_ms: how long past midnight of ``E`` a day's partitions stay open.
-        clock: monotonic time for the age rule, wall time for the session stamp.
-        seal_budget: seconds one :meth:`seal_due` call may spend publishing before it leaves
-            the remaining due partitions for the next call (at least one is published per
-            call); ``None`` publishes everything due at once. A rotation or a day end, when
-            every partition is due together, is then spread over several flushes instead of
-            holding up the next write-ahead flush.
+        clock: monotonic time for the age rule and retries, wall time for the session stamp.
         buffer_budget: buffered Arrow bytes above which the largest partitions are sealed
             early (:class:`~recorder.storage.sealing.SealPolicy`); ``None`` for no budget.
 
@@ -119,11 +130,9 @@ class DatasetWriter:
         max_file_bytes: int,
         day_grace_ms: int,
         clock: Clock,
-        seal_budget: float | None = None,
         buffer_budget: int | None = None,
     ) -> None:
         self._root = root
-        self._seal_budget = seal_budget
         self._instance_id = validate_instance_id(instance_id)
         self._policy = SealPolicy(
             max_file_age=max_file_age,
@@ -139,7 +148,9 @@ class DatasetWriter:
         self._rotation_started_at = 0.0
         self._next_lsn = 1
         self._buffers = PartitionBuffers()
+        self._jobs = SealJobs()
         self._unlogged: list[_UnloggedRecord] = []
+        self._logged: list[pa.RecordBatch] = []
         self._sealed_unreported: list[SealedFile] = []
         self._newest_event_ms: int | None = None
 
@@ -160,13 +171,13 @@ class DatasetWriter:
 
     @property
     def buffered_rows(self) -> int:
-        """Rows durable in the log and not yet in a sealed file."""
-        return self._buffers.rows
+        """Rows durable in the log and not yet in a sealed file (being sealed included)."""
+        return self._buffers.rows + self._jobs.rows
 
     @property
     def buffered_bytes(self) -> int:
         """Arrow bytes of :attr:`buffered_rows`."""
-        return self._buffers.nbytes
+        return self._buffers.nbytes + self._jobs.nbytes
 
     @property
     def open_partitions(self) -> int:
@@ -174,9 +185,19 @@ class DatasetWriter:
         return len(self._buffers.partitions)
 
     @property
+    def sealing_partitions(self) -> int:
+        """Partitions handed over for publication and not yet published."""
+        return len(self._jobs)
+
+    @property
     def pending_rows(self) -> int:
-        """Rows whose append failed, held in memory to be logged first on the next call."""
+        """Rows not yet logged (an append failed, or held), kept to be logged first."""
         return sum(item.batch.num_rows for item in self._unlogged if item.batch is not None)
+
+    @property
+    def pending_bytes(self) -> int:
+        """Arrow bytes of :attr:`pending_rows`."""
+        return sum(item.batch.nbytes for item in self._unlogged if item.batch is not None)
 
     @property
     def wal_bytes(self) -> int:
@@ -219,11 +240,17 @@ class DatasetWriter:
         self._state = _WriterState.OPEN
         return report
 
-    def write_ahead(self, events: Sequence[MiniTicker]) -> list[Rejection]:
+    def write_ahead(self, events: Sequence[MiniTicker], *, hold: bool = False) -> list[Rejection]:
         """Log ``events`` durably, with one fsync for all of them.
 
-        Events from an earlier call whose append failed are logged first. On return every
+        Events from an earlier call that are not logged yet are logged first. On return every
         accepted event will survive a crash and appear exactly once in the dataset.
+
+        Args:
+            events: the events of one flush.
+            hold: keep these events, and every row still pending, out of the log until a call
+                without ``hold``: the service holds them while the gap records they (or the
+                pending rows) close are not durable.
 
         Returns:
             Events that cannot be stored (a symbol unsafe as a directory name, a value that
@@ -236,11 +263,13 @@ class DatasetWriter:
         """
         self._require_open()
         rejections: list[Rejection] = []
+        for item in self._unlogged:
+            item.held = hold and item.batch is not None
         if events:
             batch = build_flush_batch(events, rejections)
             if batch.num_rows:
                 record = WalRecord(RecordType.DATA, self._take_lsn(), encode_batch(batch))
-                self._unlogged.append(_UnloggedRecord(record, batch))
+                self._unlogged.append(_UnloggedRecord(record, batch, held=hold))
         try:
             self._log_unlogged()
         except OSError as exc:
@@ -249,48 +278,140 @@ class DatasetWriter:
             ) from exc
         return rejections
 
+    def take_durable(self) -> dict[str, SymbolRows]:
+        """The rows logged since the last call, per symbol: what became durable."""
+        logged, self._logged = self._logged, []
+        return rows_by_symbol(logged)
+
+    def first_pending_after(self, after: Mapping[str, int]) -> dict[str, int]:
+        """For each symbol of ``after``, the oldest pending ``E`` newer than its value there."""
+        pending = [item.batch for item in self._unlogged if item.batch is not None]
+        return first_rows_after(pending, after)
+
+    def drop_oldest_pending(
+        self, keep_bytes: int, protect: Mapping[str, frozenset[int]] | None = None
+    ) -> dict[str, SymbolRows]:
+        """Give up the oldest pending rows, a record at a time, until ``keep_bytes`` are left.
+
+        For a storage outage longer than the memory budget allows: the caller logs gaps (cause
+        ``storage``) for what is returned. ``SEALED`` records are kept: they hold no rows.
+
+        Args:
+            keep_bytes: the Arrow bytes of pending rows that may stay.
+            protect: per symbol, the ``E`` of rows kept even in a dropped record: those that
+                close a storage gap already logged.
+
+        Returns:
+            The rows dropped, per symbol.
+        """
+        excess = self.pending_bytes - keep_bytes
+        dropped: list[pa.RecordBatch] = []
+        kept: list[_UnloggedRecord] = []
+        for item in self._unlogged:
+            if excess <= 0 or item.batch is None:
+                kept.append(item)
+                continue
+            spared, given_up = split_protected(item.batch, protect or {})
+            excess -= item.batch.nbytes - spared.nbytes
+            dropped.append(given_up)
+            if spared.num_rows:
+                record = WalRecord(RecordType.DATA, item.record.lsn, encode_batch(spared))
+                kept.append(_UnloggedRecord(record, spared, held=item.held))
+        self._unlogged = kept
+        return rows_by_symbol(dropped)
+
     def seal_due(self) -> list[SealedFile]:
-        """Publish the partitions that are due, and rotate the segment when it is due.
+        """Publish what is due in this thread: take the jobs, publish them, finish them.
 
         Returns:
             The files sealed now, and those sealed by an earlier call that then failed.
 
         Raises:
-            StorageError: publishing or logging failed. What was not published stays buffered
-                and is tried again on the next call.
+            StorageError: publishing or logging failed; what was not published is retried.
+        """
+        return self.finish_seals([self.publish(job) for job in self.take_seal_jobs()])
+
+    def take_seal_jobs(self) -> list[SealJob]:
+        """Detach the partitions due for publication, rotating the segment when that is due.
+
+        Also issues again the failed jobs whose retry is due. Hand every job to
+        :meth:`publish` (in any thread) and its result to :meth:`finish_seals`.
+
+        Raises:
+            StorageError: the segment could not be rotated; nothing is lost.
         """
         self._require_open()
-        try:
-            self._log_unlogged()
-            now = self._clock.monotonic()
-            plan = self._policy.plan(
-                now=now,
-                segment_started_at=self._rotation_started_at,
-                newest_event_ms=self._newest_event_ms,
-                partitions=[
-                    OpenPartition(key, partition.nbytes, partition.first_lsn)
-                    for key, partition in self._buffers.partitions.items()
-                ],
-                retired_through_lsn=self._segments.retired_through_lsn,
-            )
-            if plan.rotate_segment:
-                # Rotate first: the old segment's partitions stay due (retired_through_lsn)
-                # and are sealed over the next calls, and the segment is deleted once they are.
+        now = self._clock.monotonic()
+        plan = self._policy.plan(
+            now=now,
+            segment_started_at=self._rotation_started_at,
+            newest_event_ms=self._newest_event_ms,
+            # A partition with a job in flight waits for it: its files are published in order.
+            partitions=[
+                OpenPartition(key, partition.nbytes, partition.first_lsn)
+                for key, partition in self._buffers.partitions.items()
+                if key not in self._jobs
+            ],
+            retired_through_lsn=self._segments.retired_through_lsn,
+        )
+        if plan.rotate_segment:
+            try:
+                # The old segment's partitions are due (retired_through_lsn) until sealed; the
+                # segment is deleted once they are.
                 self._segments.rotate()
-                self._rotation_started_at = now
-            deadline = None if self._seal_budget is None else now + self._seal_budget
-            self._seal(plan.seals, deadline=deadline)
+            except OSError as exc:
+                raise StorageError(f"rotating the write-ahead segment failed: {exc}") from exc
+            self._rotation_started_at = now
+        jobs = self._jobs.due_retries(now)
+        jobs.extend(self._detach(key, reason) for key, reason in plan.seals)
+        return jobs
+
+    def publish(self, job: SealJob) -> SealResult:
+        """Publish one job's file; safe to run in another thread beside the other methods."""
+        return publish_job(self._root, job)
+
+    def finish_seals(self, results: Iterable[SealResult]) -> list[SealedFile]:
+        """Take publication results back: log a ``SEALED`` record for each file, retry failures.
+
+        Returns:
+            The files sealed now, and those sealed by an earlier call that then failed.
+
+        Raises:
+            StorageError: a job failed (it is retried after a backoff, the others are done), or
+                the ``SEALED`` records could not be logged (they are logged on a later call).
+        """
+        self._require_open()
+        failed: list[SealResult] = []
+        now = self._clock.monotonic()
+        for result in results:
+            if result.job.key not in self._jobs:
+                continue
+            self._jobs.finish(result, now=now)
+            if result.error is not None:
+                failed.append(result)
+                continue
+            self._queue_marker(result.job)
+            if result.sealed is not None:
+                self._sealed_unreported.append(result.sealed)
+        try:
             self._log_unlogged()
             self._segments.delete_retired(self._oldest_buffered_lsn())
         except OSError as exc:
-            raise StorageError(f"sealing failed: {exc}") from exc
+            raise StorageError(f"logging the sealed files failed: {exc}") from exc
+        if failed:
+            first = failed[0]
+            raise StorageError(
+                f"{len(failed)} partition(s) could not be published (retried later), first "
+                f"{first.job.key}: {first.error}"
+            ) from first.error
         return self._take_unreported()
 
     def close(self) -> list[SealedFile]:
         """Seal everything, delete the write-ahead log and release the instance lock.
 
-        Idempotent. If sealing fails the writer stays open: call again, or exit and let the
-        next :meth:`open` recover from the log.
+        Idempotent. No :meth:`publish` may be running: the jobs still unfinished are published
+        here, in this thread, before the rest. If sealing fails the writer stays open: call
+        again, or exit and let the next :meth:`open` recover from the log.
 
         Returns:
             The files sealed now, and those sealed by an earlier call that then failed.
@@ -302,10 +423,19 @@ class DatasetWriter:
             return []
         try:
             self._log_unlogged()
-            self._seal([(key, SealReason.CLOSE) for key in sorted(self._buffers.partitions)])
-            self._log_unlogged()
         except OSError as exc:
             raise StorageError(f"closing failed: {exc}") from exc
+        # Rounds: a partition with a job in flight kept a newer buffer for after it.
+        while len(self._jobs) or self._buffers.partitions:
+            for key in sorted(self._buffers.partitions):
+                if key not in self._jobs:
+                    self._detach(key, SealReason.CLOSE)
+            self._sealed_unreported[:0] = self.finish_seals(
+                [self.publish(job) for job in list(self._jobs)]
+            )
+        if self._unlogged:
+            # Held rows: the gap records they close never became durable, so neither may they.
+            raise StorageError(f"closing failed: {self.pending_rows} rows could not be logged")
         sealed = self._take_unreported()
         self._segments.close_and_delete()
         if self._lock is not None:
@@ -329,8 +459,28 @@ class DatasetWriter:
         sealed, self._sealed_unreported = self._sealed_unreported, []
         return sealed
 
+    def _detach(self, key: PartitionKey, reason: SealReason) -> SealJob:
+        """Move ``key``'s buffer into a new job, issued now."""
+        partition = self._buffers.partitions.pop(key)
+        name = data_file_name(self._session, partition.first_lsn)
+        job = SealJob(key, name, reason, partition, tuple(partition.batches))
+        self._jobs.issue(job)
+        return job
+
+    def _queue_marker(self, job: SealJob) -> None:
+        marker = SealedMarker(
+            date=job.key.date.isoformat(),
+            symbol=job.key.symbol,
+            file_name=job.name,
+            rows=job.rows,
+            first_lsn=job.partition.first_lsn,
+            last_lsn=job.partition.last_lsn,
+        )
+        record = WalRecord(RecordType.SEALED, self._take_lsn(), encode_json(marker))
+        self._unlogged.append(_UnloggedRecord(record))
+
     def _log_unlogged(self) -> None:
-        """Append the unlogged records, oldest first, then account for them.
+        """Append the unlogged records not held, oldest first, then account for them.
 
         Normally that is one append and one fsync. A backlog left by a storage outage is
         appended in chunks of at most :data:`MAX_APPEND_BYTES`, each made durable before the
@@ -339,12 +489,13 @@ class DatasetWriter:
         Raises:
             OSError: a chunk could not be appended; it and the records after it stay unlogged.
         """
-        while self._unlogged:
+        while self._unlogged and not self._unlogged[0].held:
             chunk = _leading_chunk(self._unlogged, MAX_APPEND_BYTES)
             self._segments.append([item.record for item in chunk])
             for item in chunk:
                 if item.batch is not None:
                     self._buffers.add_batch(item.record.lsn, item.batch)
+                    self._logged.append(item.batch)
                     newest = newest_event_ms(item.batch)
                     if self._newest_event_ms is None or newest > self._newest_event_ms:
                         self._newest_event_ms = newest
@@ -352,53 +503,7 @@ class DatasetWriter:
 
     def _oldest_buffered_lsn(self) -> int | None:
         partitions = self._buffers.partitions.values()
-        return min((partition.first_lsn for partition in partitions), default=None)
-
-    # -- sealing ---------------------------------------------------------------------------
-
-    def _seal(
-        self, seals: Iterable[tuple[PartitionKey, SealReason]], *, deadline: float | None = None
-    ) -> None:
-        """Publish the partitions of ``seals`` and queue their ``SEALED`` records.
-
-        With a ``deadline`` (monotonic seconds), stop once it has passed: the partitions left
-        stay buffered and due, for the next call.
-
-        Raises:
-            OSError: publishing a partition failed; it stays buffered, and every other
-                partition was still published (one partition that cannot be written never
-                holds up the others).
-        """
-        failures: list[tuple[PartitionKey, OSError]] = []
-        for attempted, (key, reason) in enumerate(seals):
-            if attempted and deadline is not None and self._clock.monotonic() >= deadline:
-                break
-            partition = self._buffers.partitions.get(key)
-            if partition is None:
-                continue
-            name = data_file_name(self._session, partition.first_lsn)
-            try:
-                sealed = publish_partition(self._root, key, partition.batches, name, reason)
-            except OSError as exc:
-                failures.append((key, exc))
-                continue
-            del self._buffers.partitions[key]
-            marker = SealedMarker(
-                date=key.date.isoformat(),
-                symbol=key.symbol,
-                file_name=name,
-                rows=partition.rows,
-                first_lsn=partition.first_lsn,
-                last_lsn=partition.last_lsn,
-            )
-            record = WalRecord(RecordType.SEALED, self._take_lsn(), encode_json(marker))
-            self._unlogged.append(_UnloggedRecord(record))
-            if sealed is not None:
-                self._sealed_unreported.append(sealed)
-        if failures:
-            key, first = failures[0]
-            raise OSError(
-                first.errno,
-                f"{len(failures)} partition(s) could not be published, first {key}: "
-                f"{first.strerror or first}",
-            ) from first
+        oldest = [partition.first_lsn for partition in partitions]
+        if (in_flight := self._jobs.oldest_lsn) is not None:
+            oldest.append(in_flight)
+        return min(oldest, default=None)

@@ -263,7 +263,8 @@ def test_a_day_still_in_a_running_recorders_log_is_deferred_until_it_stops(
     config = CONFIG.format(instance="live").replace('max_file_age = "1s"', 'max_file_bytes = "2kB"')
     recorder = start_recorder(root=root, url=simulator.url, symbols=["BTCUSDT"], config=config)
     wait_until(lambda: len(list(root.glob("date=*/symbol=*/*.parquet"))) >= 2, 30, "two files")
-    files = {name: content for name, content in snapshot(root).items() if "date=" in name}
+    # The data files only: the gap log may grow meanwhile (a loaded machine stalls a stream).
+    files = {name: content for name, content in snapshot(root).items() if name.startswith("date=")}
 
     code, report = compact_json(root)
 

@@ -1,12 +1,9 @@
 """Fault cases: the recorder survives, reconnects, quarantines and stays inside its root."""
 
-import contextlib
 import json
-import os
 import subprocess
 import time
 from collections import Counter
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -16,6 +13,7 @@ from support import (
     SimulatorProcess,
     StartRecorder,
     StartSimulator,
+    fill,
     read_rows_with,
     wait_until,
 )
@@ -202,36 +200,6 @@ def test_a_bad_setting_is_a_clear_error_and_exit_code_2(
     assert result.returncode == 2
     assert expected in result.stderr
     assert not (tmp_path / "data").exists()
-
-
-@pytest.fixture
-def small_disk(tmp_path: Path) -> Iterator[Path]:
-    """A real 8 MiB file system (tmpfs) to fill up; skipped where mounting is not allowed."""
-    mount_point = tmp_path / "disk"
-    mount_point.mkdir()
-    mounted = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "size=8m", "tmpfs", str(mount_point)],
-        capture_output=True,
-        check=False,
-    )
-    if mounted.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here: {mounted.stderr.decode().strip()}")
-    try:
-        yield mount_point
-    finally:
-        subprocess.run(["umount", "-l", str(mount_point)], check=False)
-
-
-def fill(path: Path) -> None:
-    """Write ``path`` until the file system is full (unbuffered, so ENOSPC is seen here)."""
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT, 0o600)
-    try:
-        for size in (65536, 512):
-            with contextlib.suppress(OSError):
-                while True:
-                    os.write(fd, b"\0" * size)
-    finally:
-        os.close(fd)
 
 
 def test_a_full_disk_loses_nothing_and_recording_recovers_when_space_returns(

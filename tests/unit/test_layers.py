@@ -19,7 +19,8 @@ ALLOWED: dict[str, set[str]] = {
     "ingest": BASE | {"settings", "ops", "gaps"},
     "reports": BASE | {"settings", "ops", "gaps", "storage"},
     "simulate": BASE | {"settings"},
-    "service": BASE | {"settings", "ops", "gaps", "storage", "ingest"},
+    "flush": BASE | {"settings", "ops", "gaps", "storage", "ingest"},
+    "service": BASE | {"settings", "ops", "gaps", "storage", "ingest", "flush"},
     "cli": BASE
     | {"settings", "ops", "gaps", "storage", "ingest", "reports", "service", "simulate"},
     "__main__": {"cli"},

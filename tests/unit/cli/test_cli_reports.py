@@ -198,7 +198,7 @@ def test_check_json(recording: Path) -> None:
     document = json.loads(result.output)
     assert (document["status"], document["exit_code"], document["problems"]) == ("ok", 0, [])
     assert [entry["symbol"] for entry in document["symbols"]] == [BTC, ETH]
-    assert document["limits"]["causes"] == ["disconnect", "restart", "stall"]
+    assert document["limits"]["causes"] == ["disconnect", "restart", "stall", "storage"]
 
 
 @pytest.mark.parametrize(

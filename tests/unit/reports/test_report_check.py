@@ -55,7 +55,9 @@ def test_check_healthy(tmp_path: Path) -> None:
         (ETH, 30_000, 0),
     ]
     [line] = report.render_text()
-    assert line.startswith("OK: 2 symbols, 0 missed updates (disconnect, restart, stall) since")
+    assert line.startswith(
+        "OK: 2 symbols, 0 missed updates (disconnect, restart, stall, storage) since"
+    )
 
 
 def test_check_missed_updates_over_the_limit(tmp_path: Path) -> None:

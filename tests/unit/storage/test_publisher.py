@@ -42,7 +42,7 @@ def test_a_publish_failure_keeps_the_rows_and_a_retry_succeeds(
     blocker = tmp_path / "date=2026-03-28"
     blocker.write_text("not a directory")
 
-    with pytest.raises(StorageError, match="closing failed"):
+    with pytest.raises(StorageError, match="could not be published"):
         writer.close()
 
     assert writer.buffered_rows == 3  # the next day's rows; today's file was published

@@ -146,6 +146,15 @@ def test_data_payload_round_trips_a_wal_batch() -> None:
     assert decoded.equals(batch)
 
 
+def test_a_data_payload_is_what_arrow_writes_with_its_thread_pool() -> None:
+    batch = build_wal_batch([ticker("BTCUSDT", i) for i in range(100)])
+    sink = pa.BufferOutputStream()
+    options = pa.ipc.IpcWriteOptions(compression="zstd", use_threads=True)
+    with pa.ipc.new_stream(sink, batch.schema, options=options) as stream:
+        stream.write_batch(batch)
+    assert encode_batch(batch) == bytes(sink.getvalue())
+
+
 def test_a_data_payload_of_another_schema_is_refused() -> None:
     other = pa.record_batch({"x": [1]})
     sink = pa.BufferOutputStream()

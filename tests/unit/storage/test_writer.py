@@ -286,36 +286,3 @@ def test_a_backlog_is_logged_in_chunks_as_space_comes_back(
     assert dataset_rows(tmp_path) == rows_of(
         events_for(DAY_MS, 1) + [e for events in backlog for e in events]
     )
-
-
-class PublishingTakesTime(ManualClock):
-    """A clock on which every reading costs 0.3 s, as if each publication took that long."""
-
-    def monotonic(self) -> float:
-        self.advance(0.3)
-        return super().monotonic()
-
-
-def test_a_rotation_is_spread_over_calls_within_the_seal_budget(
-    tmp_path: Path, make_writer: WriterFactory
-) -> None:
-    clock = PublishingTakesTime(monotonic=100.0)
-    writer = make_writer(tmp_path, clock=clock, seal_budget=0.5)
-    writer.open()
-    events = events_for(DAY_MS, 2)
-    writer.write_ahead(events)
-    clock.advance(MAX_AGE)
-
-    first = writer.seal_due()
-    # Rotated at once; only part of the due partitions published within the budget.
-    assert 0 < len(first) < len(SYMBOLS)
-    assert len(segments(tmp_path)) == 2  # the retired segment stays while it holds rows
-    crashed = crash_copy(tmp_path, tmp_path.parent / "crashed")
-    later = [writer.seal_due() for _ in range(len(SYMBOLS))]
-
-    assert {f.reason for f in first + [f for files in later for f in files]} == {SealReason.AGE}
-    assert writer.buffered_rows == 0
-    assert len(segments(tmp_path)) == 1  # deleted once its partitions are sealed
-    assert dataset_rows(tmp_path) == rows_of(events)
-    make_writer(crashed, instance_id="other").open()
-    assert dataset_rows(crashed) == rows_of(events)  # a crash mid-spread loses and repeats nothing

@@ -1,0 +1,114 @@
+"""Publication beside the flush: a publisher that hangs never stops durability or the watchdog."""
+
+import asyncio
+import random
+import shutil
+import socket
+import threading
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.dataset as ds
+import pytest
+from service_support import SYMBOLS, durable_newest_event_times, settings_for, wait_for
+from writer_support import WriterFactory
+
+from recorder.service import RecorderService
+from recorder.simulate import Fault, FaultKind, SimulatedExchange, SimulatorConfig
+from recorder.storage.seal_jobs import SealJob, SealResult
+from recorder.storage.writer import DatasetWriter
+
+pytestmark = pytest.mark.integration
+
+
+class HangingDisk:
+    """Publication that blocks until released, like a file system that stopped answering."""
+
+    def __init__(self, writer: DatasetWriter) -> None:
+        self._publish = writer.publish
+        self.entered = threading.Event()
+        self.released = threading.Event()
+
+    def publish(self, job: SealJob) -> SealResult:
+        self.entered.set()
+        self.released.wait(30)
+        return self._publish(job)
+
+
+def recorded(root: Path) -> set[tuple[str, int]]:
+    table = ds.dataset(root, partitioning="hive", format="parquet").to_table()
+    return set(
+        zip(
+            table.column("symbol").to_pylist(),
+            table.column("event_time").cast(pa.int64()).to_pylist(),
+            strict=True,
+        )
+    )
+
+
+@pytest.mark.asyncio
+async def test_a_hung_publication_stops_neither_the_flush_nor_the_watchdog_nor_a_crash_recovery(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, make_writer: WriterFactory
+) -> None:
+    root = tmp_path / "data"
+    notify_path = tmp_path / "notify"
+    notifications = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    notifications.bind(str(notify_path))
+    notifications.setblocking(False)
+    config = SimulatorConfig(symbols=SYMBOLS, speed=20, seed=3)
+    async with SimulatedExchange(config) as exchange:
+        settings = settings_for(exchange, root, {"max_file_age": "500ms"})
+        service = RecorderService(
+            settings,
+            rng=random.Random(3),
+            environ={"NOTIFY_SOCKET": str(notify_path), "WATCHDOG_USEC": "400000"},
+        )
+        disk = HangingDisk(service.writer)
+        monkeypatch.setattr(service.writer, "publish", disk.publish)
+        stop = asyncio.Event()
+        running = asyncio.create_task(service.run(stop))
+        # The first rotation hands every partition over; the first publication hangs.
+        await wait_for(disk.entered.is_set)
+        while True:  # forget what was sent before the hang
+            try:
+                notifications.recv(4096)
+            except BlockingIOError:
+                break
+        durable_at_hang = durable_newest_event_times(root, service.instance_id)
+        await wait_for(
+            lambda: all(
+                newest > durable_at_hang.get(symbol, 0) + 10_000
+                for symbol, newest in durable_newest_event_times(root, service.instance_id).items()
+            )
+        )
+        assert service.flush_health.ok
+        pings = []
+        while True:
+            try:
+                pings.append(notifications.recv(4096))
+            except BlockingIOError:
+                break
+        assert b"WATCHDOG=1" in pings  # fed while the publication hangs
+
+        # A kill -9 now (the page cache survives it): freeze the feed, let a few flushes
+        # pass, and copy the root while the publisher still hangs.
+        for connection in exchange.connections():
+            exchange.inject(
+                Fault(FaultKind.STALL, duration=60, connection_id=connection.connection_id)
+            )
+        await asyncio.sleep(0.5)
+        delivered = {(e.symbol, e.event_time) for e in exchange.events() if e.delivered_to}
+        crashed = shutil.copytree(root, tmp_path / "crashed", symlinks=True)
+        assert not disk.released.is_set()
+
+        disk.released.set()
+        stop.set()
+        await asyncio.wait_for(running, 20)
+    notifications.close()
+
+    assert recorded(root) == delivered
+    recovering = make_writer(crashed, instance_id="recovery")
+    report = recovering.open()
+    recovering.close()
+    assert report.rows_published > 0
+    assert recorded(crashed) == delivered  # nothing delivered before the crash was lost
