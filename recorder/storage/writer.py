@@ -36,7 +36,6 @@ beside them, on jobs that :meth:`~DatasetWriter.take_seal_jobs` returned.
 
 import enum
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
 import pyarrow as pa
@@ -45,15 +44,11 @@ from recorder.clock import Clock
 from recorder.errors import StorageError
 from recorder.instance import validate_instance_id
 from recorder.model import MiniTicker, Rejection
-from recorder.storage.held_rows import (
-    SymbolRows,
-    first_rows_after,
-    rows_by_symbol,
-    split_protected,
-)
+from recorder.storage.held_rows import SymbolRows, rows_by_symbol
 from recorder.storage.locking import InstanceLock, lock_own_instance
 from recorder.storage.partition_buffers import PartitionBuffers
 from recorder.storage.paths import PartitionKey, data_file_name, instance_wal_dir, new_session_token
+from recorder.storage.pending import PendingRecords
 from recorder.storage.publisher import SealedFile
 from recorder.storage.recovery import RecoveryReport, recover_leftovers
 from recorder.storage.seal_jobs import SealJob, SealJobs, SealResult, publish_job
@@ -63,34 +58,10 @@ from recorder.storage.wal import RecordType, SealedMarker, WalRecord, encode_bat
 from recorder.storage.wal_batch import build_flush_batch, newest_event_ms
 
 
-@dataclass(slots=True)
-class _UnloggedRecord:
-    """A record built but not yet durably appended, kept to be re-sent with the same lsn."""
-
-    record: WalRecord
-    batch: pa.RecordBatch | None = None
-    # Not to be logged yet: the gap records these rows close are not durable yet.
-    held: bool = False
-
-
 class _WriterState(enum.Enum):
     NEW = "new"
     OPEN = "open"
     CLOSED = "closed"
-
-
-MAX_APPEND_BYTES = 4 * 1024 * 1024
-"""The most one write-ahead append carries when a backlog is logged (always one record at least)."""
-
-
-def _leading_chunk(records: list[_UnloggedRecord], limit: int) -> list[_UnloggedRecord]:
-    """The oldest records not held whose payloads fit in ``limit`` bytes, at least one."""
-    size = 0
-    for count, item in enumerate(records):
-        size += len(item.record.payload)
-        if item.held or (size > limit and count):
-            return records[:count]
-    return records[:]
 
 
 class DatasetWriter:
@@ -149,7 +120,7 @@ class DatasetWriter:
         self._next_lsn = 1
         self._buffers = PartitionBuffers()
         self._jobs = SealJobs()
-        self._unlogged: list[_UnloggedRecord] = []
+        self._unlogged = PendingRecords()
         self._logged: list[pa.RecordBatch] = []
         self._sealed_unreported: list[SealedFile] = []
         self._newest_event_ms: int | None = None
@@ -192,12 +163,12 @@ class DatasetWriter:
     @property
     def pending_rows(self) -> int:
         """Rows not yet logged (an append failed, or held), kept to be logged first."""
-        return sum(item.batch.num_rows for item in self._unlogged if item.batch is not None)
+        return self._unlogged.rows
 
     @property
     def pending_bytes(self) -> int:
         """Arrow bytes of :attr:`pending_rows`."""
-        return sum(item.batch.nbytes for item in self._unlogged if item.batch is not None)
+        return self._unlogged.nbytes
 
     @property
     def wal_bytes(self) -> int:
@@ -263,13 +234,12 @@ class DatasetWriter:
         """
         self._require_open()
         rejections: list[Rejection] = []
-        for item in self._unlogged:
-            item.held = hold and item.batch is not None
         if events:
             batch = build_flush_batch(events, rejections)
             if batch.num_rows:
                 record = WalRecord(RecordType.DATA, self._take_lsn(), encode_batch(batch))
-                self._unlogged.append(_UnloggedRecord(record, batch, held=hold))
+                self._unlogged.append(record, batch)
+        self._unlogged.hold(held=hold)
         try:
             self._log_unlogged()
         except OSError as exc:
@@ -285,8 +255,7 @@ class DatasetWriter:
 
     def first_pending_after(self, after: Mapping[str, int]) -> dict[str, int]:
         """For each symbol of ``after``, the oldest pending ``E`` newer than its value there."""
-        pending = [item.batch for item in self._unlogged if item.batch is not None]
-        return first_rows_after(pending, after)
+        return self._unlogged.first_after(after)
 
     def drop_oldest_pending(
         self, keep_bytes: int, protect: Mapping[str, frozenset[int]] | None = None
@@ -304,21 +273,7 @@ class DatasetWriter:
         Returns:
             The rows dropped, per symbol.
         """
-        excess = self.pending_bytes - keep_bytes
-        dropped: list[pa.RecordBatch] = []
-        kept: list[_UnloggedRecord] = []
-        for item in self._unlogged:
-            if excess <= 0 or item.batch is None:
-                kept.append(item)
-                continue
-            spared, given_up = split_protected(item.batch, protect or {})
-            excess -= item.batch.nbytes - spared.nbytes
-            dropped.append(given_up)
-            if spared.num_rows:
-                record = WalRecord(RecordType.DATA, item.record.lsn, encode_batch(spared))
-                kept.append(_UnloggedRecord(record, spared, held=item.held))
-        self._unlogged = kept
-        return rows_by_symbol(dropped)
+        return self._unlogged.drop_oldest(keep_bytes, protect or {})
 
     def seal_due(self) -> list[SealedFile]:
         """Publish what is due in this thread: take the jobs, publish them, finish them.
@@ -477,20 +432,19 @@ class DatasetWriter:
             last_lsn=job.partition.last_lsn,
         )
         record = WalRecord(RecordType.SEALED, self._take_lsn(), encode_json(marker))
-        self._unlogged.append(_UnloggedRecord(record))
+        self._unlogged.append(record)
 
     def _log_unlogged(self) -> None:
         """Append the unlogged records not held, oldest first, then account for them.
 
         Normally that is one append and one fsync. A backlog left by a storage outage is
-        appended in chunks of at most :data:`MAX_APPEND_BYTES`, each made durable before the
-        next, so that it goes out as space comes back instead of needing all of it at once.
+        appended in chunks (:meth:`~recorder.storage.pending.PendingRecords.next_chunk`), each
+        made durable before the next, so that it goes out as space comes back.
 
         Raises:
             OSError: a chunk could not be appended; it and the records after it stay unlogged.
         """
-        while self._unlogged and not self._unlogged[0].held:
-            chunk = _leading_chunk(self._unlogged, MAX_APPEND_BYTES)
+        while chunk := self._unlogged.next_chunk():
             self._segments.append([item.record for item in chunk])
             for item in chunk:
                 if item.batch is not None:
@@ -499,7 +453,7 @@ class DatasetWriter:
                     newest = newest_event_ms(item.batch)
                     if self._newest_event_ms is None or newest > self._newest_event_ms:
                         self._newest_event_ms = newest
-            del self._unlogged[: len(chunk)]
+            self._unlogged.remove_first(len(chunk))
 
     def _oldest_buffered_lsn(self) -> int | None:
         partitions = self._buffers.partitions.values()

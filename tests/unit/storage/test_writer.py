@@ -266,7 +266,7 @@ def test_a_backlog_is_logged_in_chunks_as_space_comes_back(
     writer.open()
     writer.write_ahead(events_for(DAY_MS, 1))
     one_record = writer.wal_bytes  # the header is smaller than a data record
-    monkeypatch.setattr("recorder.storage.writer.MAX_APPEND_BYTES", 1)  # one record a chunk
+    monkeypatch.setattr("recorder.storage.pending.MAX_APPEND_BYTES", 1)  # one record a chunk
     backlog = [events_for(DAY_MS + 1000 * (i + 1), 1) for i in range(6)]
     soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
     resource.setrlimit(resource.RLIMIT_FSIZE, (writer.wal_bytes + 10, hard))
