@@ -21,6 +21,7 @@ hits every connection open when it fires. Examples::
 Kinds: ``drop`` (abort TCP, no close frame), ``close`` (close frame), ``stall`` (no data,
 pings still answered), ``blackhole`` (nothing at all, pings unanswered: a dead peer),
 ``garbage`` (a non-JSON frame), ``bad_field`` (a wrong type or a non-numeric number),
+``future_time`` (a valid event of the connection's first symbol with ``E`` ten years ahead),
 ``hostile_symbol`` (``"s": "../../x"``), ``unsubscribed`` (a symbol the connection did not
 subscribe), ``huge`` (a frame of ``size`` bytes), ``refuse`` (HTTP 503, or 429 with
 ``Retry-After``, for the next COUNT handshakes).
@@ -41,6 +42,8 @@ DEFAULT_HUGE_SIZE = 3 * 1024 * 1024
 DEFAULT_REFUSE_STATUS = 503
 REFUSE_STATUSES = (503, 429)
 HOSTILE_SYMBOL = "../../x"
+FUTURE_TIME_LEAD_MS = 3650 * 86_400_000
+"""How far ahead of the event clock a ``future_time`` event is stamped: ten years."""
 UNLISTED_SYMBOL = "UNSUBSCRIBEDUSDT"
 """Used by ``unsubscribed`` when the connection subscribed every listed symbol."""
 
@@ -54,6 +57,7 @@ class FaultKind(enum.StrEnum):
     BLACKHOLE = "blackhole"
     GARBAGE = "garbage"
     BAD_FIELD = "bad_field"
+    FUTURE_TIME = "future_time"
     HOSTILE_SYMBOL = "hostile_symbol"
     UNSUBSCRIBED = "unsubscribed"
     HUGE = "huge"
@@ -66,6 +70,7 @@ FRAME_KINDS = frozenset(
     {
         FaultKind.GARBAGE,
         FaultKind.BAD_FIELD,
+        FaultKind.FUTURE_TIME,
         FaultKind.HOSTILE_SYMBOL,
         FaultKind.UNSUBSCRIBED,
         FaultKind.HUGE,
@@ -385,6 +390,13 @@ def bad_field_payload(template: Mapping[str, str | int], serial: int) -> dict[st
     key, value = BAD_FIELD_VARIANTS[serial % len(BAD_FIELD_VARIANTS)]
     payload: dict[str, object] = dict(template)
     payload[key] = value
+    return payload
+
+
+def future_time_payload(template: Mapping[str, str | int]) -> dict[str, object]:
+    """A valid payload whose ``E`` is :data:`FUTURE_TIME_LEAD_MS` ahead of the template's."""
+    payload: dict[str, object] = dict(template)
+    payload["E"] = int(template["E"]) + FUTURE_TIME_LEAD_MS
     return payload
 
 

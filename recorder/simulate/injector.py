@@ -23,6 +23,7 @@ from recorder.simulate.faults import (
     FaultKind,
     HandshakeGate,
     bad_field_payload,
+    future_time_payload,
     garbage_text,
     hostile_payload,
     huge_payload,
@@ -184,6 +185,8 @@ class FaultInjector:
         template = generator.payload_now(symbol, now_ms)
         if fault.kind is FaultKind.BAD_FIELD:
             payload = bad_field_payload(template, serial)
+        elif fault.kind is FaultKind.FUTURE_TIME:
+            payload = future_time_payload(template)
         elif fault.kind is FaultKind.HOSTILE_SYMBOL:
             payload = hostile_payload(template)
             symbol = HOSTILE_SYMBOL

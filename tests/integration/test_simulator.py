@@ -525,6 +525,22 @@ async def test_bad_field_frames_cycle_through_variants(
 
 
 @pytest.mark.asyncio
+async def test_future_time_frame_carries_a_valid_event_ten_years_ahead(
+    exchange: SimulatedExchange, http: aiohttp.ClientSession
+) -> None:
+    async with http.ws_connect(f"{exchange.base_url}/ws/btcusdt@miniTicker") as ws:
+        before = json.loads(await next_text(ws))
+        exchange.inject(Fault(FaultKind.FUTURE_TIME))
+        texts = await texts_until(
+            ws, lambda text: json.loads(text)["E"] > before["E"] + 365 * 86_400_000, limit=50
+        )
+    future = json.loads(texts[-1])
+    assert future["s"] == "BTCUSDT"
+    lead = 3650 * 86_400_000
+    assert before["E"] + lead <= future["E"] <= exchange.simulated_now_ms() + lead
+
+
+@pytest.mark.asyncio
 async def test_huge_frame(exchange: SimulatedExchange, http: aiohttp.ClientSession) -> None:
     url = f"{exchange.base_url}/ws/btcusdt@miniTicker"
     async with http.ws_connect(url, max_msg_size=8 * 1024 * 1024) as ws:

@@ -5,6 +5,7 @@ import pytest
 from recorder.errors import ConfigError
 from recorder.simulate.faults import (
     DEFAULT_HUGE_SIZE,
+    FUTURE_TIME_LEAD_MS,
     HOSTILE_SYMBOL,
     Fault,
     FaultKind,
@@ -13,6 +14,7 @@ from recorder.simulate.faults import (
     bad_field_payload,
     fault_from_json,
     format_fault,
+    future_time_payload,
     garbage_text,
     hostile_payload,
     huge_payload,
@@ -166,6 +168,18 @@ def test_bad_field_variants_cycle() -> None:
     assert bad_field_payload(TEMPLATE, 4) == broken[0]
     for payload in broken:
         assert sum(payload[key] != TEMPLATE[key] for key in TEMPLATE) == 1
+
+
+def test_future_time_is_a_valid_event_ten_years_ahead() -> None:
+    payload = future_time_payload(TEMPLATE)
+    assert payload["E"] == int(TEMPLATE["E"]) + FUTURE_TIME_LEAD_MS
+    assert FUTURE_TIME_LEAD_MS == 3650 * 86_400_000
+    assert {key: value for key, value in payload.items() if key != "E"} == {
+        key: value for key, value in TEMPLATE.items() if key != "E"
+    }
+    assert parse_fault_spec("future_time@2s*2;conn=c1") == (
+        Fault(FaultKind.FUTURE_TIME, at=2.0, count=2, connection_id="c1"),
+    )
 
 
 def test_hostile_symbol() -> None:
