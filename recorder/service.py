@@ -40,6 +40,13 @@ from recorder.flush import FlushOutcome, StorageFlush
 from recorder.gaps.detector import GapDetector
 from recorder.gaps.log import GapLog
 from recorder.gaps.state import merged_last_event_times
+from recorder.ingest.event_times import (
+    ClockOffsetAlarm,
+    ClockOffsetChange,
+    EventTimeGuard,
+    quorum_for,
+    screen_restored,
+)
 from recorder.ingest.pipeline import EventPipeline
 from recorder.ingest.source import MarketSource, StreamItem
 from recorder.ops.http import MetricsServer
@@ -148,7 +155,12 @@ class RecorderService:
             clock=self.clock,
         )
         self._drop_flushes = 0
+        self._clock_alarm = ClockOffsetAlarm()
         self._ready = False
+
+    @property
+    def _max_event_time_skew_ms(self) -> int:
+        return round(self.settings.source.max_event_time_skew * 1000)
 
     def _build_pipeline(self, restored: Mapping[str, int]) -> EventPipeline:
         return EventPipeline(
@@ -156,6 +168,11 @@ class RecorderService:
             self.settings.source.max_frame_bytes,
             GapDetector(self.settings.gaps.interval_ms, restored),
             self.metrics,
+            event_times=EventTimeGuard(
+                self._max_event_time_skew_ms,
+                restored,
+                quorum_for(len(self.settings.source.symbols)),
+            ),
         )
 
     def health(self) -> tuple[bool, Mapping[str, object]]:
@@ -202,7 +219,14 @@ class RecorderService:
             self.settings.source.symbols,
             skip_invalid=True,
         )
-        restored = restored_event_times(persisted, report)
+        # An older version may have persisted (or logged) a far-future E: never restore it.
+        restored, implausible = screen_restored(
+            restored_event_times(persisted, report),
+            self.clock.wall_us() // 1000,
+            self._max_event_time_skew_ms,
+        )
+        if implausible:
+            log.warning("restored event times ignored: implausibly far ahead", symbols=implausible)
         self.pipeline = self._build_pipeline(restored)
         self.storage_flush.restore(restored)
         log.info(
@@ -336,6 +360,7 @@ class RecorderService:
         metrics.set_buffered_rows(self.buffered_rows)
         metrics.set_buffered_bytes(self.writer.buffered_bytes + self.writer.pending_bytes)
         metrics.set_wal_size(self.writer.wal_bytes)
+        self._report_clock_offset()
         health = self.flush_health
         if outcome.failure is None:
             if not self._ready and outcome.durable:
@@ -362,6 +387,23 @@ class RecorderService:
                 not_yet_durable_rows=self.writer.pending_rows,
             )
 
+    def _report_clock_offset(self) -> None:
+        offset_ms = self.pipeline.clock_offset_ms
+        if offset_ms is None:
+            return
+        self.metrics.set_clock_offset(offset_ms)
+        change = self._clock_alarm.observe(offset_ms, self.clock.monotonic())
+        if change is ClockOffsetChange.FAR:
+            # Events are still judged against the newest accepted E as well (event_times).
+            log.warning(
+                "the local clock is far from the exchange's event times",
+                clock_offset_s=offset_ms / 1000,
+            )
+        elif change is ClockOffsetChange.BACK:
+            log.info(
+                "the local clock agrees with the exchange again", clock_offset_s=offset_ms / 1000
+            )
+
     def _report_drops(self, dropped: Mapping[str, SymbolRows]) -> None:
         if not dropped:
             return
@@ -384,6 +426,7 @@ class RecorderService:
 
     async def _final_flush(self) -> None:
         self._drain_queue()
+        self.pipeline.settle()
         deadline = self.settings.service.stop_timeout
         try:
             async with asyncio.timeout(deadline):

@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 from recorder.gaps.detector import Gap, GapDetector
 from recorder.ingest.decode import decode_frame
 from recorder.ingest.dedup import DuplicateFilter
+from recorder.ingest.event_times import EventTimeGuard
+from recorder.ingest.rejections import build_rejection
 from recorder.model import (
     CONNECTION_ENDS,
     ConnectionChange,
@@ -87,6 +89,8 @@ class EventPipeline:
         detector: the gap detector, already restored from persisted state.
         metrics: counters to move, if any.
         dedup_window: event times remembered per symbol for de-duplication.
+        event_times: the guard that judges each event's ``E`` before anything else sees it,
+            seeded with the restored state; one with the default bound when ``None``.
     """
 
     def __init__(
@@ -96,12 +100,15 @@ class EventPipeline:
         detector: GapDetector,
         metrics: RecorderMetrics | None = None,
         dedup_window: int = 256,
+        *,
+        event_times: EventTimeGuard[tuple[MiniTicker, ReceivedFrame]] | None = None,
     ) -> None:
         self._subscribed = symbols
         self._max_frame_bytes = max_frame_bytes
         self._detector = detector
         self._metrics = metrics
         self._seen = DuplicateFilter(dedup_window)
+        self._event_times = event_times or EventTimeGuard()
         self._pending = _PendingBatch()
         self.counters = PipelineCounters()
         self.connections: dict[str, ConnectionState] = {}
@@ -158,23 +165,48 @@ class EventPipeline:
             counters.control_replies += 1
         if decoded.rejections:
             self.reject(decoded.rejections)
-        for event in decoded.events:
-            if not self._seen.accept(event.symbol, event.event_time):
-                counters.duplicates += 1
+        # An implausible E must reach neither the duplicate filter nor the detector nor
+        # storage; a suspect one is held until a later event decides (see event_times).
+        guard = self._event_times
+        for decoded_event in decoded.events:
+            for (event, carrier), reason in guard.admit(
+                decoded_event.symbol,
+                decoded_event.event_time,
+                decoded_event.receive_time,
+                (decoded_event, frame),
+            ):
+                if reason is not None:
+                    self._reject_event_time(carrier, reason)
+                    continue
+                if not self._seen.accept(event.symbol, event.event_time):
+                    counters.duplicates += 1
+                    if metrics is not None:
+                        metrics.duplicate_dropped()
+                    continue
+                pending.events.append(event)
+                counters.events += 1
                 if metrics is not None:
-                    metrics.duplicate_dropped()
-                continue
-            pending.events.append(event)
-            counters.events += 1
-            if metrics is not None:
-                metrics.event_received(event.symbol, event.receive_time)
-            gap = self._detector.observe(event, frame.connection_id, frame.receive_time)
-            if gap is not None:
-                pending.gaps.append(gap)
-                counters.gaps += 1
-                counters.missed += gap.missed
-                if metrics is not None:
-                    metrics.gap_detected(gap.cause.value, gap.missed)
+                    metrics.event_received(event.symbol, event.receive_time)
+                gap = self._detector.observe(event, carrier.connection_id, carrier.receive_time)
+                if gap is not None:
+                    pending.gaps.append(gap)
+                    counters.gaps += 1
+                    counters.missed += gap.missed
+                    if metrics is not None:
+                        metrics.gap_detected(gap.cause.value, gap.missed)
+
+    def settle(self) -> None:
+        """Decide the events still held for their ``E``: on stop, they are quarantined."""
+        for (_, carrier), reason in self._event_times.settle():
+            self._reject_event_time(carrier, reason)
+
+    @property
+    def clock_offset_ms(self) -> int | None:
+        """Local clock minus ``E`` of the latest accepted event; ``None`` before the first."""
+        return self._event_times.clock_offset_ms
+
+    def _reject_event_time(self, frame: ReceivedFrame, reason: str) -> None:
+        self.reject([build_rejection(frame.data, reason, frame.receive_time, frame.connection_id)])
 
     def reject(self, rejections: Sequence[Rejection]) -> None:
         """Count rejections and queue them for the quarantine."""

@@ -19,6 +19,8 @@ code                       meaning
 ``inexact_decimal:<f>``    field ``<f>`` does not fit ``decimal128(38, 18)`` exactly
                            (see :mod:`recorder.ingest.decimals`)
 ``bad_event_time``         ``E`` is outside [2017-01-01, 2100-01-01)
+``implausible_event_time`` ``E`` is too far from the local clock and from the other events'
+                           (not the decoder's: :mod:`recorder.ingest.event_times`)
 ``wrong_event_type``       ``e`` is not ``"24hrMiniTicker"``
 ``unsafe_symbol``          ``s`` fails :func:`recorder.symbols.is_valid_symbol`
 ``unsubscribed_symbol``    ``s`` is not one of the subscribed symbols

@@ -269,6 +269,14 @@ class RecorderMetrics:
             "Size of the write-ahead log on disk.",
             registry=registry,
         )
+        self._clock_offset = Gauge(
+            "recorder_clock_offset_seconds",
+            "Local wall clock at arrival minus the exchange's event time E of the latest "
+            "accepted event: this host's clock error plus the network latency (NaN before the "
+            "first event).",
+            registry=registry,
+        )
+        self._clock_offset.set(float("nan"))
         # Until the first flush there is no failure to report.
         self._last_flush_success.set(1)
         build = Info("recorder_build", "Recorder build information.", registry=registry)
@@ -387,6 +395,10 @@ class RecorderMetrics:
     def set_wal_size(self, size_bytes: int) -> None:
         """Report the size of the write-ahead log on disk."""
         self._wal_size.set(size_bytes)
+
+    def set_clock_offset(self, offset_ms: int) -> None:
+        """Report the local clock minus ``E`` of the latest accepted event, in milliseconds."""
+        self._clock_offset.set(offset_ms / 1000)
 
     def exposition(self, accept: str = "") -> tuple[bytes, str]:
         """Render every metric in the format the scraper asked for.

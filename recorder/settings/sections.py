@@ -66,6 +66,9 @@ class SourceSettings:
         backoff_initial: first reconnect delay in seconds.
         backoff_max: largest reconnect delay in seconds; at least ``backoff_initial``.
         max_frame_bytes: largest websocket frame accepted, in bytes.
+        max_event_time_skew: seconds an event's ``E`` may be from both the local clock and
+            the newest ``E`` of the other symbols before it is quarantined as implausible
+            (see :mod:`recorder.ingest.event_times`).
     """
 
     url: str = setting("wss://fstream.binance.com/market", parse_ws_url)
@@ -80,6 +83,7 @@ class SourceSettings:
     backoff_initial: float = setting(1.0, _positive_duration, format_duration)
     backoff_max: float = setting(60.0, _positive_duration, format_duration)
     max_frame_bytes: int = setting(1 * _MIB, size_key(), format_size)
+    max_event_time_skew: float = setting(24 * _HOUR, duration_key(minimum=1.0), format_duration)
 
 
 @dataclass(frozen=True, slots=True)

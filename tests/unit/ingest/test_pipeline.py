@@ -86,3 +86,43 @@ def test_live_connections_and_metrics_follow_connection_events() -> None:
     assert 'recorder_reconnects_total{reason="stalled"} 1.0' in text
     assert "recorder_open_connections 0.0" in text
     assert 'recorder_events_received_total{symbol="BTCUSDT"} 1.0' in text
+
+
+def test_a_far_future_event_is_quarantined_and_never_reaches_the_detector_or_storage() -> None:
+    p = pipeline()
+    p.feed(change(ConnectionChange.OPENED))
+    ten_years = 3650 * 86_400_000
+    future = frame("ETHUSDT", T0 + ten_years)
+    # Delivered at T0 by the local clock, which is right.
+    future = ReceivedFrame(future.data, T0 * 1000, future.connection_id)
+    for item in (frame("BTCUSDT", T0), frame("ETHUSDT", T0 + 10), future):
+        p.feed(item)
+    p.feed(frame("ETHUSDT", T0 + 2010))
+    p.feed(frame("ETHUSDT", T0 + 30_010))
+    taken = p.take()
+    assert [(e.symbol, e.event_time) for e in taken.events] == [
+        ("BTCUSDT", T0),
+        ("ETHUSDT", T0 + 10),
+        ("ETHUSDT", T0 + 2010),
+        ("ETHUSDT", T0 + 30_010),
+    ]
+    [rejection] = taken.rejections
+    assert rejection.reason.startswith("implausible_event_time: E=2035-")
+    assert rejection.raw == future.data
+    assert rejection.connection_id == "0.1"
+    assert taken.last_event_times == {"BTCUSDT": T0, "ETHUSDT": T0 + 30_010}
+    # The later real gap of that symbol is still found, with a sane count.
+    assert [(g.symbol, g.missed) for g in taken.gaps] == [("ETHUSDT", 13)]
+    assert p.counters.rejections == 1
+
+
+def test_a_held_event_is_quarantined_when_the_pipeline_settles() -> None:
+    p = pipeline()
+    p.feed(frame("BTCUSDT", T0))
+    late = frame("BTCUSDT", T0 + 3650 * 86_400_000)
+    p.feed(ReceivedFrame(late.data, T0 * 1000 + 1, late.connection_id))
+    assert p.take().rejections == []
+    p.settle()
+    [rejection] = p.take().rejections
+    assert rejection.reason.endswith("nothing vouched for it before the recorder stopped")
+    assert p.clock_offset_ms == 50

@@ -74,6 +74,7 @@ def test_every_metric_is_exported_with_its_type_and_help(metrics: RecorderMetric
         "recorder_files_published": "counter",
         "recorder_buffered_rows": "gauge",
         "recorder_wal_size_bytes": "gauge",
+        "recorder_clock_offset_seconds": "gauge",
         # The text format has no info type: build info is a gauge of constant 1.
         "recorder_build_info": "gauge",
     }
@@ -228,6 +229,16 @@ def test_storage_counters_and_gauges(metrics: RecorderMetrics) -> None:
     assert value(metrics, "recorder_files_published_total") == 3
     assert value(metrics, "recorder_buffered_rows") == 512
     assert value(metrics, "recorder_wal_size_bytes") == 65536
+
+
+def test_clock_offset_is_unknown_until_set_then_in_seconds_either_way(
+    metrics: RecorderMetrics,
+) -> None:
+    assert math.isnan(value(metrics, "recorder_clock_offset_seconds"))
+    metrics.set_clock_offset(-31_536_000_000)  # this host a year behind the exchange
+    assert value(metrics, "recorder_clock_offset_seconds") == -31_536_000
+    metrics.set_clock_offset(250)
+    assert value(metrics, "recorder_clock_offset_seconds") == 0.25
 
 
 def test_counters_reject_negative_increments(metrics: RecorderMetrics) -> None:

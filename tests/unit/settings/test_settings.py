@@ -57,6 +57,7 @@ def test_defaults_are_the_documented_values() -> None:
     assert settings.source.backoff_initial == 1
     assert settings.source.backoff_max == 60
     assert settings.source.max_frame_bytes == 1024 * 1024
+    assert settings.source.max_event_time_skew == 86_400
     assert settings.storage.root == Path("data")
     assert settings.storage.flush_interval == 1
     assert settings.storage.max_file_age == 3600

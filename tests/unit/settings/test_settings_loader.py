@@ -82,6 +82,7 @@ def test_environment_values_go_through_the_same_parsers_as_toml_values() -> None
         "RECORDER_SOURCE__SYMBOLS": "btcusdt, ETHUSDT,币安人生USDT",
         "RECORDER_SOURCE__CONNECTION_LIFETIME": "1h30m",
         "RECORDER_SOURCE__MAX_FRAME_BYTES": "64KiB",
+        "RECORDER_SOURCE__MAX_EVENT_TIME_SKEW": "5m",
         "RECORDER_STORAGE__FLUSH_INTERVAL": "500ms",
         "RECORDER_GAPS__INTERVAL": "1.5",
         "RECORDER_SERVICE__INSTANCE_ID": "eu-1",
@@ -92,6 +93,7 @@ def test_environment_values_go_through_the_same_parsers_as_toml_values() -> None
     assert settings.source.symbols == ("BTCUSDT", "ETHUSDT", "币安人生USDT")
     assert settings.source.connection_lifetime == 5400
     assert settings.source.max_frame_bytes == 65536
+    assert settings.source.max_event_time_skew == 300
     assert settings.storage.flush_interval == 0.5
     assert settings.gaps.interval_ms == 1500
     assert settings.service.instance_id == "eu-1"
