@@ -81,7 +81,7 @@ class _PendingBatch:
 
 
 class EventPipeline:
-    """Decode, validate, de-duplicate and gap-check what the source delivers.
+    """Decode, validate, de-duplicate and gap-check what the source delivers; E is judged first.
 
     Args:
         symbols: the subscribed symbols; events of any other symbol are rejected.
