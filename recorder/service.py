@@ -158,9 +158,9 @@ class RecorderService:
         # flush abandoned at stop_timeout must not hold the exit.
         self._flush_thread = ThreadPoolExecutor(1, thread_name_prefix="recorder-flush")
         self._stop_deadline: float | None = None
+        # Set when the stop gave up on a storage thread at stop_timeout: the process must then
+        # exit without joining it (what it did not finish is in the write-ahead log).
         self.abandoned = False
-        """Whether the stop gave up waiting for a storage thread at ``stop_timeout``; the
-        process must then exit without joining it (what it did not finish is in the log)."""
         # At most one job per partition is in flight, so this queue is bounded by them.
         self._seal_jobs: asyncio.Queue[SealJob] = asyncio.Queue()
         # Results waiting for the next flush, which logs their SEALED records.
@@ -224,7 +224,10 @@ class RecorderService:
         async with asyncio.TaskGroup() as tg:
             # Recovery can take a while after a long outage: keep systemd's watchdog fed.
             feeding = tg.create_task(self.notifier.keep_watchdog_fed(), name="watchdog")
-            relaying = tg.create_task(_relay(stop, stop_requested), name="stop relay")
+            # The recovery thread cannot await the stop: it reads a thread-safe copy of it (set
+            # on cancellation too, which comes only once recovery is over).
+            relaying = tg.create_task(stop.wait(), name="stop relay")
+            relaying.add_done_callback(lambda _: stop_requested.set())
             claimed, self._claimed = self._claimed, None
             report = await asyncio.to_thread(
                 self.writer.open, claimed=claimed, should_stop=stop_requested.is_set
@@ -495,9 +498,3 @@ class RecorderService:
             files_published=self.flush_health.files_published,
             flush_ok=self.flush_health.ok,
         )
-
-
-async def _relay(stop: asyncio.Event, stop_requested: threading.Event) -> None:
-    """Set ``stop_requested`` (read by a thread) once ``stop`` (an asyncio event) is set."""
-    await stop.wait()
-    stop_requested.set()
