@@ -246,3 +246,31 @@ def test_check_after_retiring_an_instance_expects_only_the_others(
     assert "XRPUSDT" in {symbol for symbol, _ in rows(root)}
     assert (root / "_wal").exists()
     assert not (root / "_wal" / "old").exists()
+
+
+def test_two_recorders_without_an_instance_id_on_one_root_do_not_collide(
+    tmp_path: Path, start_simulator: StartSimulator, start_recorder: StartRecorder
+) -> None:
+    root = tmp_path / "data"
+    simulator = start_simulator("--symbols", "BTCUSDT,ETHUSDT", "--speed", "20")
+    first = start_recorder(
+        root=root, url=simulator.url, symbols=["BTCUSDT"], config=CONFIG, name="first"
+    )
+    first_id = first.wait_for_log("recorder started")["instance_id"]
+    second = start_recorder(
+        root=root, url=simulator.url, symbols=["ETHUSDT"], config=CONFIG, name="second"
+    )
+    second_id = second.wait_for_log("recorder started")["instance_id"]
+    second.wait_for_log("ready")
+    first.wait_for_log("ready")
+
+    assert second_id == f"{first_id}-2"  # the next id of the host's series
+    assert first.terminate() == 0
+    assert second.terminate() == 0
+    assert {p.name for p in (root / "_state").iterdir()} == {
+        f"{first_id}.json",
+        f"{second_id}.json",
+    }
+    recorded = rows(root)
+    assert {symbol for symbol, _ in recorded} == {"BTCUSDT", "ETHUSDT"}
+    assert max(recorded.values()) == 1
