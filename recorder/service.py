@@ -19,20 +19,24 @@ answering pings while files are fsynced.
 The order of one flush's writes, and the memory budget, are :mod:`recorder.flush`'s.
 
 On stop the source is cancelled first (no more reading), what is already queued is drained into
-the pipeline, the publisher finishes the file it is writing, and a final flush and seal runs;
-``stop_timeout`` is the time it is expected to take (a warning says when it took longer: a file
-write cannot be interrupted half-way, and the service manager's own stop timeout is the hard
-bound). Whatever a SIGKILL cuts off is in the write-ahead log and is published by the next
-start.
+the pipeline, the publisher finishes the file it is writing, a final flush makes everything
+durable in the write-ahead log, and a final seal publishes it. ``stop_timeout``, counted from
+the stop, bounds all of it: a thread cannot be interrupted, so when the deadline passes the
+service stops waiting for the file or the flush in progress and says so
+(:attr:`RecorderService.abandoned`); the command line then exits without joining that thread.
+What is not published by then is in the write-ahead log, like whatever a SIGKILL cuts off, and
+the next start publishes it. A stop during start-up recovery ends the recovery after the file
+it is writing and leaves the rest in the log, too.
 """
 
 import asyncio
 import functools
 import random
-import secrets
+import threading
 from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import TypeVar
 
 from recorder.clock import Clock, SystemClock
 from recorder.errors import StorageError
@@ -49,18 +53,22 @@ from recorder.ingest.event_times import (
 )
 from recorder.ingest.pipeline import EventPipeline
 from recorder.ingest.source import MarketSource, StreamItem
+from recorder.instance import default_instance_id
 from recorder.ops.http import MetricsServer
 from recorder.ops.logs import get_logger
 from recorder.ops.metrics import RecorderMetrics
 from recorder.ops.notify import SystemdNotifier
 from recorder.settings import Settings
 from recorder.storage.held_rows import SymbolRows
+from recorder.storage.locking import InstanceLock, claim_instance
 from recorder.storage.quarantine import QuarantineLog
 from recorder.storage.recovery import RecoveryReport
 from recorder.storage.seal_jobs import SealJob, SealResult
 from recorder.storage.writer import DatasetWriter
 
 log = get_logger(__name__)
+
+_T = TypeVar("_T")
 
 PUBLISH_SHARE_OF_BUDGET = 0.75
 """The share of ``buffer_budget`` above which partitions are sealed early; the rest is the room
@@ -100,6 +108,13 @@ class RecorderService:
         clock: monotonic time for scheduling, wall time for ``receive_time``.
         rng: randomness for reconnect jitter (seeded in tests).
         environ: the process environment, for the systemd notification socket.
+
+    Without a configured ``instance_id`` the service claims the first free id of the host's
+    series (:func:`~recorder.storage.locking.claim_instance`) here, holding its lock: a
+    restart reuses the files of the instance it was, a second recorder beside it gets its own.
+
+    Raises:
+        StorageError: no instance id can be claimed (the root cannot be used).
     """
 
     def __init__(
@@ -112,8 +127,12 @@ class RecorderService:
     ) -> None:
         self.settings = settings
         self.clock = clock or SystemClock()
-        self.instance_id = settings.service.instance_id or secrets.token_hex(4)
         storage = settings.storage
+        self._claimed: InstanceLock | None = None
+        if settings.service.instance_id is None:
+            self.instance_id, self._claimed = claim_instance(storage.root, default_instance_id())
+        else:
+            self.instance_id = settings.service.instance_id
         self.metrics = RecorderMetrics(clock=self.clock)
         self.metrics.track_symbols(settings.source.symbols)
         self.notifier = SystemdNotifier(environ)
@@ -142,6 +161,13 @@ class RecorderService:
         self._io_lock = asyncio.Lock()
         # One thread of its own: a long publication never waits for, or delays, a flush.
         self._publisher_thread = ThreadPoolExecutor(1, thread_name_prefix="recorder-publisher")
+        # Not the loop's default executor: asyncio.run joins that one without a deadline, and a
+        # flush abandoned at stop_timeout must not hold the exit.
+        self._flush_thread = ThreadPoolExecutor(1, thread_name_prefix="recorder-flush")
+        self._stop_deadline: float | None = None
+        # Set when the stop gave up on a storage thread at stop_timeout: the process must then
+        # exit without joining it (what it did not finish is in the write-ahead log).
+        self.abandoned = False
         # At most one job per partition is in flight, so this queue is bounded by them.
         self._seal_jobs: asyncio.Queue[SealJob] = asyncio.Queue()
         # Results waiting for the next flush, which logs their SEALED records.
@@ -207,12 +233,27 @@ class RecorderService:
         return not reasons, details
 
     async def run(self, stop: asyncio.Event) -> None:
-        """Record until ``stop`` is set, then flush and seal; raise if a task fails."""
+        """Record until ``stop`` is set, then flush and seal; raise if a task fails.
+
+        A stop during start-up recovery ends it early: the rest stays in the write-ahead log.
+        """
+        stop_requested = threading.Event()
         async with asyncio.TaskGroup() as tg:
             # Recovery can take a while after a long outage: keep systemd's watchdog fed.
             feeding = tg.create_task(self.notifier.keep_watchdog_fed(), name="watchdog")
-            report = await asyncio.to_thread(self.writer.open)
+            # The recovery thread cannot await the stop: it reads a thread-safe copy of it (set
+            # on cancellation too, which comes only once recovery is over).
+            relaying = tg.create_task(stop.wait(), name="stop relay")
+            relaying.add_done_callback(lambda _: stop_requested.set())
+            claimed, self._claimed = self._claimed, None
+            report = await asyncio.to_thread(
+                self.writer.open, claimed=claimed, should_stop=stop_requested.is_set
+            )
             feeding.cancel()
+            relaying.cancel()
+        if report.interrupted:
+            await self._stop_during_recovery(report)
+            return
         persisted = await asyncio.to_thread(
             merged_last_event_times,
             self.settings.storage.root,
@@ -259,17 +300,51 @@ class RecorderService:
                 stopping = tg.create_task(stop.wait(), name="stop")
                 await asyncio.wait([*tasks, stopping], return_when=asyncio.FIRST_COMPLETED)
                 log.info("stopping")
+                self._stop_deadline = self.clock.monotonic() + self.settings.service.stop_timeout
                 self.notifier.stopping()
                 for task in (*tasks, stopping):
                     task.cancel()
         finally:
+            if self._stop_deadline is None:  # a task failed before the stop
+                self._stop_deadline = self.clock.monotonic() + self.settings.service.stop_timeout
             await self._final_flush()
-            self._publisher_thread.shutdown(wait=True)
+            self._publisher_thread.shutdown(wait=not self.abandoned)
+            self._flush_thread.shutdown(wait=not self.abandoned)
             if self.metrics_server is not None:
                 await self.metrics_server.stop()
         if not self.flush_health.ok:
             msg = f"the final flush failed: {self.flush_health.last_error or 'deadline exceeded'}"
             raise StorageError(msg)
+
+    async def _stop_during_recovery(self, report: RecoveryReport) -> None:
+        """Close the writer opened by an interrupted recovery; the log keeps the rest."""
+        await asyncio.to_thread(self.writer.close)
+        log.info(
+            "recorder stopped during start-up recovery; the next start publishes the rest",
+            instance_id=self.instance_id,
+            segments_replayed=report.segments_replayed,
+            files_recovered=len(report.files_published),
+            rows_recovered=report.rows_published,
+        )
+
+    def _stop_time_left(self) -> float:
+        """Seconds until ``stop_timeout`` runs out; infinite before the stop."""
+        if self._stop_deadline is None:
+            return float("inf")
+        return max(0.0, self._stop_deadline - self.clock.monotonic())
+
+    async def _wait_for_thread(self, work: "asyncio.Future[_T]") -> "_T | None":
+        """The result of ``work``, a storage thread, or ``None`` once the stop's time is up.
+
+        Before the stop this waits as long as it takes. A thread given up on keeps running
+        and still uses the writer: :attr:`abandoned` is set so that nothing else touches it.
+        """
+        left = self._stop_time_left()
+        done, _ = await asyncio.wait({work}, timeout=None if left == float("inf") else left)
+        if done:
+            return work.result()
+        self.abandoned = True
+        return None
 
     async def _consume(self) -> None:
         while True:
@@ -304,8 +379,11 @@ class RecorderService:
             try:
                 result = await asyncio.shield(publishing)
             except asyncio.CancelledError:
-                # The file may be in place already: its result must reach the writer.
-                self._seal_results.append(await publishing)
+                # The file may be in place already: its result must reach the writer, unless
+                # stop_timeout runs out first (recovery then finds the file by its name).
+                finished = await self._wait_for_thread(publishing)
+                if finished is not None:
+                    self._seal_results.append(finished)
                 raise
             self._seal_results.append(result)
             elapsed = self.clock.monotonic() - started
@@ -325,14 +403,18 @@ class RecorderService:
             results, self._seal_results = self._seal_results, []
             started = self.clock.monotonic()
             storage_writes = asyncio.get_running_loop().run_in_executor(
-                None, functools.partial(self.storage_flush.write, batch, results, seal=seal)
+                self._flush_thread,
+                functools.partial(self.storage_flush.write, batch, results, seal=seal),
             )
             try:
                 outcome = await asyncio.shield(storage_writes)
             except asyncio.CancelledError:
                 # A thread cannot be interrupted: hold the lock until it is done, so that the
-                # final flush never runs beside it (the writer is not thread-safe).
-                self._record_flush(await storage_writes)
+                # final flush never runs beside it (the writer is not thread-safe); at
+                # stop_timeout, give up on it instead, and the final flush does not run.
+                finished = await self._wait_for_thread(storage_writes)
+                if finished is not None:
+                    self._record_flush(finished)
                 raise
             self.metrics.observe_flush(self.clock.monotonic() - started, outcome.failure is None)
         self._record_flush(outcome)
@@ -425,16 +507,29 @@ class RecorderService:
             self.pipeline.feed(self.queue.get_nowait())
 
     async def _final_flush(self) -> None:
+        """Make everything durable, then seal it, within what is left of ``stop_timeout``.
+
+        Durability comes first, in a flush of its own: when the seal is cut short, every
+        received event is in the write-ahead log already.
+        """
         self._drain_queue()
         self.pipeline.settle()
-        deadline = self.settings.service.stop_timeout
         try:
-            async with asyncio.timeout(deadline):
-                await self.flush(seal=True)
+            async with asyncio.timeout(self._stop_time_left()):
+                if not self.abandoned:
+                    await self.flush(seal=False)
+                # A publication given up on still runs: the seal must not run beside it.
+                if not self.abandoned:
+                    await self.flush(seal=True)
         except TimeoutError:
-            # The flush thread cannot be interrupted; it completed (see flush) and its outcome
-            # is in flush_health. Say that the stop took longer than planned.
-            log.warning("final flush took longer than stop_timeout", stop_timeout=deadline)
+            self.abandoned = True
+        if self.abandoned:
+            log.warning(
+                "stop_timeout passed before everything was published; the rest stays in the "
+                "write-ahead log and the next start publishes it",
+                stop_timeout=self.settings.service.stop_timeout,
+                unpublished_rows=self.buffered_rows,
+            )
         counters = self.pipeline.counters
         log.info(
             "recorder stopped",

@@ -65,16 +65,33 @@ def main() -> None:
 @click.option("--url", help="Websocket base URL, e.g. wss://fstream.binance.com/market.")
 @click.option("--symbols", help="Comma-separated symbols, e.g. BTCUSDT,ETHUSDT.")
 @click.option("--root", help="Dataset root directory.")
+@click.option(
+    "--instance-id",
+    help="Name of this recorder in its file names (default: derived from the host name).",
+)
 @click.option("--print-config", is_flag=True, help="Print the effective settings and exit.")
-def run(
+def run(  # noqa: PLR0917 - click passes each option as an argument
     config: Path | None,
     url: str | None,
     symbols: str | None,
     root: str | None,
+    instance_id: str | None,
     print_config: bool,
 ) -> None:
-    """Run the recorder daemon until SIGTERM or SIGINT; exit 0 after a clean stop."""
-    settings = _load(config, {"source.url": url, "source.symbols": symbols, "storage.root": root})
+    """Run the recorder daemon until SIGTERM or SIGINT; exit 0 after a clean stop.
+
+    Also exit 0 when stop_timeout ran out before everything was published: the rest is in
+    the write-ahead log, and the next start publishes it.
+    """
+    settings = _load(
+        config,
+        {
+            "source.url": url,
+            "source.symbols": symbols,
+            "storage.root": root,
+            "service.instance_id": instance_id,
+        },
+    )
     if print_config:
         import json  # noqa: PLC0415 - only this branch prints JSON
 
@@ -83,13 +100,31 @@ def run(
     configure_logging(settings.log.level, settings.log.format)
     from recorder.service import RecorderService  # noqa: PLC0415 - keeps `--help` fast
 
-    service = RecorderService(settings)
+    try:
+        service = RecorderService(settings)
+    except RecorderError as failure:
+        log.error("recorder failed", error=str(failure))
+        sys.exit(EXIT_FAILURE)
     try:
         _run_until_signalled(service.run)
     except* RecorderError as group:
         for exc in group.exceptions:
             log.error("recorder failed", error=str(exc))
-        sys.exit(EXIT_FAILURE)
+        _exit(service.abandoned, EXIT_FAILURE)
+    _exit(service.abandoned, EXIT_OK)
+
+
+def _exit(abandoned: bool, code: int) -> None:
+    """Exit with ``code``; without joining threads when the stop gave up on one.
+
+    Python joins every worker thread at exit, and a publication stuck on the disk would hold
+    the process past ``stop_timeout``: what it did not finish is in the write-ahead log.
+    """
+    if abandoned:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    sys.exit(code)
 
 
 def _duration_option(value: str | None) -> float | None:

@@ -1,9 +1,10 @@
-"""The cron-facing command ``recorder compact``.
+"""The maintenance commands ``recorder compact`` and ``recorder retire``.
 
-A standalone :class:`click.Command`; :mod:`recorder.cli.main` registers it on the
-``recorder`` group. The logic lives in :mod:`recorder.storage.compact`; this module parses
-options, reads the clock once, prints the report and exits with
-:class:`~recorder.storage.compact.report.CompactExitCode`.
+Standalone :class:`click.Command` objects; :mod:`recorder.cli.main` registers them on the
+``recorder`` group. The logic of ``compact`` lives in :mod:`recorder.storage.compact`; this
+module parses options, reads the clock once, prints the report and exits with
+:class:`~recorder.storage.compact.report.CompactExitCode`. ``retire`` chains the storage and
+gap-state steps that retire an instance, under that instance's lock.
 
 Like the report commands of :mod:`recorder.cli.reports` (whose option, settings and error
 helpers it shares, so that every cron command fails the same way), it takes ``-c/--config``
@@ -27,8 +28,13 @@ from recorder.cli.reports import (
 )
 from recorder.clock import US_PER_MS, SystemClock, event_date
 from recorder.errors import ConfigError, StorageError
+from recorder.gaps.state import remove_state, state_file
+from recorder.instance import INSTANCE_ID_RULE, is_valid_instance_id
 from recorder.storage.compact.run import compact
 from recorder.storage.compact.selection import parse_before
+from recorder.storage.locking import lock_idle_instance
+from recorder.storage.paths import WAL_SUFFIX, instance_wal_dir, require_root
+from recorder.storage.recovery import recover_instance
 
 _MS_PER_SECOND = 1000
 
@@ -96,5 +102,81 @@ def compact_command(
     sys.exit(report.exit_code)
 
 
-MAINTENANCE_COMMANDS: tuple[click.Command, ...] = (compact_command,)
+def _instance_ids(
+    _: click.Context, __: click.Parameter, values: tuple[str, ...]
+) -> tuple[str, ...]:
+    bad = [value for value in values if not is_valid_instance_id(value)]
+    if bad:
+        raise click.BadParameter(f"{bad[0]!r} is not an instance id: expected {INSTANCE_ID_RULE}")
+    return values
+
+
+@click.command("retire")
+@settings_options
+@click.option(
+    "--instance",
+    "instance_ids",
+    multiple=True,
+    required=True,
+    callback=_instance_ids,
+    help="The instance id to retire; may be given more than once.",
+)
+def retire_command(*, config: Path | None, root: str | None, instance_ids: tuple[str, ...]) -> None:
+    """Retire recorder instances that will not run again, so that check stops expecting them.
+
+    For each instance: refuse if a recorder runs as it; publish what its write-ahead log still
+    holds; delete its state file (what check reads the expected symbols from) and its
+    write-ahead directory. Its gap-log and quarantine files stay: they are the history of
+    what it recorded, and the data it published stays in the dataset.
+
+    Exit 0 when every instance was retired, 1 when one was refused (running, unknown, or its
+    log could not be published), 2 when retiring cannot run.
+    """
+    settings = load_command_settings("retire", config, root, as_json=False)
+    dataset_root = settings.storage.root
+    try:
+        require_root(dataset_root)
+    except StorageError as exc:
+        cannot_run("retire", f"cannot retire: {exc}")
+    refused = False
+    for instance_id in instance_ids:
+        try:
+            click.echo(_retire(dataset_root, instance_id))
+        except StorageError as exc:
+            click.echo(f"recorder retire: instance {instance_id} not retired: {exc}", err=True)
+            refused = True
+    sys.exit(1 if refused else 0)
+
+
+def _retire(root: Path, instance_id: str) -> str:
+    """Retire one instance under its lock and say what was done.
+
+    Raises:
+        StorageError: the instance is unknown or running, or its log could not be published.
+    """
+    wal_dir = instance_wal_dir(root, instance_id)
+    if not state_file(root, instance_id).exists() and not wal_dir.exists():
+        raise StorageError(f"no state file and no write-ahead directory under {root}")
+    lock = lock_idle_instance(root, instance_id)
+    try:
+        # Marked as a recoverer: a recorder starting as this instance meanwhile waits for us.
+        lock.write_holder(recovering=True)
+        try:
+            report = recover_instance(root, instance_id)
+        except OSError as exc:
+            raise StorageError(f"its write-ahead log could not be published: {exc}") from exc
+        if report.problems:
+            raise StorageError(f"its write-ahead log stays: {'; '.join(report.problems)}")
+        removed = remove_state(root, instance_id)
+    finally:
+        lock.release(remove=not any(wal_dir.glob(f"*{WAL_SUFFIX}")))
+    return (
+        f"retired {instance_id}: "
+        f"{'state file deleted' if removed else 'no state file'}, "
+        f"{report.rows_published} logged rows published; its gap-log and quarantine files "
+        "stay as history"
+    )
+
+
+MAINTENANCE_COMMANDS: tuple[click.Command, ...] = (compact_command, retire_command)
 """The commands of this module, for ``main.add_command``."""

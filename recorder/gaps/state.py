@@ -13,7 +13,9 @@ Who reads it and why:
   newest ``E`` per symbol over *every* instance's file, because a restarted instance may come
   back under a new id, and redundant instances recording the same symbols cover each other.
 * ``recorder check``, to know how fresh each symbol is: Parquet files are sealed only every
-  so often, so the newest event is usually not yet in a sealed file.
+  so often, so the newest event is usually not yet in a sealed file. The symbols a state file
+  names are expected by ``check`` until ``recorder retire`` deletes the file
+  (:func:`remove_state`).
 
 The service writes the file after every durable flush. Each write goes to a temporary
 ``.<instance_id>.json.tmp`` (hidden, and neither ``.json`` nor ``.parquet``), is fsynced and
@@ -134,6 +136,30 @@ def write_state(
     except OSError as exc:
         raise StorageError(f"cannot write the state file {path}: {exc}") from exc
     return path
+
+
+def remove_state(root: Path, instance_id: str) -> bool:
+    """Delete ``instance_id``'s state file durably, so that ``check`` stops expecting its symbols.
+
+    The caller makes sure the instance is not running (it holds its lock), or the next flush
+    writes the file again.
+
+    Returns:
+        Whether there was a file to delete.
+
+    Raises:
+        UnsafePathError: ``instance_id`` is not a safe name.
+        StorageError: the file could not be deleted.
+    """
+    path = state_file(root, instance_id)
+    try:
+        path.unlink()
+        fsync_dir(path.parent)
+    except FileNotFoundError:
+        return False
+    except OSError as exc:
+        raise StorageError(f"cannot delete the state file {path}: {exc}") from exc
+    return True
 
 
 def _parse_state(path: Path, document: object) -> InstanceState:

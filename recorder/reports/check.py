@@ -264,7 +264,9 @@ def _symbol_problems(health: SymbolHealth, limits: CheckLimits) -> Iterator[Chec
 def run_check(root: Path, limits: CheckLimits) -> CheckReport:
     """Check the recording under ``root`` against ``limits``.
 
-    Expected symbols are ``limits.symbols``, else every symbol named in a state file. A
+    Expected symbols are ``limits.symbols``, else every symbol named in a state file: those
+    of the instances that run or may run again, since ``recorder retire`` deletes the file of
+    an instance that will not (and a restart reuses its instance's file). A
     symbol's newest event is the newest over the state files and the sealed data. Gaps count
     once however many instances logged them, only for expected symbols and counted causes,
     and only for their share inside ``[since_ms, now_ms)``.

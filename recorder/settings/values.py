@@ -143,12 +143,12 @@ def parse_root(value: object) -> Path:
 
 
 _INSTANCE_ID_EXPECTED: Final = (
-    f"{INSTANCE_ID_RULE}, such as 'eu-1' (omit the key to generate a fresh id at every start)"
+    f"{INSTANCE_ID_RULE}, such as 'eu-1' (omit the key to use one derived from the host name)"
 )
 
 
 def parse_instance_id(value: object) -> str | None:
-    """Parse the instance id, or ``None`` for "generate one at start".
+    """Parse the instance id, or ``None`` for "derive one from the host name at start".
 
     Args:
         value: a raw value from any settings layer.

@@ -10,7 +10,9 @@ name into the file right after locking:
   segments, as :data:`RECOVERER_PREFIX` ``<pid> <host>``.
 
 A starting owner waits as long as a recoverer holds its lock, and refuses to start beside a
-live owner (after a short grace for a holder that has not written its name yet).
+live owner (after a short grace for a holder that has not written its name yet). A recorder
+without a configured instance id claims the first free id of its host's series instead
+(:func:`claim_instance`), so that a restart reuses its files and a second recorder gets its own.
 """
 
 import contextlib
@@ -22,7 +24,8 @@ from pathlib import Path
 
 from recorder.durable import make_dirs
 from recorder.errors import StorageError
-from recorder.storage.paths import LOCK_FILE_NAME
+from recorder.instance import MAX_INSTANCE_ID_LENGTH, validate_instance_id
+from recorder.storage.paths import LOCK_FILE_NAME, instance_wal_dir
 
 _LOCK_ATTEMPTS = 5
 RECOVERER_PREFIX = "recovering "
@@ -31,6 +34,9 @@ RECOVERER_PREFIX = "recovering "
 # held with no recoverer's mark retries this long before it gives up.
 _OWNER_LOCK_GRACE = 2.0
 _OWNER_LOCK_POLL = 0.05
+MAX_CLAIMED_INSTANCES = 16
+"""How many recorders without an instance id :func:`claim_instance` lets run on one root and
+host; more is a configuration mistake better said than numbered on."""
 
 
 class InstanceLock:
@@ -107,6 +113,66 @@ def lock_own_instance(root: Path, own_dir: Path) -> InstanceLock:
         StorageError: the root cannot be used, or a live recorder with this instance id
             holds the lock (beyond a short grace, for a holder still writing its name).
     """
+    lock = _lock_unless_owned(root, own_dir)
+    if lock is None:
+        holder = read_lock_holder(own_dir)
+        raise StorageError(
+            f"this instance id is already running: {own_dir / LOCK_FILE_NAME} is locked "
+            f"by {holder or 'another process'}; give each recorder its own instance_id"
+        )
+    return lock
+
+
+def claim_instance(root: Path, base_id: str) -> tuple[str, InstanceLock]:
+    """Take the lock of the first instance id of ``base_id``'s series that no recorder runs as.
+
+    The series is ``base_id``, ``base_id-2``, ``base_id-3``, ... (cut to fit the instance-id
+    length): a restart finds its old id free again and reuses its files, and a second recorder
+    started beside a running one on the same root gets the next id instead of colliding.
+    Like :func:`lock_own_instance`, an id whose lock a recoverer holds is waited for: it is
+    this series' id, and the dead instance's segments are being published.
+
+    Args:
+        root: the dataset root.
+        base_id: a valid instance id, such as the host's (:func:`~recorder.instance.
+            default_instance_id`).
+
+    Returns:
+        The instance id and its lock, held; the holder line is not written yet.
+
+    Raises:
+        StorageError: the root cannot be used, or every id of the series is running.
+    """
+    for number in range(1, MAX_CLAIMED_INSTANCES + 1):
+        instance_id = numbered_instance_id(base_id, number)
+        lock = _lock_unless_owned(root, instance_wal_dir(root, instance_id))
+        if lock is not None:
+            return instance_id, lock
+    raise StorageError(
+        f"{MAX_CLAIMED_INSTANCES} recorders without an instance_id already run on {root} from "
+        f"this host ({base_id} to {numbered_instance_id(base_id, MAX_CLAIMED_INSTANCES)}); "
+        "give each recorder its own instance_id"
+    )
+
+
+def numbered_instance_id(base_id: str, number: int) -> str:
+    """The ``number``-th id of ``base_id``'s series: ``base_id`` itself, then ``base_id-N``.
+
+    >>> numbered_instance_id("host-a", 1), numbered_instance_id("host-a", 2)
+    ('host-a', 'host-a-2')
+    """
+    if number == 1:
+        return base_id
+    suffix = f"-{number}"
+    return validate_instance_id(base_id[: MAX_INSTANCE_ID_LENGTH - len(suffix)] + suffix)
+
+
+def _lock_unless_owned(root: Path, own_dir: Path) -> InstanceLock | None:
+    """Lock ``own_dir``, waiting for a recoverer; ``None`` if a live owner holds it.
+
+    Raises:
+        StorageError: the root cannot be used.
+    """
     grace_until = time.monotonic() + _OWNER_LOCK_GRACE
     while True:
         try:
@@ -121,11 +187,32 @@ def lock_own_instance(root: Path, own_dir: Path) -> InstanceLock:
             return lock
         holder = read_lock_holder(own_dir)
         if not holder.startswith(RECOVERER_PREFIX) and time.monotonic() >= grace_until:
-            raise StorageError(
-                f"this instance id is already running: {own_dir / LOCK_FILE_NAME} is locked "
-                f"by {holder or 'another process'}; give each recorder its own instance_id"
-            )
+            return None
         time.sleep(_OWNER_LOCK_POLL)
+
+
+def lock_idle_instance(root: Path, instance_id: str) -> InstanceLock:
+    """Take the lock of an instance that no recorder runs as, to retire its files.
+
+    Unlike :func:`lock_own_instance` nothing is waited for: a recorder running as
+    ``instance_id``, or recovering its segments, is a reason to refuse.
+
+    Raises:
+        StorageError: the instance is running or being recovered, or the root cannot be used.
+    """
+    directory = instance_wal_dir(root, instance_id)
+    try:
+        make_dirs(directory)
+        lock = InstanceLock.acquire(directory)
+    except OSError as exc:
+        raise StorageError(f"cannot use dataset root {root}: {exc}") from exc
+    if lock is None:
+        holder = read_lock_holder(directory)
+        raise StorageError(
+            f"instance {instance_id} is running: {directory / LOCK_FILE_NAME} is locked by "
+            f"{holder or 'another process'}; stop it first"
+        )
+    return lock
 
 
 def read_lock_holder(directory: Path) -> str:

@@ -12,10 +12,15 @@ and the log sequence number of the partition's first record
 crash between the rename and the ``SEALED`` record leaves a file whose name replay finds
 already taken; the partition is then known to be published. Replay only reads the log and
 publishes, so a crash during recovery just means recovering again, with the same result.
+
+The same holds for a stop during recovery: asked to stop, recovery ends after the partition it
+is publishing, keeps the segments of every session it did not finish, and the next start
+publishes only what is still missing.
 """
 
 import dataclasses
 import datetime as dt
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -66,6 +71,8 @@ class RecoveryReport:
         files_already_published: buffered partitions whose file existed already (a crash
             after the rename, before the ``SEALED`` record): not published twice.
         problems: things left in place for an operator to look at, one sentence each.
+        interrupted: recovery was asked to stop before it was done; what it did not publish
+            stays in the log for the next start.
     """
 
     instances_recovered: tuple[str, ...] = ()
@@ -75,6 +82,7 @@ class RecoveryReport:
     files_published: tuple[SealedFile, ...] = ()
     files_already_published: int = 0
     problems: tuple[str, ...] = ()
+    interrupted: bool = False
 
     @property
     def rows_published(self) -> int:
@@ -82,21 +90,35 @@ class RecoveryReport:
         return sum(sealed.rows for sealed in self.files_published)
 
 
-def recover_leftovers(root: Path, instance_id: str) -> RecoveryReport:
+def _never() -> bool:
+    return False
+
+
+def recover_leftovers(
+    root: Path, instance_id: str, should_stop: Callable[[], bool] | None = None
+) -> RecoveryReport:
     """Replay and publish what earlier sessions left in the log, then delete their segments.
 
     The caller holds ``instance_id``'s lock. Every other instance directory with segments is
     recovered under its lock, or skipped when a running recorder holds that lock.
+
+    Args:
+        root: the dataset root.
+        instance_id: this instance.
+        should_stop: asked between segments and between partitions; once it answers true,
+            recovery returns (``interrupted``) and leaves the rest in the log.
 
     Raises:
         OSError: a file could not be read or deleted; what was not recovered stays
             in the log for the next start.
     """
     own_dir = instance_wal_dir(root, instance_id)
-    report = _RecoveryFindings()
+    report = _RecoveryFindings(should_stop=should_stop or _never)
     if _recover_instance_dir(root, own_dir, report):
         report.instances_recovered.append(instance_id)
     for directory in sorted(wal_root(root).iterdir()):
+        if report.stopping():
+            break
         if directory == own_dir or not directory.is_dir():
             continue
         if not any(directory.glob(f"*{WAL_SUFFIX}")):
@@ -123,6 +145,20 @@ def recover_leftovers(root: Path, instance_id: str) -> RecoveryReport:
     return report.build()
 
 
+def recover_instance(root: Path, instance_id: str) -> RecoveryReport:
+    """Replay and publish ``instance_id``'s leftover segments only; the caller holds its lock.
+
+    For retiring an instance: what it logged is published before its files go.
+
+    Raises:
+        OSError: a file could not be read or deleted; the segments stay.
+    """
+    report = _RecoveryFindings()
+    if _recover_instance_dir(root, instance_wal_dir(root, instance_id), report):
+        report.instances_recovered.append(instance_id)
+    return report.build()
+
+
 @dataclass
 class _RecoveryFindings:
     """A :class:`RecoveryReport` while it is being gathered."""
@@ -134,6 +170,13 @@ class _RecoveryFindings:
     files_published: list[SealedFile] = dataclasses.field(default_factory=list)
     files_already_published: int = 0
     problems: list[str] = dataclasses.field(default_factory=list)
+    should_stop: Callable[[], bool] = _never
+    interrupted: bool = False
+
+    def stopping(self) -> bool:
+        """Whether to stop now; once true, true for good, and the report says so."""
+        self.interrupted = self.interrupted or self.should_stop()
+        return self.interrupted
 
     def build(self) -> RecoveryReport:
         return RecoveryReport(
@@ -144,6 +187,7 @@ class _RecoveryFindings:
             files_published=tuple(self.files_published),
             files_already_published=self.files_already_published,
             problems=tuple(self.problems),
+            interrupted=self.interrupted,
         )
 
 
@@ -210,12 +254,17 @@ def _recover_instance_dir(root: Path, directory: Path, report: _RecoveryFindings
         replay = _SessionReplay(session)
         try:
             for path in segments:
+                if report.stopping():
+                    return True
                 _replay_segment(path, replay, report)
         except ValueError as exc:
             report.problems.append(f"segments of session {session} left in place: {exc}")
             continue
         unpublished: list[str] = []
         for key, partition in sorted(replay.buffers.partitions.items()):
+            if report.stopping():
+                # What is published is found by name next time; the segments stay for the rest.
+                return True
             try:
                 _recover_partition(root, session, key, partition, report)
             except OSError as exc:

@@ -35,7 +35,7 @@ beside them, on jobs that :meth:`~DatasetWriter.take_seal_jobs` returned.
 """
 
 import enum
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 
 import pyarrow as pa
@@ -180,11 +180,21 @@ class DatasetWriter:
         """The newest ``E`` logged by this writer, ``None`` before the first event."""
         return self._newest_event_ms
 
-    def open(self) -> RecoveryReport:
+    def open(
+        self,
+        *,
+        claimed: InstanceLock | None = None,
+        should_stop: Callable[[], bool] | None = None,
+    ) -> RecoveryReport:
         """Take this instance's lock, recover what earlier sessions left, start a new segment.
 
         Recovers this instance's own leftover segments and those of every other instance
         whose lock is free (its recorder is dead); instances whose lock is held are skipped.
+
+        Args:
+            claimed: this instance's lock, already held (:func:`~recorder.storage.locking.
+                claim_instance`); taken here when ``None``.
+            should_stop: passed to the recovery, which ends early once it answers true.
 
         Raises:
             StorageError: the root cannot be used, this instance's lock is held by another
@@ -193,11 +203,11 @@ class DatasetWriter:
         if self._state is not _WriterState.NEW:
             raise StorageError("a DatasetWriter is opened once")
         own_dir = instance_wal_dir(self._root, self._instance_id)
-        lock = lock_own_instance(self._root, own_dir)
+        lock = claimed or lock_own_instance(self._root, own_dir)
         opened = False
         try:
             lock.write_holder(recovering=False)
-            report = recover_leftovers(self._root, self._instance_id)
+            report = recover_leftovers(self._root, self._instance_id, should_stop)
             self._session = new_session_token(self._instance_id, self._clock.wall_us())
             self._segments.start(self._session)
             opened = True

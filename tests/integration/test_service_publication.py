@@ -1,10 +1,13 @@
-"""Publication beside the flush: a publisher that hangs never stops durability or the watchdog."""
+"""Publication beside the flush: a publisher that hangs never stops durability, the watchdog
+or, beyond ``stop_timeout``, the stop."""
 
 import asyncio
+import dataclasses
 import random
 import shutil
 import socket
 import threading
+from collections import Counter
 from pathlib import Path
 
 import pyarrow as pa
@@ -28,11 +31,15 @@ class HangingDisk:
         self._publish = writer.publish
         self.entered = threading.Event()
         self.released = threading.Event()
+        self.returned = threading.Event()
 
     def publish(self, job: SealJob) -> SealResult:
         self.entered.set()
         self.released.wait(30)
-        return self._publish(job)
+        try:
+            return self._publish(job)
+        finally:
+            self.returned.set()
 
 
 def recorded(root: Path) -> set[tuple[str, int]]:
@@ -112,3 +119,50 @@ async def test_a_hung_publication_stops_neither_the_flush_nor_the_watchdog_nor_a
     recovering.close()
     assert report.rows_published > 0
     assert recorded(crashed) == delivered  # nothing delivered before the crash was lost
+
+
+@pytest.mark.asyncio
+async def test_stop_timeout_bounds_a_stop_whose_publication_hangs_and_the_log_keeps_the_rest(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, make_writer: WriterFactory
+) -> None:
+    root = tmp_path / "data"
+    config = SimulatorConfig(symbols=SYMBOLS, speed=20, seed=5)
+    async with SimulatedExchange(config) as exchange:
+        settings = settings_for(exchange, root, {"max_file_age": "500ms"})
+        settings = dataclasses.replace(
+            settings, service=dataclasses.replace(settings.service, stop_timeout=1.0)
+        )
+        service = RecorderService(settings, rng=random.Random(5))
+        disk = HangingDisk(service.writer)
+        monkeypatch.setattr(service.writer, "publish", disk.publish)
+        stop = asyncio.Event()
+        running = asyncio.create_task(service.run(stop))
+        await wait_for(disk.entered.is_set)  # the first rotation's publication hangs
+        for connection in exchange.connections():
+            exchange.inject(
+                Fault(FaultKind.STALL, duration=60, connection_id=connection.connection_id)
+            )
+
+        def delivered() -> Counter[tuple[str, int]]:
+            return Counter((e.symbol, e.event_time) for e in exchange.events() if e.delivered_to)
+
+        # Everything the stalled feed delivered has reached the pipeline.
+        await wait_for(lambda: service.pipeline.counters.events == delivered().total())
+        stop.set()
+        # The publication hangs for 30 s unless released: returning first is the bound.
+        await asyncio.wait_for(running, 20)
+        assert not disk.released.is_set()
+        assert service.abandoned
+        sent = delivered()
+    # The process exits here: the root as it leaves it, the hung thread still inside.
+    exited = shutil.copytree(root, tmp_path / "exited", symlinks=True)
+    disk.released.set()
+    await asyncio.to_thread(disk.returned.wait, 30)
+
+    assert not list(exited.rglob("*.parquet"))  # nothing was published before the stop
+    next_start = make_writer(exited, instance_id=service.instance_id)
+    report = next_start.open()
+    next_start.close()
+    # As many rows as were delivered, and every one of them: each once, none lost.
+    assert report.rows_published == sent.total()
+    assert recorded(exited) == set(sent)

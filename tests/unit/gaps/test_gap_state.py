@@ -10,6 +10,7 @@ from recorder.gaps.state import (
     InstanceState,
     merged_last_event_times,
     read_states,
+    remove_state,
     state_file,
     write_state,
 )
@@ -133,3 +134,15 @@ def test_a_write_failing_at_the_rename_leaves_the_old_state(tmp_path: Path) -> N
     with pytest.raises(StorageError):
         write_state(tmp_path, "host-a", {"BTCUSDT": T0 + 2000}, ["BTCUSDT"])
     assert [p.name for p in (tmp_path / "_state").iterdir()] == ["host-a.json"]
+
+
+def test_removing_a_state_file_stops_it_being_read(tmp_path: Path) -> None:
+    write_state(tmp_path, "host-a", {"BTCUSDT": 5}, ["BTCUSDT"])
+    write_state(tmp_path, "host-b", {"ETHUSDT": 7}, ["ETHUSDT"])
+
+    assert remove_state(tmp_path, "host-a")
+
+    assert [state.instance_id for state in read_states(tmp_path)] == ["host-b"]
+    assert not remove_state(tmp_path, "host-a")  # nothing left to remove
+    with pytest.raises(UnsafePathError):
+        remove_state(tmp_path, "../host-b")

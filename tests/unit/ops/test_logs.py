@@ -276,9 +276,13 @@ def test_standard_error_is_the_default_stream(capsys: pytest.CaptureFixture[str]
 
 def test_a_closed_stream_counts_as_not_a_terminal() -> None:
     stream = io.StringIO()
-    stream.close()
+    stream.close()  # isatty() now raises ValueError
     # Deciding the format must not fail; writing would, and is not attempted here.
     configure_logging("info", "auto", stream)
+
+    renderers = structlog.get_config()["processors"]
+    assert any(isinstance(p, structlog.processors.JSONRenderer) for p in renderers)
+    assert not any(isinstance(p, structlog.dev.ConsoleRenderer) for p in renderers)
 
 
 @pytest.mark.parametrize(("level", "log_format"), [("verbose", "json"), ("info", "text")])

@@ -16,6 +16,8 @@ from writer_support import (
 )
 
 from recorder.errors import StorageError
+from recorder.instance import MAX_INSTANCE_ID_LENGTH
+from recorder.storage.locking import claim_instance, lock_idle_instance, numbered_instance_id
 from recorder.storage.recovery import RecoveryReport
 from recorder.storage.writer import DatasetWriter
 
@@ -103,3 +105,45 @@ def test_an_unusable_root_raises_storage_error(tmp_path: Path, make_writer: Writ
     root.write_text("a file, not a directory")
     with pytest.raises(StorageError, match="cannot use dataset root"):
         make_writer(root).open()
+
+
+def test_a_claim_reuses_the_first_id_of_the_series_once_its_recorder_is_gone(
+    tmp_path: Path,
+) -> None:
+    instance_id, lock = claim_instance(tmp_path, "host-a")
+    assert instance_id == "host-a"
+    lock.release(remove=False)
+    again, lock = claim_instance(tmp_path, "host-a")
+    lock.release(remove=True)
+    assert again == "host-a"
+
+
+def test_a_second_claim_beside_a_running_recorder_gets_the_next_id(tmp_path: Path) -> None:
+    first, first_lock = claim_instance(tmp_path, "host-a")
+    first_lock.write_holder(recovering=False)
+    second, second_lock = claim_instance(tmp_path, "host-a")
+    second_lock.write_holder(recovering=False)
+    third, third_lock = claim_instance(tmp_path, "host-a")
+    assert (first, second, third) == ("host-a", "host-a-2", "host-a-3")
+    second_lock.release(remove=True)
+    # The freed id is the first free one again: a restarted second recorder reuses its files.
+    fourth, fourth_lock = claim_instance(tmp_path, "host-a")
+    assert fourth == "host-a-2"
+    for lock in (first_lock, third_lock, fourth_lock):
+        lock.release(remove=True)
+
+
+def test_numbered_ids_stay_valid_for_the_longest_base() -> None:
+    base = "h" * MAX_INSTANCE_ID_LENGTH
+    assert numbered_instance_id(base, 1) == base
+    assert numbered_instance_id(base, 12) == "h" * (MAX_INSTANCE_ID_LENGTH - 3) + "-12"
+
+
+def test_a_running_instance_cannot_be_locked_for_retirement(
+    tmp_path: Path, make_writer: WriterFactory
+) -> None:
+    make_writer(tmp_path).open()
+    with pytest.raises(StorageError, match=r"instance alpha is running: .* locked by \d+ "):
+        lock_idle_instance(tmp_path, "alpha")
+    lock_idle_instance(tmp_path, "beta").release(remove=True)
+    assert not (tmp_path / "_wal" / "beta").exists()

@@ -25,6 +25,7 @@ from writer_support import (
 )
 
 from recorder.storage.paths import new_session_token, partition_dir, segment_file_name
+from recorder.storage.recovery import recover_instance
 from recorder.storage.schema import build_wal_batch
 from recorder.storage.sealing import SealReason
 from recorder.storage.wal import (
@@ -364,3 +365,61 @@ def test_recovery_publishes_what_it_can_and_keeps_the_rest_for_the_next_start(
     second.close()
     assert dataset_rows(crashed) == rows_of(events)  # each row once, none lost
     assert segments(crashed) == []
+
+
+def test_a_stop_during_recovery_ends_it_and_the_next_start_publishes_the_rest_once(
+    tmp_path: Path, make_writer: WriterFactory
+) -> None:
+    events = events_for(DAY_MS, 3)
+    crashed = crashed_after_writing(make_writer, tmp_path, events)
+
+    def stop_after_one_partition() -> bool:
+        # Asked before each segment and each partition: true once the first file is in place.
+        return len(data_files(crashed)) >= 1
+
+    first = make_writer(crashed)
+    report = first.open(should_stop=stop_after_one_partition)
+    first.close()
+    assert report.interrupted
+    assert len(report.files_published) == 1
+    assert len(data_files(crashed)) == 1
+    assert segments(crashed)  # the rest stays in the log
+
+    second = make_writer(crashed)
+    rest = second.open()
+    second.close()
+    assert not rest.interrupted
+    assert rest.files_already_published == 1
+    assert len(rest.files_published) == len(SYMBOLS) - 1
+    assert dataset_rows(crashed) == rows_of(events)  # each row once, none lost
+    assert segments(crashed) == []
+    assert_layout(crashed)
+
+
+def test_a_stop_asked_before_recovery_publishes_nothing(
+    tmp_path: Path, make_writer: WriterFactory
+) -> None:
+    crashed = crashed_after_writing(make_writer, tmp_path, events_for(DAY_MS, 3))
+    writer = make_writer(crashed)
+    report = writer.open(should_stop=lambda: True)
+    writer.close()
+    assert report.interrupted
+    assert report.files_published == ()
+    assert data_files(crashed) == []
+    assert segments(crashed)
+
+
+def test_recovering_one_instance_leaves_the_others_alone(
+    tmp_path: Path, make_writer: WriterFactory
+) -> None:
+    events = events_for(DAY_MS, 2)
+    crashed = crashed_after_writing(make_writer, tmp_path, events)
+    beta = crashed_after_writing(make_writer, tmp_path / "beta", events, instance_id="beta")
+    shutil.copytree(beta / "_wal" / "beta", crashed / "_wal" / "beta")
+
+    report = recover_instance(crashed, "alpha")
+
+    assert report.instances_recovered == ("alpha",)
+    assert report.rows_published == len(events)
+    assert segments(crashed) == []
+    assert segments(crashed, "beta")
