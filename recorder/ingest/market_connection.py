@@ -10,6 +10,7 @@ evidence means is :class:`~recorder.ingest.connection.SilenceCheck`'s job.
 
 import asyncio
 import itertools
+from collections import deque
 from dataclasses import dataclass
 from typing import Final
 
@@ -103,7 +104,7 @@ class MarketConnection:
         self._stalled = False
         self._verdict: Verdict | None = None
         self._retiring = False
-        self._held: list[StreamItem] | None = [] if held else None
+        self._held: deque[StreamItem] | None = deque() if held else None
 
     def event(self, change: ConnectionChange, reason: str = "") -> ConnectionEvent:
         """Build a :class:`ConnectionEvent` about this connection, stamped now."""
@@ -134,9 +135,11 @@ class MarketConnection:
 
     async def release(self) -> None:
         """Pass on what was held, then everything as it comes."""
-        held, self._held = self._held or [], None
-        for item in held:
-            await self._sink.put(item)
+        held = self._held
+        # Frames read while the held ones drain join the end of the same queue: order is kept.
+        while held:
+            await self._sink.put(held.popleft())
+        self._held = None
 
     async def _emit(self, item: StreamItem) -> None:
         if self._held is None:

@@ -193,13 +193,12 @@ class ShardSupervisor:
             return None
         new, new_task = replacement
         await _first_of((new_task, old_task), (new.first_data,), self._settings.handover_timeout)
-        if new.first_data.is_set():
-            if not old_task.done():
-                await old.retire()
-            await self._report_end(old, await old_task)
-            return new, new_task
         if old_task.done() and not new_task.done():
             return await self._take_over(old, old_task, new, new_task)
+        if new.first_data.is_set():
+            await old.retire()
+            await self._report_end(old, await old_task)
+            return new, new_task
         log.warning(
             "replacement delivered nothing; keeping the old connection",
             connection_id=old.connection_id,
