@@ -257,7 +257,7 @@ class ShardSupervisor:
         else:
             self.silence_checks[SilenceOutcome.STALLED] += 1
             log.warning(
-                "connection stalled: data is withheld from it, or it is dead",
+                "silence check found a stall: data is withheld, or the connection is dead",
                 connection_id=old.connection_id,
                 replacement=None if alive is None else alive[0].connection_id,
                 replacement_delivered=check.replacement_data_at is not None,
@@ -265,9 +265,10 @@ class ShardSupervisor:
             )
             await old.stall()
             if alive is not None:
-                await self._report_end(old, await old_task)
+                await asyncio.wait({old_task})
+                successor = await self._take_over(old, old_task, *alive)
                 await alive[0].release()
-                return alive
+                return successor
         if replacement is not None:
             await self._discard(*replacement)
         return old, old_task
@@ -295,11 +296,12 @@ class ShardSupervisor:
         """``old`` ended while its replacement was open: the replacement is the connection."""
         end = old_task.result()
         log.warning(
-            "connection ended beside its replacement; the replacement takes over",
+            "connection lost",
+            shard=self._shard,
             connection_id=old.connection_id,
-            replacement=new.connection_id,
             change=end.change.value,
             reason=end.reason,
+            replaced_by=new.connection_id,
         )
         await self._report_end(old, end)
         return new, new_task
