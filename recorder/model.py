@@ -85,6 +85,8 @@ class ConnectionChange(enum.Enum):
     """The handshake completed; nothing delivered yet."""
     FIRST_DATA = "first_data"
     """The connection delivered its first frame."""
+    PROBE_ANSWERED = "probe_answered"
+    """The connection answered a silence check's probe: alive, whatever data it delivers."""
     STALLED = "stalled"
     """The watchdog found the connection open but silent, and is replacing it."""
     DROPPED = "dropped"

@@ -25,19 +25,41 @@ delivered by connection ``X``, and ``E_next``, the first rule that matches wins:
    gap.
 2. ``disconnect``: ``X`` ended unplanned (``DROPPED``: closed by the peer, a network error, a
    dead peer) before ``E_next`` arrived.
-3. ``stall``: ``X`` was ended by the watchdog because it stayed open but silent (``STALLED``).
-4. ``stall``: ``E_next`` arrived on ``X`` itself and ``X`` delivered no frame at all, for any
-   symbol, in between: the whole connection was silent, whether or not the watchdog fired.
-5. ``stall``: ``X`` was silent as a whole (no event of any symbol) for at least half of the
-   gap, and that silence alone is long enough to hide an update. This is rule 4 for connections
-   carrying many symbols: after a connection-wide pause the first symbol to resume has "no frame
-   in between", but every other symbol sees that first frame; without this rule they would all
-   be called ``quiet``. Silences are learnt from the event times a connection delivers, and only
-   when it delivered no other frame (duplicates, replies) in between, so a connection that kept
-   sending duplicates during a handover overlap is not taken for silent.
+3. ``stall``: ``X`` was ended by the source because its silence check found it stalled
+   (``STALLED``): a replacement delivered data that ``X`` did not, or ``X`` left a probe
+   unanswered (see below).
+4. ``stall``: ``X`` carries several symbols, ``E_next`` arrived on ``X`` itself and ``X``
+   delivered no frame at all, for any symbol, in between: the whole connection was silent.
+5. ``stall``: ``X`` carries several symbols and was silent as a whole (no event of any symbol)
+   for at least half of the gap, and that silence alone is long enough to hide an update. This
+   is rule 4 for the other symbols of a connection-wide pause: the first symbol to resume has
+   "no frame in between", but every other symbol sees that first frame; without this rule they
+   would all be called ``quiet``. Silences are learnt from the event times a connection delivers,
+   and only when it delivered no other frame (duplicates, replies) in between, so a connection
+   that kept sending duplicates during a handover overlap is not taken for silent.
 6. ``quiet``: anything else. The connection kept delivering data of other symbols (the exchange
    pushes a symbol only when its ticker changed, so silence of one symbol is not proof of loss),
-   or the symbol moved to another connection through a planned handover (``RETIRED``).
+   or it carries this one symbol only, or it answered the silence check's probe in between
+   (``PROBE_ANSWERED`` counts as a frame), or the symbol moved to another connection through a
+   planned handover (``RETIRED``).
+
+Quiet or stall: the evidence
+----------------------------
+
+A connection-wide silence is evidence of a stall only when it is shared: several symbols, each
+of which the exchange pushes independently, all silent at once (rules 4 and 5). On a connection
+that carries a single symbol the connection's silence *is* that symbol's silence, which is what
+``quiet`` means, so rules 4 and 5 do not apply to it. What tells a stall there (and on any
+connection) is the source's silence check (:mod:`recorder.ingest.connection`): after
+``stall_timeout`` without data it sends a ``LIST_SUBSCRIPTIONS`` probe and opens a replacement
+beside the silent connection. A replacement that delivers at once while the silent one does not
+proves the data exists and is withheld: the silent connection ends ``STALLED`` (rule 3) and the
+replacement carries on. A probe that is answered while the replacement has nothing either proves
+the connection alive and the symbols quiet: it is kept, and the answer (``PROBE_ANSWERED``,
+in stream order with the frames) counts as a frame, so the gaps it falls in are not taken for
+a connection-wide silence (rules 4 and 5 see a frame in between). The replacement's frames
+reach the detector only after the silent connection's ``STALLED`` end, so every gap they close
+is blamed on the stall by rule 3.
 
 Planned handovers never make a gap by themselves: the replacement is delivering before the old
 connection is closed, and the overlap is de-duplicated upstream. A missed count of 1 or more
@@ -47,9 +69,11 @@ Events may arrive out of order while two connections overlap. An event older tha
 the newest one already seen for its symbol neither produces a gap nor moves the symbol's newest
 ``E`` back.
 
-Known limit: a connection carrying a single symbol (or only symbols that all went quiet at
-once) cannot tell "the exchange pushed nothing" from "the connection delivered nothing"; such a
-silence is reported as ``stall``, the cause that is checked by default.
+Known limits: a data stall on a one-symbol connection that heals by itself before the silence
+check runs is ``quiet`` (nothing distinguishes it from the symbol's own silence); several symbols
+on one connection that all go quiet at once look like a stall to rules 4 and 5 until the silence
+check's answered probe shows the connection alive (balanced shards, see
+:func:`recorder.ingest.connection.plan_shards`, keep such small connections rare).
 """
 
 import enum
@@ -167,6 +191,8 @@ class _ConnectionTrack:
     )
     symbols_last_seen_here: int = 0
     """How many symbols' newest event came from this connection (to forget ended ones)."""
+    symbols_carried: int | None = None
+    """How many symbols it subscribed, from its connection events; ``None`` until one came."""
 
     def silent_ms_within(self, start_ms: int, end_ms: int) -> int:
         """Return how much of ``(start_ms, end_ms)`` this connection was known to be silent."""
@@ -218,6 +244,10 @@ class GapDetector:
         ended and no symbol's newest event came from it.
         """
         track = self._track(event.connection_id)
+        track.symbols_carried = len(event.symbols)
+        if event.change is ConnectionChange.PROBE_ANSWERED:
+            # A sign of life counts as a frame: the silence around it is not the connection's.
+            track.frames += 1
         if event.change in CONNECTION_ENDS and track.ended is None:
             track.ended = event.change
             self._forget_if_unused(event.connection_id, track)
@@ -318,6 +348,9 @@ class GapDetector:
         same_connection: bool,
     ) -> bool:
         """Tell whether the carrier was silent as a whole for the gap (rules 4 and 5)."""
+        if carrier.symbols_carried == 1:
+            # Its silence is the symbol's own: no evidence beyond what makes a gap quiet.
+            return False
         if same_connection and carrier.frames - previous.frames_before <= 1:
             return True
         span = next_ms - previous.event_time

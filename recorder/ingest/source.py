@@ -1,4 +1,4 @@
-"""The only websocket code: connections to the exchange, watchdogs, backoff and handover.
+"""The exchange connections of every shard: connecting, backoff, handovers, silence checks.
 
 Each shard of at most ``max_streams_per_connection`` symbols has one :class:`ShardSupervisor`
 that keeps exactly one live connection for its symbols, forever:
@@ -7,11 +7,17 @@ that keeps exactly one live connection for its symbols, forever:
   attempts (honouring ``Retry-After`` when the exchange says 418/429);
 * aiohttp answers the server's pings and sends its own (``heartbeat``), so a dead peer (no pong)
   ends the connection within 1.5 x ``ping_interval``;
+* ``open_timeout`` bounds the handshake (aiohttp alone would wait up to 300 s);
 * a :class:`~recorder.ingest.connection.ConnectionWatchdog` ends a connection that delivers
-  nothing at all after opening (loudly: that is what an unrouted Binance URL does) or that stalls;
+  nothing at all after opening (loudly: that is what an unrouted Binance URL does);
+* a connection silent for ``stall_timeout`` is checked, not closed: a ``LIST_SUBSCRIPTIONS``
+  probe goes out on it and a replacement is opened beside it, and
+  :class:`~recorder.ingest.connection.SilenceCheck` decides from what they show whether it is
+  quiet (kept, the replacement closed) or stalled (closed, the replacement kept);
 * before the connection's planned lifetime ends, a replacement is opened, and the old one is
   closed only once the replacement delivers, so the handover loses nothing (the pipeline drops
-  the overlap's duplicates).
+  the overlap's duplicates); when the old connection dies first, the replacement already open
+  becomes the connection.
 
 Frames and :class:`~recorder.model.ConnectionEvent` values go, in arrival order, into one
 bounded queue: when the pipeline falls behind, reading pauses (backpressure), nothing is dropped.
@@ -19,193 +25,37 @@ bounded queue: when the pipeline falls behind, reading pauses (backpressure), no
 
 import asyncio
 import random
-from dataclasses import dataclass
-from typing import Final
+from collections import Counter
+from collections.abc import Iterable
+from typing import Any, Final
 
 import aiohttp
 
 from recorder.clock import Clock
 from recorder.ingest.connection import (
-    ConnectionWatchdog,
-    Verdict,
+    SilenceCheck,
+    SilenceOutcome,
     backoff_delay,
     combined_stream_url,
     plan_shards,
 )
-from recorder.model import ConnectionChange, ConnectionEvent, ReceivedFrame
+from recorder.ingest.market_connection import (
+    CLOSE_TIMEOUT,
+    ConnectionEnd,
+    MarketConnection,
+    StreamItem,
+)
+from recorder.model import ConnectionChange
 from recorder.ops.logs import get_logger
 from recorder.settings import SourceSettings
 
-StreamItem = ReceivedFrame | ConnectionEvent
-"""What the source puts on the queue."""
+__all__ = ["MarketSource", "ShardSupervisor", "StreamItem"]
 
 _CONNECT_ERRORS: Final = (aiohttp.ClientError, TimeoutError, OSError)
-_STABLE_AFTER: Final = 10.0
-"""Seconds of delivering data after which a connection counts as stable (backoff resets)."""
 _HANDOVER_RETRY: Final = 30.0
 """Seconds to wait before trying a failed planned handover again."""
-_CLOSE_TIMEOUT: Final = 2.0
 
 log = get_logger(__name__)
-
-
-@dataclass(frozen=True, slots=True)
-class ConnectionEnd:
-    """How a connection ended.
-
-    Attributes:
-        change: ``DROPPED``, ``STALLED`` or ``RETIRED``.
-        reason: a human detail.
-        stable: it delivered data for long enough that backoff starts over.
-    """
-
-    change: ConnectionChange
-    reason: str
-    stable: bool
-
-
-class MarketConnection:
-    """One open websocket carrying one shard's symbols.
-
-    Args:
-        ws: the open websocket.
-        connection_id: ``"<shard>.<serial>"``.
-        symbols: the symbols subscribed through the URL.
-        url: where it is connected (for logs).
-        settings: source settings (watchdog bounds).
-        clock: the injectable clock.
-        sink: where frames and connection events go.
-    """
-
-    def __init__(
-        self,
-        ws: aiohttp.ClientWebSocketResponse,
-        *,
-        connection_id: str,
-        symbols: tuple[str, ...],
-        url: str,
-        settings: SourceSettings,
-        clock: Clock,
-        sink: asyncio.Queue[StreamItem],
-    ) -> None:
-        self.connection_id = connection_id
-        self.symbols = symbols
-        self.url = url
-        self._ws = ws
-        self._clock = clock
-        self._sink = sink
-        self.watchdog = ConnectionWatchdog(
-            opened_at=clock.monotonic(),
-            first_data_timeout=settings.first_data_timeout,
-            stall_timeout=settings.stall_timeout,
-            lifetime=settings.connection_lifetime,
-        )
-        self.first_data = asyncio.Event()
-        self.handover_due = asyncio.Event()
-        self._verdict: Verdict | None = None
-        self._retiring = False
-
-    def event(self, change: ConnectionChange, reason: str = "") -> ConnectionEvent:
-        """Build a :class:`ConnectionEvent` about this connection, stamped now."""
-        return ConnectionEvent(
-            change=change,
-            connection_id=self.connection_id,
-            symbols=self.symbols,
-            monotonic=self._clock.monotonic(),
-            wall_us=self._clock.wall_us(),
-            reason=reason,
-        )
-
-    async def run(self) -> ConnectionEnd:
-        """Read frames into the sink until the connection ends; say how it ended."""
-        try:
-            async with asyncio.TaskGroup() as tg:
-                watchdog = tg.create_task(self._watch(), name=f"watchdog {self.connection_id}")
-                reason = await self._read()
-                watchdog.cancel()
-        finally:
-            await self._close()
-        return self._end(reason)
-
-    async def retire(self) -> None:
-        """Close the connection on purpose (its replacement is delivering, or we stop)."""
-        self._retiring = True
-        await self._close()
-
-    def postpone_handover(self, seconds: float) -> None:
-        """After a failed handover, keep this connection and try again in ``seconds``."""
-        self.watchdog.lifetime = self._clock.monotonic() - self.watchdog.opened_at + seconds
-        self.watchdog.handover_requested = False
-        self.handover_due.clear()
-
-    async def _read(self) -> str:
-        ws = self._ws
-        while True:
-            message = await ws.receive()
-            if message.type in (aiohttp.WSMsgType.TEXT, aiohttp.WSMsgType.BINARY):
-                now = self._clock.monotonic()
-                self.watchdog.on_data(now)
-                if not self.first_data.is_set():
-                    self.first_data.set()
-                    await self._sink.put(self.event(ConnectionChange.FIRST_DATA))
-                await self._sink.put(
-                    ReceivedFrame(message.data, self._clock.wall_us(), self.connection_id)
-                )
-            elif message.type is aiohttp.WSMsgType.ERROR:
-                return f"error: {ws.exception()!r}"
-            elif message.type in (
-                aiohttp.WSMsgType.CLOSE,
-                aiohttp.WSMsgType.CLOSING,
-                aiohttp.WSMsgType.CLOSED,
-            ):
-                return f"closed by peer (code {ws.close_code})"
-
-    async def _watch(self) -> None:
-        while True:
-            now = self._clock.monotonic()
-            verdict = self.watchdog.verdict(now)
-            if verdict is Verdict.HANDOVER_DUE:
-                self.watchdog.handover_requested = True
-                self.handover_due.set()
-            elif verdict is not None:
-                self._verdict = verdict
-                await self._close()
-                return
-            # The first frame can move the next deadline earlier than computed here (a stall
-            # counts from the last frame); waking every half stall_timeout bounds detection to
-            # 1.5 x stall_timeout without a wake-up per frame.
-            wait = min(self.watchdog.next_check_at() - now, self.watchdog.stall_timeout / 2)
-            await asyncio.sleep(max(0.0, wait))
-
-    async def _close(self) -> None:
-        if not self._ws.closed:
-            try:
-                async with asyncio.timeout(_CLOSE_TIMEOUT):
-                    await self._ws.close()
-            except TimeoutError:
-                log.warning("close handshake timed out", connection_id=self.connection_id)
-
-    def _end(self, reason: str) -> ConnectionEnd:
-        watchdog = self.watchdog
-        stable = (
-            watchdog.last_data_at is not None
-            and watchdog.last_data_at - watchdog.opened_at >= _STABLE_AFTER
-        )
-        if self._retiring:
-            return ConnectionEnd(ConnectionChange.RETIRED, "replaced", stable)
-        if self._verdict is Verdict.NO_DATA:
-            return ConnectionEnd(
-                ConnectionChange.STALLED,
-                f"no data at all {watchdog.first_data_timeout:g}s after subscribing",
-                stable,
-            )
-        if self._verdict is Verdict.STALLED:
-            return ConnectionEnd(
-                ConnectionChange.STALLED,
-                f"no frame for {watchdog.stall_timeout:g}s",
-                stable,
-            )
-        return ConnectionEnd(ConnectionChange.DROPPED, reason, stable)
 
 
 class ShardSupervisor:
@@ -242,6 +92,9 @@ class ShardSupervisor:
         self._serial = 0
         self._url = combined_stream_url(settings.url, symbols)
         self.reconnects = 0
+        """Times the shard was left without a connection and connected again."""
+        self.silence_checks: Counter[SilenceOutcome] = Counter()
+        """Outcomes of the silence checks run so far."""
 
     async def run(self) -> None:
         """Connect, follow connections through handovers, reconnect after failures; forever."""
@@ -277,17 +130,19 @@ class ShardSupervisor:
                 )
                 await asyncio.sleep(delay)
 
-    async def _open(self) -> MarketConnection:
+    async def _open(self, *, held: bool = False) -> MarketConnection:
         self._serial += 1
         connection_id = f"{self._shard}.{self._serial}"
         settings = self._settings
-        ws = await self._session.ws_connect(
-            self._url,
-            heartbeat=settings.ping_interval,
-            timeout=aiohttp.ClientWSTimeout(ws_receive=None, ws_close=_CLOSE_TIMEOUT),
-            max_msg_size=max(4 << 20, 4 * settings.max_frame_bytes),
-            autoping=True,
-        )
+        # ClientWSTimeout bounds reads and the close only; the handshake needs its own bound.
+        async with asyncio.timeout(settings.open_timeout):
+            ws = await self._session.ws_connect(
+                self._url,
+                heartbeat=settings.ping_interval,
+                timeout=aiohttp.ClientWSTimeout(ws_receive=None, ws_close=CLOSE_TIMEOUT),
+                max_msg_size=max(4 << 20, 4 * settings.max_frame_bytes),
+                autoping=True,
+            )
         connection = MarketConnection(
             ws,
             connection_id=connection_id,
@@ -296,6 +151,7 @@ class ShardSupervisor:
             settings=settings,
             clock=self._clock,
             sink=self._sink,
+            held=held,
         )
         log.info(
             "connected", connection_id=connection_id, url=self._url, streams=len(self._symbols)
@@ -304,16 +160,17 @@ class ShardSupervisor:
         return connection
 
     async def _follow(self, connection: MarketConnection, tg: asyncio.TaskGroup) -> ConnectionEnd:
-        """Run ``connection`` and its planned successors until one ends unplanned."""
+        """Run ``connection`` and its successors until one ends with no replacement open."""
         task = tg.create_task(connection.run(), name=f"connection {connection.connection_id}")
         while True:
-            due = tg.create_task(connection.handover_due.wait())
-            await asyncio.wait({task, due}, return_when=asyncio.FIRST_COMPLETED)
-            due.cancel()
+            await _first_of((task,), (connection.handover_due, connection.silence_due))
             if task.done():
                 end = task.result()
                 await self._report_end(connection, end)
                 return end
+            if connection.silence_due.is_set():
+                connection, task = await self._check_silence(connection, task, tg)
+                continue
             successor = await self._hand_over(connection, task, tg)
             if successor is None:
                 connection.postpone_handover(_HANDOVER_RETRY)
@@ -326,36 +183,132 @@ class ShardSupervisor:
         old_task: asyncio.Task[ConnectionEnd],
         tg: asyncio.TaskGroup,
     ) -> tuple[MarketConnection, asyncio.Task[ConnectionEnd]] | None:
-        """Open a replacement for ``old``; close ``old`` once the replacement delivers."""
+        """Open a replacement for ``old``; close ``old`` once the replacement delivers.
+
+        Returns what to follow next, or ``None`` to keep ``old`` and try again later.
+        """
         log.info("planned handover", connection_id=old.connection_id)
-        try:
-            new = await self._open()
-        except _CONNECT_ERRORS as exc:
-            log.warning("handover connect failed", connection_id=old.connection_id, error=repr(exc))
+        replacement = await self._open_beside(old, tg)
+        if replacement is None:
             return None
-        new_task = tg.create_task(new.run(), name=f"connection {new.connection_id}")
-        delivering = tg.create_task(new.first_data.wait())
-        await asyncio.wait(
-            {delivering, new_task, old_task},
-            timeout=self._settings.handover_timeout,
-            return_when=asyncio.FIRST_COMPLETED,
+        new, new_task = replacement
+        await _first_of((new_task, old_task), (new.first_data,), self._settings.handover_timeout)
+        if old_task.done() and not new_task.done():
+            return await self._take_over(old, old_task, new, new_task)
+        if new.first_data.is_set():
+            await old.retire()
+            await self._report_end(old, await old_task)
+            return new, new_task
+        log.warning(
+            "replacement delivered nothing; keeping the old connection",
+            connection_id=old.connection_id,
+            replacement=new.connection_id,
         )
-        delivering.cancel()
-        if not new.first_data.is_set():
-            log.warning(
-                "replacement delivered nothing; keeping the old connection",
+        await self._discard(new, new_task)
+        if old_task.done():
+            # Both ended: the old one's unplanned end surfaces through _follow.
+            return old, old_task
+        return None
+
+    async def _check_silence(
+        self,
+        old: MarketConnection,
+        old_task: asyncio.Task[ConnectionEnd],
+        tg: asyncio.TaskGroup,
+    ) -> tuple[MarketConnection, asyncio.Task[ConnectionEnd]]:
+        """Tell whether silent ``old`` is quiet or stalled, from a probe and a replacement.
+
+        Returns what to follow next: ``old`` when it is quiet (or ended, to surface its end),
+        the replacement when ``old`` stalled or died meanwhile.
+        """
+        log.info(
+            "silent connection: probing it beside a replacement",
+            connection_id=old.connection_id,
+            silent_for=round(old.watchdog.allowed_silence, 3),
+        )
+        await old.probe()
+        check = SilenceCheck(self._clock.monotonic(), self._settings.handover_timeout)
+        replacement = await self._open_beside(old, tg, held=True)
+        check.replacement_failed = replacement is None
+        outcome = None
+        while not old_task.done():
+            now = self._clock.monotonic()
+            tasks: list[asyncio.Task[ConnectionEnd]] = [old_task]
+            events = _gather_evidence(check, old, replacement, now, tasks)
+            outcome = check.decide(now)
+            if outcome is not None:
+                break
+            await _first_of(tasks, events, check.next_decision_at() - now)
+        alive = replacement if replacement is not None and not replacement[1].done() else None
+        if old_task.done():
+            if alive is not None:
+                successor = await self._take_over(old, old_task, *alive)
+                await alive[0].release()
+                return successor
+        elif outcome is SilenceOutcome.QUIET:
+            self.silence_checks[outcome] += 1
+            log.info(
+                "silent connection is alive and its symbols are quiet; keeping it",
                 connection_id=old.connection_id,
-                replacement=new.connection_id,
+                delivered_again=check.old_data_at is not None,
+                probe_answered=check.probe_answered_at is not None,
             )
-            await new.retire()
-            await self._report_end(new, await new_task)
-            if old_task.done():
-                # The old one died meanwhile: the unplanned end surfaces through _follow.
-                return old, old_task
+            old.quiet_confirmed()
+        else:
+            self.silence_checks[SilenceOutcome.STALLED] += 1
+            log.warning(
+                "silence check found a stall: data is withheld, or the connection is dead",
+                connection_id=old.connection_id,
+                replacement=None if alive is None else alive[0].connection_id,
+                replacement_delivered=check.replacement_data_at is not None,
+                probe_answered=check.probe_answered_at is not None,
+            )
+            await old.stall()
+            if alive is not None:
+                await asyncio.wait({old_task})
+                successor = await self._take_over(old, old_task, *alive)
+                await alive[0].release()
+                return successor
+        if replacement is not None:
+            await self._discard(*replacement)
+        return old, old_task
+
+    async def _open_beside(
+        self, old: MarketConnection, tg: asyncio.TaskGroup, *, held: bool = False
+    ) -> tuple[MarketConnection, asyncio.Task[ConnectionEnd]] | None:
+        """Open a replacement for ``old`` and start running it; ``None`` when it cannot."""
+        try:
+            new = await self._open(held=held)
+        except _CONNECT_ERRORS as exc:
+            log.warning(
+                "replacement connect failed", connection_id=old.connection_id, error=repr(exc)
+            )
             return None
-        await old.retire()
-        await self._report_end(old, await old_task)
+        return new, tg.create_task(new.run(), name=f"connection {new.connection_id}")
+
+    async def _take_over(
+        self,
+        old: MarketConnection,
+        old_task: asyncio.Task[ConnectionEnd],
+        new: MarketConnection,
+        new_task: asyncio.Task[ConnectionEnd],
+    ) -> tuple[MarketConnection, asyncio.Task[ConnectionEnd]]:
+        """``old`` ended while its replacement was open: the replacement is the connection."""
+        end = old_task.result()
+        log.warning(
+            "connection lost",
+            shard=self._shard,
+            connection_id=old.connection_id,
+            change=end.change.value,
+            reason=end.reason,
+            replaced_by=new.connection_id,
+        )
+        await self._report_end(old, end)
         return new, new_task
+
+    async def _discard(self, new: MarketConnection, new_task: asyncio.Task[ConnectionEnd]) -> None:
+        await new.retire()
+        await self._report_end(new, await new_task)
 
     async def _report_end(self, connection: MarketConnection, end: ConnectionEnd) -> None:
         if end.change is ConnectionChange.STALLED and connection.watchdog.last_data_at is None:
@@ -375,6 +328,49 @@ class ShardSupervisor:
             if retry_after.isdecimal():
                 delay = max(delay, float(retry_after))
         return delay
+
+
+async def _first_of(
+    tasks: Iterable[asyncio.Future[Any]],
+    events: Iterable[asyncio.Event],
+    seconds: float | None = None,
+) -> None:
+    """Return once one of ``tasks`` is done, one of ``events`` is set, or ``seconds`` passed."""
+    waiters = [asyncio.ensure_future(event.wait()) for event in events]
+    try:
+        await asyncio.wait([*tasks, *waiters], timeout=seconds, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for waiter in waiters:
+            waiter.cancel()
+
+
+def _gather_evidence(
+    check: SilenceCheck,
+    old: MarketConnection,
+    replacement: tuple[MarketConnection, asyncio.Task[ConnectionEnd]] | None,
+    now: float,
+    tasks: list[asyncio.Task[ConnectionEnd]],
+) -> list[asyncio.Event]:
+    """Note in ``check`` what happened by ``now``; return the events still worth waiting for.
+
+    The replacement's task is added to ``tasks`` while it runs (its end is evidence too).
+    """
+    pending = [event for event in (old.data_again, old.probe_answered) if not event.is_set()]
+    if old.data_again.is_set() and check.old_data_at is None:
+        check.old_data_at = now
+    if old.probe_answered.is_set() and check.probe_answered_at is None:
+        check.probe_answered_at = now
+    if replacement is not None:
+        new, new_task = replacement
+        if not new.first_data.is_set():
+            pending.append(new.first_data)
+        elif check.replacement_data_at is None:
+            check.replacement_data_at = now
+        if not new_task.done():
+            tasks.append(new_task)
+        elif not new.first_data.is_set():
+            check.replacement_failed = True
+    return pending
 
 
 class MarketSource:

@@ -57,10 +57,12 @@ class SourceSettings:
         max_streams_per_connection: streams subscribed on one connection (Binance allows 200).
         connection_lifetime: age in seconds after which a connection is replaced by a planned
             handover (Binance closes connections at 24 h).
-        handover_timeout: seconds the replacement connection may take to deliver its first data.
+        handover_timeout: seconds the replacement connection may take to deliver its first data
+            (in a handover and in a silence check).
         open_timeout: seconds allowed for the websocket handshake.
         ping_interval: seconds between client heartbeats; a dead peer is detected within 1.5x.
-        stall_timeout: seconds an open connection may deliver nothing before it is replaced.
+        stall_timeout: seconds an open connection may deliver nothing before a silence check
+            tells whether it stalled (replaced) or its symbols are quiet (kept).
         first_data_timeout: seconds after connecting with no data at all before a loud error
             (for example a URL that accepts subscriptions and never delivers).
         backoff_initial: first reconnect delay in seconds.

@@ -2,12 +2,14 @@
 
 A :class:`Connection` is one open websocket: its sans-IO session and liveness, the socket, the
 queue its writer task drains, and the faults in force on it. The :class:`ConnectionTable` names
-and holds the open ones and fans each tick's events out to those that subscribed them.
+and holds the open ones, fans each tick's events out to those that subscribed them, and slows
+the start of new ones that a ``slow_start`` fault asked for.
 """
 
 import asyncio
 import logging
 import math
+from collections import deque
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
@@ -41,6 +43,7 @@ class ConnectionInfo:
         frames_sent: data, reply and fault frames written to it.
         stalled: a ``stall`` or ``blackhole`` is in force now.
         blackholed: a ``blackhole`` is in force now.
+        held: a ``slow_start`` holds its data back now.
     """
 
     connection_id: str
@@ -54,6 +57,7 @@ class ConnectionInfo:
     frames_sent: int
     stalled: bool
     blackholed: bool
+    held: bool = False
 
     def to_json(self) -> dict[str, object]:
         """Describe the connection as ``GET /_sim/connections`` lists it."""
@@ -70,6 +74,7 @@ class ConnectionInfo:
             "frames_sent": self.frames_sent,
             "stalled": self.stalled,
             "blackholed": self.blackholed,
+            "held": self.held,
         }
 
 
@@ -128,6 +133,25 @@ class Connection:
         self.closer: asyncio.Task[bool] | None = None
         self.ended = False
         self.closing = False
+        self._held: list[OutboundFrame] | None = None
+        """Frames a ``slow_start`` holds back; ``None`` when nothing is held."""
+
+    def hold_data(self, seconds: float) -> None:
+        """Hold every frame queued from now on for ``seconds``, then queue them all in order.
+
+        What a ``slow_start`` does: the data arrives late, none of it is lost. Replies to
+        requests do not pass through :meth:`enqueue` and are never held.
+        """
+        if self._held is None:
+            self._held = []
+            asyncio.get_running_loop().call_later(seconds, self._release)
+
+    def _release(self) -> None:
+        held, self._held = self._held or [], None
+        if self.ended:
+            return
+        for item in held:
+            self.enqueue(item)
 
     def is_blackholed(self, now: float) -> bool:
         """Whether a ``blackhole`` is in force at ``now`` (monotonic seconds)."""
@@ -158,10 +182,14 @@ class Connection:
             frames_sent=self.frames_sent,
             stalled=self.is_stalled(now),
             blackholed=self.is_blackholed(now),
+            held=self._held is not None,
         )
 
     def enqueue(self, item: OutboundFrame) -> None:
         """Queue a frame for the writer; a connection with too many pending is dropped instead."""
+        if self._held is not None:
+            self._held.append(item)
+            return
         if self.outbox.qsize() >= MAX_PENDING_FRAMES:
             log.warning(
                 "connection %s is not reading (%d frames pending): dropping it",
@@ -195,6 +223,7 @@ class ConnectionTable:
     def __init__(self) -> None:
         self._open: dict[str, Connection] = {}
         self._serial = 0
+        self._slow_starts: deque[float] = deque()
 
     def __iter__(self) -> Iterator[Connection]:
         """Iterate over a snapshot, so that connections may come and go meanwhile."""
@@ -205,8 +234,19 @@ class ConnectionTable:
         self._serial += 1
         return f"c{self._serial}"
 
+    def slow_next_starts(self, seconds: float, count: int) -> None:
+        """Make the next ``count`` connections added hold their data back for ``seconds``."""
+        self._slow_starts.extend([seconds] * count)
+
+    @property
+    def slow_starts_pending(self) -> int:
+        """How many connections still to open a ``slow_start`` will slow."""
+        return len(self._slow_starts)
+
     def add(self, conn: Connection) -> None:
-        """Hold ``conn`` as open."""
+        """Hold ``conn`` as open (slowing its start if a ``slow_start`` asks for it)."""
+        if self._slow_starts:
+            conn.hold_data(self._slow_starts.popleft())
         self._open[conn.connection_id] = conn
 
     def remove(self, conn: Connection) -> None:

@@ -10,8 +10,9 @@ A fault spec is a comma-separated list of faults (whitespace around items is ign
 
 ``@TIME`` is the delay before the fault fires, counted from when it is submitted (for the
 command line: from start). ``+TIME`` is how long a ``stall`` or ``blackhole`` lasts (absent:
-until the connection ends). ``*COUNT`` is how many frames a frame fault sends, or how many
-handshakes ``refuse`` refuses. ``conn=`` aims at one connection id (``c3``); without it a fault
+until the connection ends), or how long ``slow_start`` holds a new connection's data back
+(absent: 5 s). ``*COUNT`` is how many frames a frame fault sends, or how many handshakes ``refuse``
+refuses or ``slow_start`` slows. ``conn=`` aims at one connection id (``c3``); without it a fault
 hits every connection open when it fires. Examples::
 
     drop@10s,stall@20s+15s,garbage@5s
@@ -24,7 +25,9 @@ pings still answered), ``blackhole`` (nothing at all, pings unanswered: a dead p
 ``future_time`` (a valid event of the connection's first symbol with ``E`` ten years ahead),
 ``hostile_symbol`` (``"s": "../../x"``), ``unsubscribed`` (a symbol the connection did not
 subscribe), ``huge`` (a frame of ``size`` bytes), ``refuse`` (HTTP 503, or 429 with
-``Retry-After``, for the next COUNT handshakes).
+``Retry-After``, for the next COUNT handshakes), ``slow_start`` (the next COUNT connections
+opened hold their data back for +TIME, then send it all, late but complete; replies to requests
+are not held).
 """
 
 import enum
@@ -40,6 +43,8 @@ from recorder.simulate.market import encode_json
 
 DEFAULT_HUGE_SIZE = 3 * 1024 * 1024
 DEFAULT_REFUSE_STATUS = 503
+DEFAULT_SLOW_START = 5.0
+"""Seconds a ``slow_start`` without ``+TIME`` holds a new connection's data back."""
 REFUSE_STATUSES = (503, 429)
 HOSTILE_SYMBOL = "../../x"
 FUTURE_TIME_LEAD_MS = 3650 * 86_400_000
@@ -62,10 +67,13 @@ class FaultKind(enum.StrEnum):
     UNSUBSCRIBED = "unsubscribed"
     HUGE = "huge"
     REFUSE = "refuse"
+    SLOW_START = "slow_start"
 
 
-TIMED_KINDS = frozenset({FaultKind.STALL, FaultKind.BLACKHOLE})
+TIMED_KINDS = frozenset({FaultKind.STALL, FaultKind.BLACKHOLE, FaultKind.SLOW_START})
 """Kinds that last (``+TIME``)."""
+HANDSHAKE_KINDS = frozenset({FaultKind.REFUSE, FaultKind.SLOW_START})
+"""Kinds that act on the next handshakes (``*COUNT`` of them), not on open connections."""
 FRAME_KINDS = frozenset(
     {
         FaultKind.GARBAGE,
@@ -86,8 +94,10 @@ class Fault:
     Attributes:
         kind: what it does.
         at: seconds after submission when it fires.
-        duration: seconds a ``stall`` or ``blackhole`` lasts; ``None`` until the connection ends.
-        count: frames sent (frame kinds) or handshakes refused (``refuse``).
+        duration: seconds a ``stall`` or ``blackhole`` lasts (``None``: until the connection
+            ends), or a ``slow_start`` holds data back (``None``: :data:`DEFAULT_SLOW_START`).
+        count: frames sent (frame kinds), handshakes refused (``refuse``) or connections slowed
+            (``slow_start``).
         connection_id: the one connection it hits; ``None`` hits all open ones.
         status: HTTP status of a ``refuse``: 503 or 429.
         retry_after: seconds announced in ``Retry-After`` by a ``refuse`` (whole seconds, rounded
@@ -110,13 +120,17 @@ class Fault:
             raise ConfigError(f"{where}: at={self.at!r}: expected seconds of 0 or more")
         if self.duration is not None:
             if self.kind not in TIMED_KINDS:
-                raise ConfigError(f"{where}: a duration applies only to stall and blackhole")
+                raise ConfigError(
+                    f"{where}: a duration applies only to stall, blackhole and slow_start"
+                )
             if not math.isfinite(self.duration) or self.duration <= 0:
                 raise ConfigError(f"{where}: duration={self.duration!r}: expected seconds above 0")
         if self.count < 1:
             raise ConfigError(f"{where}: count={self.count!r}: expected 1 or more")
-        if self.count != 1 and self.kind not in FRAME_KINDS | {FaultKind.REFUSE}:
-            raise ConfigError(f"{where}: a count applies only to frame faults and refuse")
+        if self.count != 1 and self.kind not in FRAME_KINDS | HANDSHAKE_KINDS:
+            raise ConfigError(
+                f"{where}: a count applies only to frame faults, refuse and slow_start"
+            )
         if self.status not in REFUSE_STATUSES:
             raise ConfigError(f"{where}: status={self.status!r}: expected 503 or 429")
         if self.retry_after is not None and (
@@ -125,8 +139,10 @@ class Fault:
             raise ConfigError(f"{where}: retry_after={self.retry_after!r}: expected seconds >= 0")
         if self.size < 1:
             raise ConfigError(f"{where}: size={self.size!r}: expected bytes above 0")
-        if self.kind is FaultKind.REFUSE and self.connection_id is not None:
-            raise ConfigError(f"{where}: refuse applies to new handshakes, not to a connection")
+        if self.kind in HANDSHAKE_KINDS and self.connection_id is not None:
+            raise ConfigError(
+                f"{where}: {self.kind.value} applies to new handshakes, not to a connection"
+            )
 
     def to_json(self) -> dict[str, object]:
         """Describe the fault as the JSON object ``POST /_sim/faults`` accepts."""

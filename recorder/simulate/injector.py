@@ -16,6 +16,7 @@ from aiohttp import WSCloseCode
 from recorder.simulate.connections import Connection, ConnectionTable, OutboundFrame
 from recorder.simulate.event_clock import EventClock, wall_ms
 from recorder.simulate.faults import (
+    DEFAULT_SLOW_START,
     FRAME_KINDS,
     HOSTILE_SYMBOL,
     UNLISTED_SYMBOL,
@@ -128,6 +129,10 @@ class FaultInjector:
         if fault.kind is FaultKind.REFUSE:
             self._gate.arm(fault)
             targets: list[Connection] = []
+        elif fault.kind is FaultKind.SLOW_START:
+            hold = DEFAULT_SLOW_START if fault.duration is None else fault.duration
+            self._connections.slow_next_starts(hold, fault.count)
+            targets = []
         else:
             targets = [
                 conn

@@ -195,12 +195,63 @@ def test_stall_ended_by_the_watchdog() -> None:
     ]
 
 
-def test_stall_without_the_watchdog_single_symbol() -> None:
+def test_stall_without_the_watchdog_two_symbols() -> None:
     feed = Feed(GapDetector())
-    open_connection(feed, "0.1")
+    open_connection(feed, "0.1", (BTC, ETH))
     feed.stream("0.1", (BTC,), range(0, 10_000, 2000))
-    [gap] = feed.frame("0.1", (BTC, 20_000))  # nothing at all in between
+    [gap] = feed.frame("0.1", (BTC, 20_000))  # nothing at all in between, ETH silent too
     assert (gap.cause, gap.missed, gap.connection_id) == (GapCause.STALL, 5, "0.1")
+
+
+def test_a_one_symbol_connection_silent_as_a_whole_is_quiet() -> None:
+    # Its silence is the symbol's own: the exchange pushed nothing, the connection is alive.
+    feed = Feed(GapDetector())
+    open_connection(feed, "0.1", (BTC,))
+    feed.stream("0.1", (BTC,), range(0, 10_000, 2000))
+    [gap] = feed.frame("0.1", (BTC, 20_000))
+    assert (gap.cause, gap.missed, gap.connection_id) == (GapCause.QUIET, 5, "0.1")
+    feed.stream("0.1", (BTC,), range(40_000, 50_000, 2000))  # and again: no stall either
+    assert [g.cause for g in feed.gaps] == [GapCause.QUIET, GapCause.QUIET]
+
+
+def test_a_one_symbol_connection_found_stalled_by_its_silence_check_is_stall() -> None:
+    feed = Feed(GapDetector())
+    open_connection(feed, "0.1", (BTC,))
+    feed.stream("0.1", (BTC,), range(0, 10_000, 2000))
+    feed.connection(ConnectionChange.PROBE_ANSWERED, "0.1", (BTC,))  # a stall answers requests
+    open_connection(feed, "0.2", (BTC,))
+    # The replacement delivered at once, 0.1 did not: the source ends 0.1 before it passes on
+    # what the replacement delivered.
+    feed.connection(ConnectionChange.STALLED, "0.1", (BTC,))
+    feed.frame("0.2", (BTC, 70_000))
+    feed.stream("0.2", (BTC,), range(72_000, 80_000, 2000))
+    assert [(g.symbol, g.missed, g.cause, g.connection_id) for g in feed.gaps] == [
+        (BTC, 30, GapCause.STALL, "0.1")
+    ]
+
+
+def test_rule_4_alone_blames_a_connection_silent_between_two_events_of_a_symbol() -> None:
+    # ETH's E runs ahead of BTC's: the connection's newest E makes its learnt silence only 5 s
+    # of BTC's 20 s gap (rule 5 does not apply), yet nothing at all arrived between BTC's two
+    # events: rule 4 alone calls it a stall.
+    feed = Feed(GapDetector())
+    open_connection(feed, "0.1", (BTC, ETH))
+    feed.frame("0.1", (ETH, 15_000))
+    feed.frame("0.1", (BTC, 0))
+    [gap] = feed.frame("0.1", (BTC, 20_000))
+    assert (gap.symbol, gap.missed, gap.cause) == (BTC, 9, GapCause.STALL)
+
+
+def test_an_answered_probe_shows_a_connection_whose_symbols_all_went_quiet_alive() -> None:
+    feed = Feed(GapDetector())
+    open_connection(feed, "0.1", (BTC, ETH))
+    feed.stream("0.1", (BTC, ETH), range(0, 10_000, 2000))
+    feed.connection(ConnectionChange.PROBE_ANSWERED, "0.1", (BTC, ETH))  # the silence check
+    feed.stream("0.1", (BTC, ETH), range(80_000, 84_000, 2000))
+    assert [(g.symbol, g.cause) for g in feed.gaps] == [
+        (BTC, GapCause.QUIET),
+        (ETH, GapCause.QUIET),
+    ]
 
 
 def test_connection_wide_stall_without_the_watchdog_blames_every_symbol() -> None:

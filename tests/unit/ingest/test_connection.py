@@ -3,7 +3,10 @@ import random
 import pytest
 
 from recorder.ingest.connection import (
+    MAX_SILENCE_FACTOR,
     ConnectionWatchdog,
+    SilenceCheck,
+    SilenceOutcome,
     Verdict,
     backoff_delay,
     combined_stream_url,
@@ -14,7 +17,27 @@ from recorder.ingest.connection import (
 def test_shards_respect_the_stream_limit_and_keep_order() -> None:
     symbols = [f"S{i}" for i in range(450)]
     shards = plan_shards(symbols, 200)
-    assert [len(s) for s in shards] == [200, 200, 50]
+    assert [len(s) for s in shards] == [150, 150, 150]
+    assert [s for shard in shards for s in shard] == symbols
+
+
+@pytest.mark.parametrize(
+    ("count", "limit", "sizes"),
+    [
+        (201, 200, [101, 100]),  # not 200 + 1: no connection left with one quiet symbol
+        (200, 200, [200]),
+        (401, 200, [134, 134, 133]),
+        (5, 2, [2, 2, 1]),
+        (1, 200, [1]),
+        (0, 200, []),
+    ],
+)
+def test_shards_are_balanced_and_as_few_as_the_limit_allows(
+    count: int, limit: int, sizes: list[int]
+) -> None:
+    symbols = [f"S{i}" for i in range(count)]
+    shards = plan_shards(symbols, limit)
+    assert [len(shard) for shard in shards] == sizes
     assert [s for shard in shards for s in shard] == symbols
 
 
@@ -58,13 +81,41 @@ def test_silent_new_connection_is_reported_as_no_data() -> None:
     assert dog.verdict(130.0) is Verdict.NO_DATA
 
 
-def test_stall_is_measured_from_the_last_frame() -> None:
+def test_silence_is_measured_from_the_last_frame() -> None:
     dog = _watchdog()
     dog.on_data(101.0)
     dog.on_data(150.0)
     assert dog.verdict(159.9) is None
     assert dog.next_check_at() == 160.0
-    assert dog.verdict(160.0) is Verdict.STALLED
+    assert dog.verdict(160.0) is Verdict.SILENT
+
+
+def test_a_running_silence_check_is_not_asked_for_again() -> None:
+    dog = _watchdog()
+    dog.on_data(101.0)
+    assert dog.verdict(111.0) is Verdict.SILENT
+    dog.check_requested = True
+    assert dog.verdict(200.0) is None
+    assert dog.next_check_at() == 3700.0  # only the handover is left to wake for
+
+
+def test_each_quiet_check_doubles_the_silence_allowed_up_to_a_cap() -> None:
+    dog = _watchdog()
+    dog.on_data(101.0)
+    now = 111.0
+    allowed = []
+    for _ in range(6):
+        assert dog.verdict(now) is Verdict.SILENT
+        dog.check_requested = True
+        dog.quiet_confirmed(now)
+        allowed.append(dog.allowed_silence)
+        # Counted from the check, not from the old last frame: no check right after a check.
+        assert dog.verdict(now + dog.allowed_silence - 0.1) is None
+        now += dog.allowed_silence
+    assert allowed == [20.0, 40.0, 80.0, 80.0, 80.0, 80.0]
+    assert MAX_SILENCE_FACTOR * dog.stall_timeout == 80.0
+    dog.on_data(now + 1.0)  # data after a check: the next silence counts from it
+    assert dog.next_check_at() == now + 81.0
 
 
 def test_handover_is_due_at_the_lifetime_once() -> None:
@@ -76,7 +127,62 @@ def test_handover_is_due_at_the_lifetime_once() -> None:
     assert dog.next_check_at() == 3709.0
 
 
-def test_a_dead_connection_outranks_a_due_handover() -> None:
+def test_a_silent_connection_outranks_a_due_handover() -> None:
     dog = _watchdog()
     dog.on_data(101.0)
-    assert dog.verdict(4000.0) is Verdict.STALLED
+    assert dog.verdict(4000.0) is Verdict.SILENT
+
+
+# -- the silence check: quiet or stalled, from evidence -------------------------------------
+
+
+def _check() -> SilenceCheck:
+    return SilenceCheck(started_at=100.0, window=30.0, grace=1.0)
+
+
+def test_data_again_on_the_silent_connection_means_quiet() -> None:
+    check = _check()
+    assert check.decide(105.0) is None
+    check.old_data_at = 105.0
+    assert check.decide(105.0) is SilenceOutcome.QUIET
+
+
+def test_a_replacement_delivering_what_the_silent_connection_does_not_means_stalled() -> None:
+    check = _check()
+    check.probe_answered_at = 100.1  # a stall answers requests: no proof of data
+    check.replacement_data_at = 102.0
+    assert check.decide(102.5) is None  # the silent one may still deliver the same event
+    assert check.next_decision_at() == 103.0
+    assert check.decide(103.0) is SilenceOutcome.STALLED
+
+
+def test_the_silent_connection_delivering_the_same_event_late_is_quiet() -> None:
+    check = _check()
+    check.replacement_data_at = 102.0
+    check.old_data_at = 102.3
+    assert check.decide(102.3) is SilenceOutcome.QUIET
+
+
+def test_an_answered_probe_and_a_replacement_with_nothing_either_mean_quiet() -> None:
+    check = _check()
+    check.probe_answered_at = 100.1
+    assert check.decide(129.9) is None  # the replacement may still deliver
+    assert check.next_decision_at() == 130.0
+    assert check.decide(130.0) is SilenceOutcome.QUIET
+
+
+def test_an_answered_probe_is_enough_when_no_replacement_could_open() -> None:
+    check = _check()
+    check.replacement_failed = True
+    assert check.decide(101.0) is None
+    check.probe_answered_at = 101.0
+    assert check.decide(101.0) is SilenceOutcome.QUIET
+
+
+def test_an_unanswered_probe_means_stalled_at_the_end_of_the_window() -> None:
+    check = _check()
+    assert check.decide(129.9) is None
+    assert check.decide(130.0) is SilenceOutcome.STALLED
+    failed = _check()
+    failed.replacement_failed = True
+    assert failed.decide(130.0) is SilenceOutcome.STALLED

@@ -60,6 +60,12 @@ def test_counts_and_options() -> None:
     )
 
 
+def test_slow_start_takes_a_hold_time_and_a_count_of_handshakes() -> None:
+    assert parse_fault_spec("slow_start@1s+3s*2") == (
+        Fault(FaultKind.SLOW_START, at=1.0, duration=3.0, count=2),
+    )
+
+
 def test_empty_spec_means_no_fault() -> None:
     assert parse_fault_spec("") == ()
     assert parse_fault_spec("  ") == ()
@@ -70,7 +76,8 @@ def test_empty_spec_means_no_fault() -> None:
     [
         ("explode@1s", "unknown kind 'explode'"),
         ("drop@soon", "expected KIND"),
-        ("drop+5s", "duration applies only to stall and blackhole"),
+        ("drop+5s", "duration applies only to stall, blackhole and slow_start"),
+        ("slow_start;conn=c1", "slow_start applies to new handshakes"),
         ("stall*2", "count applies only"),
         ("refuse;status=404", "expected 503 or 429"),
         ("refuse;status=abc", "expected 503 or 429"),
@@ -98,6 +105,7 @@ def test_bad_specs_say_what_is_wrong(spec: str, complaint: str) -> None:
         Fault(FaultKind.BAD_FIELD, count=4),
         Fault(FaultKind.HUGE, size=1234),
         Fault(FaultKind.REFUSE, count=2, status=429, retry_after=3.0),
+        Fault(FaultKind.SLOW_START, at=1.0, duration=2.5, count=3),
     ],
 )
 def test_format_and_parse_round_trip(fault: Fault) -> None:
