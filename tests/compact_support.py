@@ -6,7 +6,7 @@ sealed part per partition per flush, so a partition holds as many parts as a rec
 
 import datetime as dt
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -14,8 +14,10 @@ import pyarrow.dataset as ds
 
 from recorder.clock import ManualClock, day_start_ms
 from recorder.model import MiniTicker
+from recorder.storage.compact.publish import CompactStep
 from recorder.storage.compact.report import CompactReport
 from recorder.storage.compact.run import compact
+from recorder.storage.paths import PartitionKey
 from recorder.storage.schema import DATA_SCHEMA
 from recorder.storage.writer import DatasetWriter
 
@@ -155,3 +157,24 @@ def redundant_dataset(tmp_path: Path) -> Path:
     root = tmp_path / "data"
     redundant_pair(root)
     return root
+
+
+# -- crashes ------------------------------------------------------------------------------------
+
+
+class Crash(BaseException):
+    """Stands for kill -9: no except clause of the code under test handles it."""
+
+
+def crash_at(step: CompactStep, occurrence: int = 1) -> Callable[[CompactStep, PartitionKey], None]:
+    """A step hook that raises :class:`Crash` at the ``occurrence``-th ``step`` of a run."""
+    seen = 0
+
+    def hook(current: CompactStep, key: PartitionKey) -> None:
+        nonlocal seen
+        if current is step:
+            seen += 1
+            if seen == occurrence:
+                raise Crash(f"{step} #{occurrence}")
+
+    return hook

@@ -15,6 +15,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+from collections import Counter
 from collections.abc import Callable
 from decimal import Decimal
 from pathlib import Path
@@ -45,6 +46,18 @@ def _environment() -> dict[str, str]:
     # Tests run recorders side by side and back to back: never the fixed default metrics port.
     env["RECORDER_METRICS__ADDRESS"] = "127.0.0.1:0"
     return env
+
+
+def run_cli(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    """Run ``recorder *args`` to its end, as cron would, without this machine's settings."""
+    return subprocess.run(
+        [*RECORDER, *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+        env=_environment(),
+    )
 
 
 def wait_until(condition: Callable[[], bool], timeout: float, what: str) -> None:
@@ -110,9 +123,43 @@ class SimulatorProcess:
         return connections
 
     def freeze(self) -> None:
-        """Stop delivering to every connection so that the delivered set no longer moves."""
+        """Stop delivering to every connection so that the delivered set no longer moves.
+
+        Returns once the stall is in force on every open connection: the ledger marks a frame
+        delivered just before sending it, and a stalled connection sends no data frame.
+        """
         self.inject("stall+600s")
-        time.sleep(0.5)
+        wait_until(
+            lambda: all(connection["stalled"] for connection in self.connections()),
+            10,
+            "the stall in force on every connection",
+        )
+
+    def delivered_count(self) -> int:
+        """How many distinct events were delivered to at least one connection."""
+        return sum(1 for event in self.events() if event["delivered_to"])
+
+    def wait_for_deliveries(
+        self, symbols: list[str], *, each: int = 0, event_time_ms: int = 0, timeout: float = 30
+    ) -> None:
+        """Wait until, from now on, every symbol got ``each`` more events delivered and the
+        newest delivered ``E`` moved on by ``event_time_ms``: data time, not wall time."""
+
+        def delivered() -> tuple[Counter[str], int]:
+            events = [event["payload"] for event in self.events() if event["delivered_to"]]
+            return Counter(str(e["s"]) for e in events), max(
+                (int(e["E"]) for e in events), default=0
+            )
+
+        counts, newest = delivered()
+
+        def moved_on() -> bool:
+            now_counts, now_newest = delivered()
+            return now_newest >= newest + event_time_ms and all(
+                now_counts[symbol] >= counts[symbol] + each for symbol in symbols
+            )
+
+        wait_until(moved_on, timeout, f"{each} more events of each symbol, {event_time_ms} ms on")
 
     def stop(self) -> None:
         """Stop the simulator."""
@@ -126,6 +173,21 @@ class SimulatorProcess:
         if self.process.stdout is not None:
             self.process.stdout.close()
         self._log.close()
+
+
+def metric_values(address: str, name: str) -> dict[str, float]:
+    """Samples of one metric family at ``http://<address>/metrics``, by label text."""
+    with urllib.request.urlopen(f"http://{address}/metrics", timeout=5) as response:
+        text = response.read().decode()
+    values = {}
+    for line in text.splitlines():
+        if line.startswith("#"):
+            continue
+        series, _, value = line.rpartition(" ")
+        base, _, labels = series.partition("{")
+        if base in {name, name + "_total"}:
+            values[labels.rstrip("}")] = float(value)
+    return values
 
 
 def payload_row(payload: dict[str, Any]) -> Row:
@@ -218,6 +280,30 @@ class RecorderProcess:
         """The last ``lines`` lines of the log, as written."""
         text = self.log_path.read_text(encoding="utf-8", errors="replace")
         return "\n".join(text.splitlines()[-lines:])
+
+    def metric_total(self, name: str) -> float:
+        """The sum of every series of metric family ``name``, read from ``/metrics`` now."""
+        address = str(self.wait_for_log("metrics listening")["address"])
+        return sum(metric_values(address, name).values())
+
+    def wait_until_caught_up(
+        self, simulator: "SimulatorProcess", *, durable: bool, timeout: float = 15
+    ) -> None:
+        """Wait until this recorder has every event ``simulator`` has delivered so far.
+
+        With ``durable``, in its write-ahead log (what a kill -9 cannot lose); else received
+        and decoded (what a clean stop writes). The recorder must be the simulator's only
+        client; freeze the simulator first to have everything it will ever deliver.
+        """
+        delivered = simulator.delivered_count()
+        # Both count each event once: a copy from an overlapping connection is not received.
+        metric = "recorder_events_written" if durable else "recorder_events_received"
+
+        def caught_up() -> bool:
+            return self.metric_total(metric) >= delivered
+
+        what = "logged" if durable else "received"
+        wait_until(caught_up, timeout, f"every delivered event {what} by the recorder")
 
     def kill(self) -> None:
         """SIGKILL: no flush, no seal, no goodbye."""

@@ -7,18 +7,21 @@ reads the clock once, prints, and exits with :class:`~recorder.reports.read.Exit
 Every command takes ``-c/--config`` and ``--root`` like ``recorder run``: the root defaults to
 the settings (``storage.root`` from the TOML file or ``RECORDER_STORAGE__ROOT``).
 
-Times (``--since``, ``--until``) accept ``now``, a duration before now with a unit (``24h``,
-``90m``, ``7d``), an ISO date (``2024-05-01``, midnight UTC) or an ISO date and time (UTC
-unless it carries an offset).
+Times (``--since``, ``--until``) accept ``now``, a duration before now with a unit and of any
+length (``24h``, ``90m``, ``7d``, ``1000d``), an ISO date (``2024-05-01``, midnight UTC) or an
+ISO date and time (UTC unless it carries an offset): see
+:func:`recorder.reports.read.parse_time_bound`. Every refusal of an option names what was
+expected.
 """
 
 import datetime as dt
 import json
 import os
+import re
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import NoReturn, TypeVar
+from typing import Final, NoReturn, TypeVar
 
 import click
 
@@ -33,11 +36,44 @@ from recorder.reports.verify import run_verify
 from recorder.settings import Settings, load_settings
 from recorder.settings.units import parse_duration
 from recorder.storage.paths import require_root
-from recorder.symbols import is_valid_symbol
+from recorder.symbols import MAX_SYMBOL_LENGTH, is_valid_symbol
 
 _F = TypeVar("_F", bound=Callable[..., object])
 
 _MS_PER_SECOND = 1000
+_SYMBOL_EXPECTED: Final = (
+    "letters and digits of any script, '_' allowed after the first character, at most "
+    f"{MAX_SYMBOL_LENGTH} characters, such as BTCUSDT"
+)
+
+
+def count_value(ctx: click.Context, param: click.Parameter, value: str | None) -> int | None:
+    """Parse a count option (a click callback): a whole number, 0 or more; a refusal says so."""
+    if value is None:
+        return None
+    if re.fullmatch(r"[0-9]+", value.strip()):
+        return int(value)
+    raise click.BadParameter(
+        f"{value!r} is not a count: expected a whole number, 0 or more, such as 0 or 25",
+        ctx=ctx,
+        param=param,
+    )
+
+
+def utc_day_value(ctx: click.Context, param: click.Parameter, value: str | None) -> dt.date | None:
+    """Parse a day option (a click callback): ``YYYY-MM-DD``; a refusal says so."""
+    if value is None:
+        return None
+    if re.fullmatch(r"\d{4}-\d{2}-\d{2}", value.strip()):
+        try:
+            return dt.date.fromisoformat(value.strip())
+        except ValueError:
+            pass
+    raise click.BadParameter(
+        f"{value!r} is not a day: expected a UTC day written YYYY-MM-DD, such as 2024-05-01",
+        ctx=ctx,
+        param=param,
+    )
 
 
 def settings_options(command: _F) -> _F:
@@ -109,7 +145,8 @@ def _symbol_list(value: str | None, option: str) -> tuple[str, ...] | None:
     bad = [symbol for symbol in symbols if not is_valid_symbol(symbol)]
     if bad or not symbols:
         raise click.BadParameter(
-            f"{value!r} is not a comma-separated list of symbols (such as BTCUSDT,ETHUSDT)",
+            f"{value!r} is not a comma-separated list of symbols: expected symbols such as "
+            f"BTCUSDT,ETHUSDT, each {_SYMBOL_EXPECTED}",
             param_hint=option,
         )
     return symbols
@@ -161,7 +198,9 @@ def gaps_command(
     if symbol is not None:
         only = symbol.strip().upper()
         if not is_valid_symbol(only):
-            raise click.BadParameter(f"{symbol!r} is not a symbol", param_hint="--symbol")
+            raise click.BadParameter(
+                f"{symbol!r} is not a symbol: expected {_SYMBOL_EXPECTED}", param_hint="--symbol"
+            )
     try:
         require_root(settings.storage.root)
         scan = scan_gap_log(settings.storage.root, since_ms, until_ms, only)
@@ -208,15 +247,15 @@ def _duration_ms(value: str, option: str) -> int:
 @click.option(
     "--max-missed",
     metavar="N",
-    type=click.IntRange(min=0),
-    default=0,
+    callback=count_value,
+    default="0",
     show_default=True,
     help="Missed updates tolerated per symbol over the window.",
 )
 @click.option(
     "--max-missed-total",
     metavar="N",
-    type=click.IntRange(min=0),
+    callback=count_value,
     help="Missed updates tolerated over all symbols together (default: no limit).",
 )
 @click.option(
@@ -290,7 +329,7 @@ def check_command(
 @click.option(
     "--date",
     "day",
-    type=click.DateTime(formats=["%Y-%m-%d"]),
+    callback=utc_day_value,
     metavar="YYYY-MM-DD",
     help="Verify only this UTC day (YYYY-MM-DD); default: every day.",
 )
@@ -299,7 +338,7 @@ def verify_command(
     *,
     config: Path | None,
     root: str | None,
-    day: dt.datetime | None,
+    day: dt.date | None,
     output_format: str,
 ) -> None:
     """Read every sealed data file and check it; compare the gaps in the data with the log.
@@ -313,7 +352,7 @@ def verify_command(
     try:
         report = run_verify(
             settings.storage.root,
-            None if day is None else day.date(),
+            day,
             settings.gaps.interval_ms,
         )
     except (StorageError, ConfigError) as exc:

@@ -13,6 +13,7 @@ import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Final
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -22,7 +23,7 @@ from recorder.clock import US_PER_MS, day_start_ms, parse_utc_us
 from recorder.errors import ConfigError, StorageError
 from recorder.gaps.scan import TornLine
 from recorder.hive import SYMBOL_KEY, date_dir_name, day_of_date_dir, dir_value
-from recorder.settings.units import parse_duration
+from recorder.settings.units import parse_lookback
 from recorder.storage.paths import DATA_SUFFIX
 from recorder.symbols import is_valid_symbol
 
@@ -70,12 +71,21 @@ def torn_line_warning(line: TornLine) -> str:
 # -- the time window -------------------------------------------------------------------------
 
 
+TIME_FORMS: Final = (
+    "'now', a duration before now with a unit, of any length (90m, 24h, 7d, 1000d, 1h30m), "
+    "an ISO date (2024-05-01, midnight UTC) or an ISO date and time (2024-05-01T10:00, "
+    "2024-05-01 10:00:00.250, 2024-05-01T12:00+02:00; UTC unless an offset is given)"
+)
+"""How ``--since`` and ``--until`` may be written, for the end of an "expected ..." message."""
+
+
 def parse_time_bound(text: str, now_ms: int) -> int:
     """Parse a ``--since``/``--until`` value into milliseconds since the epoch, UTC.
 
-    Accepted: ``now``; a duration with a unit, meaning that long before now (``24h``, ``90m``,
-    ``7d``, ``1h30m``); an ISO-8601 date (midnight UTC); an ISO-8601 date and time, UTC unless
-    it carries an offset (``2024-05-01T10:00``, ``2024-05-01 10:00:00Z``,
+    Accepted (:data:`TIME_FORMS`): ``now``; a duration with a unit, of any length, meaning
+    that long before now (``24h``, ``90m``, ``7d``, ``1000d``, ``1h30m``; one reaching back
+    past 1970 means the epoch); an ISO-8601 date (midnight UTC); an ISO-8601 date and time,
+    UTC unless it carries an offset (``2024-05-01T10:00``, ``2024-05-01 10:00:00Z``,
     ``2024-05-01T12:00+02:00``). A bare number is refused: seconds, milliseconds or a year?
 
     Raises:
@@ -89,6 +99,8 @@ def parse_time_bound(text: str, now_ms: int) -> int:
     '2024-05-01T00:00:00.000Z'
     >>> format_utc_ms(parse_time_bound("2024-05-01T12:30+02:00", now))
     '2024-05-01T10:30:00.000Z'
+    >>> format_utc_ms(parse_time_bound("1000d", now))
+    '2021-08-05T10:00:00.000Z'
     """
     stripped = text.strip()
     if stripped.lower() == "now":
@@ -105,14 +117,13 @@ def parse_time_bound(text: str, now_ms: int) -> int:
             pass
     elif stripped and not re.fullmatch(r"[\d.]+", stripped):
         try:
-            return now_ms - round(parse_duration(stripped) * MS_PER_SECOND)
+            back_ms = parse_lookback(stripped) * MS_PER_SECOND
         except ConfigError:
             pass
-    raise ConfigError(
-        f"{text!r} is not a time: expected 'now', a duration before now with a unit (24h, "
-        "90m, 7d, 1h30m), an ISO date (2024-05-01) or an ISO date and time (2024-05-01T10:00, "
-        "UTC unless an offset is given)"
-    )
+        else:
+            # min() first: an absurd length is a float too large to round.
+            return now_ms - round(min(back_ms, now_ms))
+    raise ConfigError(f"{text!r} is not a time: expected {TIME_FORMS}")
 
 
 # -- partitions and data files ---------------------------------------------------------------

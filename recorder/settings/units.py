@@ -33,6 +33,11 @@ DURATION_FORMS: Final = (
 )
 """How a duration may be written, for the end of an "expected ..." message."""
 _DURATION_EXPECTED: Final = f"a duration {DURATION_FORMS}"
+LOOKBACK_FORMS: Final = (
+    "a number with a unit, of any length, such as '90m', '24h', '7d', '1000d' or '1d12h' "
+    "(units d, h, m, s, ms, largest first, each at most once)"
+)
+"""How a duration before now may be written, for the end of an "expected ..." message."""
 # A longer duration is certainly a typo; absurd ones would also overflow timer arithmetic.
 _MAX_DURATION: Final = 365 * 86_400.0
 
@@ -160,6 +165,31 @@ def parse_duration(value: str | float | timedelta) -> float:
     recorder.errors.ConfigError: '30x' is not valid: expected a duration written like ...
     """
     return _read(value, duration_seconds)
+
+
+def parse_lookback(text: str) -> float:
+    """Parse how far back from now a report window reaches, in seconds: any length.
+
+    The grammar of :func:`parse_duration` with a unit required (a bare number could be
+    seconds, milliseconds or a year), and no upper bound: ``1000d`` before now is a real
+    question to ask of a root that old, unlike a 1000-day timeout.
+
+    Raises:
+        ConfigError: ``text`` is not a duration with a unit.
+
+    >>> parse_lookback("1000d"), parse_lookback("90m"), parse_lookback("1d12h")
+    (86400000.0, 5400.0, 129600.0)
+    """
+    stripped = text.strip()
+    refusal = ConfigError(
+        f"{show_value(text)} is not a duration before now: expected {LOOKBACK_FORMS}"
+    )
+    if _PLAIN_NUMBER.fullmatch(stripped):
+        raise refusal
+    try:
+        return _duration_from_text(stripped)
+    except InvalidValueError:
+        raise refusal from None
 
 
 def size_bytes(value: object) -> int:

@@ -3,16 +3,14 @@
 import contextlib
 import io
 import re
-import subprocess
-import time
 from pathlib import Path
 
 import pytest
 from support import (
-    RECORDER,
     StartRecorder,
     StartSimulator,
     gap_records,
+    run_cli,
     wait_until,
 )
 
@@ -67,11 +65,12 @@ def test_every_example_runs_on_a_recording_with_a_gap_before_and_after_compactio
     root = tmp_path / "data"
     recorder = start_recorder(root=root, url=simulator.url, symbols=SYMBOLS, config=CONFIG)
     recorder.wait_for_log("ready")
-    time.sleep(4)  # more than a minute of event time at 20x
+    simulator.wait_for_deliveries(SYMBOLS, each=1, event_time_ms=60_000)  # a minute of data
     simulator.inject("drop")  # the recorder reconnects; the updates in between are missed
     wait_until(lambda: len(recorder.logged("connected")) >= 2, 15, "the reconnect")
-    time.sleep(4)
+    simulator.wait_for_deliveries(SYMBOLS, each=1, event_time_ms=60_000)
     simulator.freeze()
+    recorder.wait_until_caught_up(simulator, durable=False)
     assert recorder.terminate() == 0
     lost = [
         gap
@@ -82,13 +81,7 @@ def test_every_example_runs_on_a_recording_with_a_gap_before_and_after_compactio
     assert len(list(root.glob("date=2024-05-01/symbol=BTCUSDT/*.parquet"))) > 1
 
     check_examples(root, "parts")
-    compacted = subprocess.run(
-        [*RECORDER, "compact", "--root", str(root)],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    compacted = run_cli("compact", "--root", str(root))
     assert compacted.returncode == 0, compacted.stdout + compacted.stderr
     assert len(list(root.glob("date=2024-05-01/symbol=BTCUSDT/*.parquet"))) == 1
     check_examples(root, "compacted")

@@ -14,13 +14,13 @@ import pyarrow.parquet as pq
 import pytest
 from support import (
     READERS,
-    RECORDER,
     RecorderProcess,
     Row,
     SimulatorProcess,
     StartRecorder,
     StartSimulator,
     read_rows_with,
+    run_cli,
     wait_until,
 )
 
@@ -40,12 +40,6 @@ backoff_max = "300ms"
 [service]
 instance_id = "{instance}"
 """
-
-
-def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [*RECORDER, *args], capture_output=True, text=True, timeout=60, check=False
-    )
 
 
 def compact_json(root: Path, *args: str) -> tuple[int, dict[str, Any]]:
@@ -250,6 +244,7 @@ def test_kill_9_at_any_step_leaves_whole_partitions_and_the_next_run_finishes(
         assert Counter(read_rows_with(reader, root)) == Counter(delivered), reader
     assert all(len(names) == 1 for names in partition_files(root).values())
     assert not list(root.glob("date=*/.*"))
+    assert not (root / "_compact").exists()
 
 
 def test_a_day_still_in_a_running_recorders_log_is_deferred_until_it_stops(

@@ -1,7 +1,6 @@
 """The gap log against the ground truth of what the exchange generated and delivered."""
 
 import json
-import subprocess
 import time
 from collections import Counter
 from pathlib import Path
@@ -9,12 +8,12 @@ from typing import Any
 
 import pytest
 from support import (
-    RECORDER,
     StartRecorder,
     StartSimulator,
     data_gaps,
     gap_records,
     read_rows_with,
+    run_cli,
     wait_until,
 )
 
@@ -28,12 +27,6 @@ flush_interval = "200ms"
 backoff_initial = "200ms"
 backoff_max = "500ms"
 """
-
-
-def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [*RECORDER, *args], capture_output=True, text=True, timeout=60, check=False
-    )
 
 
 def logged_gaps(root: Path) -> Counter[tuple[str, int, int, int]]:
@@ -107,16 +100,18 @@ def test_disconnects_and_stalls_are_logged_with_their_cause(
     config = CONFIG + 'stall_timeout = "1s"\n'
     recorder = start_recorder(root=root, url=simulator.url, symbols=SYMBOLS, config=config)
     wait_until(lambda: len(simulator.connections()) == 1, 15, "a connection")
-    time.sleep(1)
+    # Each symbol has events on both sides of each fault, so each fault leaves it a gap.
+    simulator.wait_for_deliveries(SYMBOLS, each=2)
     simulator.inject("drop")
     wait_until(lambda: len(recorder.logged("connection lost")) == 1, 15, "the drop")
     wait_until(lambda: len(recorder.logged("connected")) == 2, 15, "the reconnect")
-    time.sleep(1)
+    simulator.wait_for_deliveries(SYMBOLS, each=2)
     simulator.inject("stall+5s")
     wait_until(lambda: len(recorder.logged("connection lost")) == 2, 15, "the stall")
     wait_until(lambda: len(recorder.logged("connected")) == 3, 15, "the replacement")
-    time.sleep(1)
+    simulator.wait_for_deliveries(SYMBOLS, each=2)
     simulator.freeze()
+    recorder.wait_until_caught_up(simulator, durable=False)
     assert recorder.terminate() == 0
 
     rows = read_rows_with("duckdb", root)
@@ -145,14 +140,14 @@ def test_a_restart_logs_exactly_one_restart_gap_per_symbol(
     if stop == "sigterm":
         assert first.terminate() == 0
     else:
-        time.sleep(0.5)
+        first.wait_until_caught_up(simulator, durable=True)
         first.kill()
     time.sleep(1)  # downtime: about ten ticks at 20x
     second = start_recorder(
         root=root, url=simulator.url, symbols=SYMBOLS, config=CONFIG, name="second"
     )
     wait_until(lambda: len(second.logged("ready")) == 1, 15, "the second recorder")
-    time.sleep(1)
+    simulator.wait_for_deliveries(SYMBOLS, each=2)  # every restart gap is closed by an event
     simulator.freeze()
     assert second.terminate() == 0
 

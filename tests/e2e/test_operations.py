@@ -4,7 +4,6 @@ import json
 import shutil
 import socket
 import subprocess
-import time
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -71,15 +70,15 @@ def test_metrics_move_and_health_follows_a_stall(
 
     wait_until(lambda: min(received(scrape(address))) > 0, 10, "an event of every symbol")
     first = scrape(address)
-    time.sleep(1)
-    wait_until(
-        lambda: all(
-            now > before
-            for now, before in zip(received(scrape(address)), received(first), strict=True)
-        ),
-        10,
-        "more events of every symbol",
-    )
+    flushes = ("recorder_flush_duration_seconds_count", ())
+
+    def moved_on() -> bool:
+        now = scrape(address)
+        return now[flushes] > first[flushes] and all(
+            count > before for count, before in zip(received(now), received(first), strict=True)
+        )
+
+    wait_until(moved_on, 10, "more events of every symbol and another flush")
     second = scrape(address)
     for symbol in SYMBOLS:
         written = ("recorder_events_written_total", (("symbol", symbol),))
@@ -178,7 +177,12 @@ def test_check_reports_healthy_then_stale_for_cron(
         "check to pass while recording",
     )
     assert recorder.terminate() == 0
-    time.sleep(3)
+    # Stopped: the newest events age until they are older than a second.
+    wait_until(
+        lambda: check("--max-age", "1s", "--max-missed", "1000").returncode == 1,
+        20,
+        "check to fail on stale data",
+    )
     stale = check("--max-age", "1s", "--max-missed", "1000")
     assert stale.returncode == 1, stale.stdout + stale.stderr
     assert json.loads(stale.stdout)

@@ -154,9 +154,9 @@ def test_sigkill_loses_nothing_flushed_and_shows_no_partial_file(
     try:
         wait_until(lambda: delivered_count(simulator) >= 400, 30, "400 delivered events")
         durable_before_kill = simulator.delivered_rows()
-        time.sleep(1.5)  # more than one flush interval (500 ms) plus scheduling slack
+        recorder.wait_until_caught_up(simulator, durable=True)
         recorder.kill()
-        time.sleep(0.3)
+        time.sleep(0.3)  # the reader goes on racing the crashed recorder's leftovers
     finally:
         watching.clear()
         watcher.join()

@@ -1,6 +1,5 @@
 """A disk full for longer than the memory budget allows: bounded memory, ``storage`` gaps."""
 
-import urllib.request
 from collections import Counter
 from pathlib import Path
 
@@ -12,6 +11,7 @@ from support import (
     data_gaps,
     fill,
     gap_records,
+    metric_values,
     read_rows_with,
     wait_until,
 )
@@ -20,21 +20,6 @@ pytestmark = pytest.mark.e2e
 
 SYMBOLS = [f"S{index:02d}USDT" for index in range(20)]
 BUDGET = 96 * 1024
-
-
-def metric_values(address: str, name: str) -> dict[str, float]:
-    """Samples of one metric family by their label text (``""`` for none)."""
-    with urllib.request.urlopen(f"http://{address}/metrics", timeout=5) as response:
-        text = response.read().decode()
-    values = {}
-    for line in text.splitlines():
-        if line.startswith("#"):
-            continue
-        series, _, value = line.rpartition(" ")
-        base, _, labels = series.partition("{")
-        if base in {name, name + "_total"}:
-            values[labels.rstrip("}")] = float(value)
-    return values
 
 
 def test_a_disk_full_beyond_the_budget_drops_the_oldest_events_as_storage_gaps(
@@ -82,6 +67,7 @@ def test_a_disk_full_beyond_the_budget_drops_the_oldest_events_as_storage_gaps(
     wait_until(lambda: len(recorder.logged("flush recovered")) >= 1, 5, "recovery")
     dropped = metric_values(address, "recorder_events_dropped")
     simulator.freeze()
+    recorder.wait_until_caught_up(simulator, durable=False)
     assert recorder.terminate() == 0
 
     readers = {reader: Counter(read_rows_with(reader, root)) for reader in READERS}

@@ -31,7 +31,9 @@ async def test_service_records_until_stopped_then_seals_everything(tmp_path: Pat
             exchange.inject(
                 Fault(FaultKind.STALL, duration=60, connection_id=connection.connection_id)
             )
-        await asyncio.sleep(0.3)
+        # In force at once: the delivered set no longer moves; stop once all of it is read.
+        in_flight = sum(1 for e in exchange.events() if e.delivered_to)
+        await wait_for(lambda: service.pipeline.counters.events >= in_flight)
         stop.set()
         await asyncio.wait_for(running, 10)
         delivered = {(e.symbol, e.event_time) for e in exchange.events() if e.delivered_to}

@@ -97,14 +97,23 @@ async def test_a_hung_publication_stops_neither_the_flush_nor_the_watchdog_nor_a
                 break
         assert b"WATCHDOG=1" in pings  # fed while the publication hangs
 
-        # A kill -9 now (the page cache survives it): freeze the feed, let a few flushes
-        # pass, and copy the root while the publisher still hangs.
+        # A kill -9 now (the page cache survives it): freeze the feed (a fault at 0 s is in
+        # force at once), wait for the flushes that log what was delivered, and copy the root
+        # while the publisher still hangs.
         for connection in exchange.connections():
             exchange.inject(
                 Fault(FaultKind.STALL, duration=60, connection_id=connection.connection_id)
             )
-        await asyncio.sleep(0.5)
         delivered = {(e.symbol, e.event_time) for e in exchange.events() if e.delivered_to}
+        newest_delivered: dict[str, int] = {}
+        for symbol, event_time in delivered:
+            newest_delivered[symbol] = max(event_time, newest_delivered.get(symbol, 0))
+        await wait_for(
+            lambda: all(
+                durable_newest_event_times(root, service.instance_id).get(symbol, 0) >= newest
+                for symbol, newest in newest_delivered.items()
+            )
+        )
         crashed = shutil.copytree(root, tmp_path / "crashed", symlinks=True)
         assert not disk.released.is_set()
 

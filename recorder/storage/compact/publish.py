@@ -22,6 +22,8 @@ from recorder.storage.compact.staging import (
     Manifest,
     compacted_file_name,
     made_by_compaction,
+    make_staging_dir,
+    remove_staging_day,
     staging_dir,
     write_manifest,
 )
@@ -80,9 +82,8 @@ def publish_partition(
     staging = staging_dir(live)
     name = compacted_file_name(clock.wall_us())
     manifest = Manifest(name, frozenset(path.name for path in partition.files))
-    staging.mkdir()
+    make_staging_dir(staging)
     try:
-        fsync_dir(live.parent)
         temp = _stage(staging, key, merged, manifest, on_step)
         write_manifest(staging, key, manifest)
         # A `**/*.parquet` glob sees the new file from here until the old parts are
@@ -100,6 +101,7 @@ def publish_partition(
     on_step(CompactStep.EXCHANGED, key)
     try:
         fsync_dir(live.parent)
+        fsync_dir(staging.parent)
         finish_swap(live, staging, manifest, key, on_step)
     except OSError as exc:
         raise StorageError(
@@ -158,7 +160,8 @@ def finish_swap(
         if rescued:
             fsync_dir(live)
         staging.rmdir()
-        fsync_dir(live.parent)
+        fsync_dir(staging.parent)
+        remove_staging_day(staging.parent)
     on_step(CompactStep.CLEANED, key)
     (live / MANIFEST_NAME).unlink(missing_ok=True)
     fsync_dir(live)
@@ -183,4 +186,6 @@ def discard_staging(staging: Path) -> list[str]:
     if not foreign:
         staging.rmdir()
     fsync_dir(staging.parent)
+    if not foreign:
+        remove_staging_day(staging.parent)
     return foreign

@@ -9,13 +9,18 @@ the manifest is.
 from pathlib import Path
 
 from recorder.durable import fsync_dir
+from recorder.hive import day_of_date_dir
 from recorder.storage.compact.listing import SYMBOL_PREFIX, day_dir, list_days
 from recorder.storage.compact.publish import discard_staging, finish_swap, no_step
 from recorder.storage.compact.staging import (
     MANIFEST_NAME,
+    STAGING_ROOT_NAME,
+    legacy_staging_dir,
+    legacy_staging_target,
+    live_dir,
     read_manifest,
+    remove_staging_day,
     staging_dir,
-    staging_target,
 )
 from recorder.storage.paths import PartitionKey
 
@@ -23,9 +28,10 @@ from recorder.storage.paths import PartitionKey
 def resolve_leftovers(root: Path, *, dry_run: bool = False) -> tuple[list[str], list[str]]:
     """Finish or undo what interrupted runs left under ``root``.
 
-    A staging directory whose live partition holds a manifest was swapped: the old parts in
-    it are deleted. One whose live partition holds none was never swapped: it is removed. A
-    manifest left alone in a live partition (a crash after the cleanup) is deleted.
+    A staging directory (``_compact/date=D/symbol=X``, or ``date=D/.symbol=X.compact`` as
+    earlier versions made it) whose live partition holds a manifest was swapped: the old
+    parts in it are deleted. One whose live partition holds none was never swapped: it is
+    removed. A manifest left alone in a live partition (a crash after the cleanup) is deleted.
 
     Args:
         root: the dataset root.
@@ -39,6 +45,13 @@ def resolve_leftovers(root: Path, *, dry_run: bool = False) -> tuple[list[str], 
     """
     done: list[str] = []
     problems: list[str] = []
+    for key, staging in _staging_dirs(root, problems):
+        text, solved = _resolve_staging(key, live_dir(root, staging), staging, dry_run=dry_run)
+        (done if solved else problems).append(text)
+    if not dry_run:
+        # A crash between removing a staging directory and its emptied parents.
+        for directory_of_day in _listed(root / STAGING_ROOT_NAME):
+            remove_staging_day(directory_of_day)
     for day in list_days(root):
         directory_of_day = day_dir(root, day)
         try:
@@ -47,7 +60,7 @@ def resolve_leftovers(root: Path, *, dry_run: bool = False) -> tuple[list[str], 
             problems.append(f"cannot list {directory_of_day}: {exc}")
             continue
         for entry in entries:
-            live_name = staging_target(entry.name)
+            live_name = legacy_staging_target(entry.name)
             if live_name is not None and entry.is_dir():
                 key = PartitionKey(day, live_name.removeprefix(SYMBOL_PREFIX))
                 live = directory_of_day / live_name
@@ -56,12 +69,44 @@ def resolve_leftovers(root: Path, *, dry_run: bool = False) -> tuple[list[str], 
                 entry.name.startswith(SYMBOL_PREFIX)
                 and (entry / MANIFEST_NAME).exists()
                 and not staging_dir(entry).exists()
+                and not legacy_staging_dir(entry).exists()
             ):
                 text, solved = _remove_manifest(entry, dry_run=dry_run)
             else:
                 continue
             (done if solved else problems).append(text)
     return done, problems
+
+
+def _staging_dirs(root: Path, problems: list[str]) -> list[tuple[PartitionKey, Path]]:
+    """List ``<root>/_compact/date=D/symbol=X``, sorted; what cannot be listed is a problem."""
+    holder = root / STAGING_ROOT_NAME
+    found: list[tuple[PartitionKey, Path]] = []
+    try:
+        for directory_of_day in _listed(holder):
+            day = day_of_date_dir(directory_of_day.name)
+            if day is None or not directory_of_day.is_dir():
+                continue
+            found.extend(
+                (PartitionKey(day, entry.name.removeprefix(SYMBOL_PREFIX)), entry)
+                for entry in _listed(directory_of_day)
+                if entry.name.startswith(SYMBOL_PREFIX) and entry.is_dir()
+            )
+    except OSError as exc:
+        problems.append(f"cannot list {holder}: {exc}")
+    return found
+
+
+def _listed(directory: Path) -> list[Path]:
+    """Return the entries of ``directory``, sorted; none if it does not exist.
+
+    Raises:
+        OSError: it exists but cannot be listed.
+    """
+    try:
+        return sorted(directory.iterdir())
+    except FileNotFoundError:
+        return []
 
 
 def _remove_manifest(live: Path, *, dry_run: bool) -> tuple[str, bool]:

@@ -40,7 +40,10 @@ def parse_before(text: str, today: dt.date) -> dt.date:
             return dt.date.fromisoformat(word)
     except ValueError:
         pass
-    raise ConfigError(f"--before {text!r}: expected 'today', 'yesterday' or a date YYYY-MM-DD")
+    raise ConfigError(
+        f"{text!r} is not a day: expected 'today', 'yesterday' or a UTC day written YYYY-MM-DD, "
+        "such as 2024-05-01"
+    )
 
 
 def select_days(

@@ -1,17 +1,26 @@
 """The traces a compaction leaves on disk: its staging directory, its manifest, its file names.
 
-Partition ``date=D/symbol=X`` is rebuilt in ``date=D/.symbol=X.compact`` (:func:`staging_dir`),
-hidden from readers that skip ``.`` names. The :class:`Manifest` (the new file's name and the
-old parts' names) is written in the staging directory before the swap and so lies in the live
-partition after it, until the old parts are gone: whether the live partition holds one is how
-:mod:`recorder.storage.compact.recovery` tells a swapped compaction from one never swapped in.
+Partition ``date=D/symbol=X`` is rebuilt in ``_compact/date=D/symbol=X`` (:func:`staging_dir`),
+an internal directory of the root: outside the ``date=`` partitions, on the same file system so
+that the swap stays one atomic step, and skipped by readers that skip ``_`` names. Everything
+compaction writes there ends in ``.tmp`` or ``.json`` until the moment of the swap, so a
+``<root>/**/*.parquet`` glob (DuckDB, polars) does not see it. The :class:`Manifest` (the new
+file's name and the old parts' names) is written in the staging directory before the swap and
+so lies in the live partition after it, until the old parts are gone: whether the live
+partition holds one is how :mod:`recorder.storage.compact.recovery` tells a swapped compaction
+from one never swapped in.
+
+Versions before this layout staged in ``date=D/.symbol=X.compact``, inside the day's directory
+(:func:`legacy_staging_dir`); recovery still finishes or undoes what they left.
 """
 
+import contextlib
 import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from recorder.durable import fsync_dir
 from recorder.storage.compact.listing import SYMBOL_PREFIX
 from recorder.storage.paths import (
     PartitionKey,
@@ -24,8 +33,10 @@ from recorder.storage.paths import (
 
 COMPACTOR_ID = "compact"
 """Stands in for the instance id in the names of compacted files."""
-STAGING_SUFFIX = ".compact"
-"""``date=D/.symbol=X.compact`` is where partition ``date=D/symbol=X`` is rebuilt."""
+STAGING_ROOT_NAME = "_compact"
+"""``<root>/_compact/date=D/symbol=X`` is where partition ``date=D/symbol=X`` is rebuilt."""
+LEGACY_STAGING_SUFFIX = ".compact"
+"""Earlier versions rebuilt ``date=D/symbol=X`` in ``date=D/.symbol=X.compact``."""
 MANIFEST_NAME = ".compact-manifest.json"
 """The manifest of a compaction in progress: in the staging directory before the swap, in the
 live partition after it, until the old parts are gone."""
@@ -49,22 +60,73 @@ class Manifest:
 
 
 def staging_dir(live: Path) -> Path:
-    """Return the staging directory of live partition directory ``live`` (``.symbol=X.compact``).
+    """Return the staging directory of live partition ``<root>/date=D/symbol=X``.
 
-    >>> staging_dir(Path("date=2024-05-01/symbol=BTCUSDT")).as_posix()
+    >>> staging_dir(Path("root/date=2024-05-01/symbol=BTCUSDT")).as_posix()
+    'root/_compact/date=2024-05-01/symbol=BTCUSDT'
+    """
+    day = live.parent
+    return day.parent / STAGING_ROOT_NAME / day.name / live.name
+
+
+def live_dir(root: Path, staging: Path) -> Path:
+    """Return the live partition that staging directory ``staging`` (under ``root``) rebuilds.
+
+    >>> live_dir(Path("root"), Path("root/_compact/date=2024-05-01/symbol=X")).as_posix()
+    'root/date=2024-05-01/symbol=X'
+    """
+    return root / staging.relative_to(root / STAGING_ROOT_NAME)
+
+
+def make_staging_dir(staging: Path) -> None:
+    """Create ``staging`` and the missing directories above it, each entry made durable.
+
+    Raises:
+        FileExistsError: ``staging`` already exists (an unresolved earlier run).
+        OSError: a directory could not be created or fsynced.
+    """
+    missing = [staging]
+    while not missing[-1].parent.exists():
+        missing.append(missing[-1].parent)
+    for directory in reversed(missing):
+        directory.mkdir()
+        fsync_dir(directory.parent)
+
+
+def remove_staging_day(day: Path) -> None:
+    """Remove staging day directory ``_compact/date=D``, then ``_compact``, once empty.
+
+    Any other directory (the parent of an earlier version's staging directory is the day's
+    live directory) is left alone.
+    """
+    holder = day.parent
+    if holder.name != STAGING_ROOT_NAME:
+        return
+    for directory in (day, holder):
+        # Not empty (another partition is staged) or already gone: both fine; an empty
+        # directory left behind by a failure here is removed by the next run.
+        with contextlib.suppress(OSError):
+            directory.rmdir()
+            fsync_dir(directory.parent)
+
+
+def legacy_staging_dir(live: Path) -> Path:
+    """Return where earlier versions staged live partition directory ``live``.
+
+    >>> legacy_staging_dir(Path("date=2024-05-01/symbol=BTCUSDT")).as_posix()
     'date=2024-05-01/.symbol=BTCUSDT.compact'
     """
-    return live.with_name(f".{live.name}{STAGING_SUFFIX}")
+    return live.with_name(f".{live.name}{LEGACY_STAGING_SUFFIX}")
 
 
-def staging_target(name: str) -> str | None:
-    """Return the live directory name a staging directory name stands for, else ``None``.
+def legacy_staging_target(name: str) -> str | None:
+    """Return the live directory name an earlier version's staging name stands for, or ``None``.
 
-    >>> staging_target(".symbol=BTCUSDT.compact"), staging_target("symbol=BTCUSDT")
+    >>> legacy_staging_target(".symbol=BTCUSDT.compact"), legacy_staging_target("symbol=X")
     ('symbol=BTCUSDT', None)
     """
-    if name.startswith(_STAGING_PREFIX) and name.endswith(STAGING_SUFFIX):
-        return name[1 : -len(STAGING_SUFFIX)]
+    if name.startswith(_STAGING_PREFIX) and name.endswith(LEGACY_STAGING_SUFFIX):
+        return name[1 : -len(LEGACY_STAGING_SUFFIX)]
     return None
 
 

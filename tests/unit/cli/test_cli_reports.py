@@ -102,6 +102,45 @@ def test_gaps_refuses_bad_options(recording: Path) -> None:
     assert "is not a symbol" in result.output
 
 
+@pytest.mark.parametrize("since", ["1000d", "3650d", "90m", "2024-05-01", "2024-05-01T10:00"])
+def test_gaps_and_check_take_any_past_duration_or_date(recording: Path, since: str) -> None:
+    result = run(gaps_command, "--root", str(recording), "--since", since, "--format", "json")
+    assert result.exit_code == 0, result.output
+    assert [record["symbol"] for record in json.loads(result.output)] == [ETH]
+    result = run(check_command, "--root", str(recording), "--since", since, "--causes", "stall")
+    assert result.exit_code == 0, result.output
+
+
+@pytest.mark.parametrize(
+    ("command", "option", "value", "expected"),
+    [
+        (gaps_command, "--since", "5", "expected 'now', a duration before now with a unit"),
+        (gaps_command, "--until", "2w", "expected 'now', a duration before now with a unit"),
+        (gaps_command, "--symbol", "a/b", "expected letters and digits of any script"),
+        (gaps_command, "--format", "xml", "'table', 'json', 'csv'"),
+        (check_command, "--since", "later", "expected 'now'"),
+        (check_command, "--max-missed", "x", "expected a whole number, 0 or more"),
+        (check_command, "--max-missed", "-1", "expected a whole number, 0 or more"),
+        (check_command, "--max-missed-total", "1.5", "expected a whole number, 0 or more"),
+        (check_command, "--max-age", "2y", "expected a duration written like"),
+        (check_command, "--symbols", ",", "expected symbols such as BTCUSDT,ETHUSDT"),
+        (check_command, "--causes", "gremlins", "expected some of disconnect"),
+        (check_command, "--format", "xml", "'text', 'json'"),
+        (verify_command, "--date", "2024-13-01", "expected a UTC day written YYYY-MM-DD"),
+        (verify_command, "--date", "yesterday", "expected a UTC day written YYYY-MM-DD"),
+    ],
+)
+def test_every_refused_option_says_what_was_expected(
+    recording: Path, command: click.Command, option: str, value: str, expected: str
+) -> None:
+    result = run(command, "--root", str(recording), option, value)
+    assert result.exit_code == 2
+    assert (
+        f"Invalid value for {option}" in result.output.replace("'", "") or option in result.output
+    )
+    assert expected in result.output
+
+
 def test_gaps_on_a_missing_root(tmp_path: Path) -> None:
     result = run(gaps_command, "--root", str(tmp_path / "nope"))
     assert result.exit_code == ExitCode.CANNOT_CHECK

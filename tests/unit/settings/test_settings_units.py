@@ -4,9 +4,17 @@ import math
 from datetime import timedelta
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from support import config_error
 
-from recorder.settings.units import format_duration, format_size, parse_duration, parse_size
+from recorder.settings.units import (
+    format_duration,
+    format_size,
+    parse_duration,
+    parse_lookback,
+    parse_size,
+)
 
 # --- durations ------------------------------------------------------------------------------
 
@@ -186,3 +194,19 @@ def test_format_size(size: int, text: str) -> None:
 def test_format_size_rejects_negative_sizes() -> None:
     with pytest.raises(ValueError, match="size"):
         format_size(-1)
+
+
+# --- durations before now -------------------------------------------------------------------
+
+
+@given(days=st.integers(0, 10**6), hours=st.integers(0, 23), minutes=st.integers(0, 59))
+def test_a_lookback_has_no_upper_bound(days: int, hours: int, minutes: int) -> None:
+    text = f"{days}d{hours}h{minutes}m"
+    assert parse_lookback(text) == days * 86_400 + hours * 3600 + minutes * 60
+
+
+@pytest.mark.parametrize("text", ["1000", "", "d", "1000x", "1m1h", "-5d"])
+def test_a_lookback_needs_a_unit_and_the_refusal_names_the_forms(text: str) -> None:
+    message = config_error(parse_lookback, text)
+    assert "is not a duration before now: expected a number with a unit" in message
+    assert "'1000d'" in message

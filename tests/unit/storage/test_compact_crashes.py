@@ -3,7 +3,6 @@
 import os
 import threading
 from collections import Counter
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +12,9 @@ from compact_support import (
     DAY,
     DAY_MS,
     SYMBOLS,
+    Crash,
     Row,
+    crash_at,
     distinct_events,
     live_files,
     read_rows,
@@ -27,30 +28,13 @@ from compact_support import (
 from recorder.storage.compact.publish import CompactStep
 from recorder.storage.compact.recovery import resolve_leftovers
 from recorder.storage.compact.report import CompactExitCode, PartitionOutcome
-from recorder.storage.compact.staging import staging_dir
+from recorder.storage.compact.staging import STAGING_ROOT_NAME, staging_dir
 from recorder.storage.paths import PartitionKey, parse_data_file_name, partition_dir
 
 
 @pytest.fixture
 def dataset(tmp_path: Path) -> Path:
     return redundant_dataset(tmp_path)
-
-
-class Crash(BaseException):
-    """Stands for kill -9: no except clause of the code under test handles it."""
-
-
-def crash_at(step: CompactStep, occurrence: int = 1) -> Callable[[CompactStep, PartitionKey], None]:
-    seen = 0
-
-    def hook(current: CompactStep, key: PartitionKey) -> None:
-        nonlocal seen
-        if current is step:
-            seen += 1
-            if seen == occurrence:
-                raise Crash(f"{step} #{occurrence}")
-
-    return hook
 
 
 @pytest.mark.parametrize(
@@ -98,12 +82,13 @@ def test_a_crash_at_any_step_leaves_a_complete_dataset_and_a_rerun_finishes(
     assert read_rows(dataset) == expected
     assert all(len(names) == 1 for names in live_files(dataset).values())
     assert not list(dataset.rglob(".*"))
+    assert not (dataset / STAGING_ROOT_NAME).exists()
 
 
 def test_a_staging_directory_holding_foreign_files_is_kept_and_reported(dataset: Path) -> None:
     live = partition_dir(dataset, DAY, "BTCUSDT")
     staging = staging_dir(live)
-    staging.mkdir()
+    staging.mkdir(parents=True)
     (staging / "notes.txt").write_text("mine")
     report = run_compact(dataset)
     assert report.problems

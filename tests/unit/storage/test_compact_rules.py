@@ -26,7 +26,7 @@ def test_before_accepts_today_yesterday_and_a_date() -> None:
     assert parse_before(" Yesterday ", today) == dt.date(2024, 2, 29)
     assert parse_before("2023-12-31", today) == dt.date(2023, 12, 31)
     for bad in ("tomorrow", "2024-02-30", "20240101", ""):
-        with pytest.raises(ConfigError, match="--before"):
+        with pytest.raises(ConfigError, match=r"is not a day: expected 'today', 'yesterday'"):
             parse_before(bad, today)
 
 
@@ -125,9 +125,9 @@ def test_a_compacted_file_that_differs_from_the_merge_is_rejected() -> None:
         check_compacted(reversed_rows, reversed_merge)
 
 
-def test_the_staging_directory_is_a_hidden_sibling() -> None:
+def test_the_staging_directory_is_outside_the_partitions() -> None:
     live = Path("root/date=2024-05-01/symbol=BTCUSDT")
-    assert staging_dir(live) == Path("root/date=2024-05-01/.symbol=BTCUSDT.compact")
+    assert staging_dir(live) == Path("root/_compact/date=2024-05-01/symbol=BTCUSDT")
 
 
 def test_exchange_swaps_two_directories(tmp_path: Path) -> None:

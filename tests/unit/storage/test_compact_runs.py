@@ -78,6 +78,7 @@ def test_each_partition_becomes_one_sorted_duplicate_free_file(dataset: Path) ->
         times = pq.read_table(path)["event_time"].to_pylist()
         assert times == sorted(set(times))
     assert not list(dataset.rglob(".*"))  # no staging directory, manifest or temp file left
+    assert not (dataset / "_compact").exists()
 
 
 def test_a_second_run_changes_nothing(dataset: Path) -> None:
