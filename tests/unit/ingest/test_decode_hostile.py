@@ -178,6 +178,7 @@ def test_invalid_utf8_in_a_binary_frame_is_one_rejection(frame: bytes) -> None:
     assert rejection.raw_sha256 == hashlib.sha256(frame).hexdigest()
     # backslashreplace: the bad bytes stay visible (\xff), never hidden as U+FFFD.
     assert "\ufffd" not in rejection.raw
+    assert len(rejection.raw) <= 4 * MAX_RAW_BYTES
 
 
 def test_decode_failure_quarantines_the_frame_with_the_error() -> None:
@@ -212,7 +213,8 @@ def assert_well_formed(decoded: Decoded, frame: str | bytes) -> None:
     for rejection in decoded.rejections:
         code = reason_code(rejection.reason)
         assert code in CODES or code.startswith(CODE_PREFIXES), rejection.reason
-        assert len(rejection.raw.encode("utf-8", "surrogatepass")) <= MAX_RAW_BYTES
+        # At most MAX_RAW_BYTES of the frame, each byte not UTF-8 kept as 4 characters (\xff).
+        assert len(rejection.raw) <= 4 * MAX_RAW_BYTES
         assert rejection.raw_size is not None
         assert rejection.raw_sha256 is not None
     for event in decoded.events:
