@@ -55,12 +55,17 @@ class Rejection:
         reason: why it was rejected, short and machine-groupable first (``"not_json: ..."``).
         receive_time: local wall clock when the frame arrived, microseconds since the epoch.
         connection_id: the connection that delivered it, when known.
+        raw_size: bytes of the offending text as received, of which ``raw`` may be only a
+            prefix; ``None`` when ``raw`` is all of it and nobody measured it.
+        raw_sha256: SHA-256 (hex) of those bytes, so that a cut frame can still be matched.
     """
 
     raw: str
     reason: str
     receive_time: int
     connection_id: str | None = None
+    raw_size: int | None = None
+    raw_sha256: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

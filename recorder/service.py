@@ -147,7 +147,12 @@ class RecorderService:
             clock=self.clock,
             buffer_budget=round(storage.buffer_budget * PUBLISH_SHARE_OF_BUDGET),
         )
-        self.quarantine = QuarantineLog(storage.root, self.instance_id)
+        self.quarantine = QuarantineLog(
+            storage.root,
+            self.instance_id,
+            max_day_bytes=storage.quarantine_max_day_bytes,
+            metrics=self.metrics,
+        )
         self.gap_log = GapLog(storage.root, self.instance_id)
         # Replaced in run() once recovery has restored the newest E per symbol; this one lets
         # health() answer (unhealthy: nothing delivered) before the start completes.

@@ -272,16 +272,22 @@ def bench_decode_form(
             measure the rejection path, not the normal one).
     """
     receive_time = START_MS * 1000
+    # Arrays are read item by item only in the all-market mode (off unless asked for).
+    all_market = form == "all-market array"
     events = 0
     for frame in frames:
-        decoded = decode_frame(frame, receive_time=receive_time, subscribed=subscribed)
+        decoded = decode_frame(
+            frame, receive_time=receive_time, subscribed=subscribed, all_market=all_market
+        )
         if decoded.rejections or not decoded.events:
             raise RuntimeError(f"benchmark frame not accepted: {decoded.rejections[:1]}")
         events += len(decoded.events)
 
     def run_recorder() -> None:
         for frame in frames:
-            decode_frame(frame, receive_time=receive_time, subscribed=subscribed)
+            decode_frame(
+                frame, receive_time=receive_time, subscribed=subscribed, all_market=all_market
+            )
 
     def run_baseline() -> None:
         for frame in frames:

@@ -10,8 +10,12 @@ A frame takes one of these forms; all decode the same way:
 
 * raw, the payload alone: ``{"e":"24hrMiniTicker","E":1654791723970,"s":"BTCUSDT",...}``;
 * the all-market array ``[{...},{...}]``, raw or combined as
-  ``{"stream":"!miniTicker@arr","data":[...]}``: each bad item becomes one rejection (whose
-  ``raw`` is that item's text, not the whole array) and the good items still decode;
+  ``{"stream":"!miniTicker@arr","data":[...]}``, only with ``all_market=True`` (no source
+  subscribes to it yet): each bad item becomes one rejection (whose ``raw`` is that item's text,
+  not the whole array) and the good items still decode. Otherwise an array frame is one
+  rejection, found without reading its items: a megabyte of ``[0,0,...]`` costs about a
+  millisecond (mostly the SHA-256 the quarantine keeps of it) and one record, never half a
+  million;
 * a reply to a method call (``{"result":null,"id":1}``,
   ``{"error":{"code":2,"msg":"Invalid request"},"id":3}``): neither an event nor a rejection,
   returned as :class:`ControlReply`.
@@ -23,6 +27,11 @@ becomes a :class:`~recorder.model.Rejection` whose ``reason`` starts with a code
 kept as received once :func:`~recorder.ingest.decimals.is_exact_decimal` has checked that they
 fit the dataset's ``decimal128(38, 18)`` exactly.
 
+Nothing raises, whatever the bytes: a frame nested too deep for msgspec (which recurses per
+level) is decoded again from a copy cut by :func:`~recorder.ingest.nesting.cut_deep_nesting`,
+so a valid payload with a deep unknown field is still an event and anything else is one
+``too_deep`` rejection.
+
 Speed: a valid combined frame costs one typed msgspec decode and a handful of comparisons and
 regular-expression matches. Anything unusual (a raw payload, a control reply, any rejection)
 is decoded again on a slower path that keeps each array item's original text for the
@@ -30,12 +39,15 @@ quarantine; only that path produces rejections, so the two paths cannot disagree
 reason.
 """
 
+from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from typing import Any, Final
 
 import msgspec
 
-from recorder.ingest.payload import PayloadWire, check_payload
+from recorder.ingest.nesting import MAX_NESTING, cut_deep_nesting
+from recorder.ingest.payload import EVENT_TYPE, PayloadWire, check_payload
 from recorder.ingest.rejections import build_rejection, quote, schema_reason
 from recorder.model import MiniTicker, Rejection
 from recorder.symbols import ALL_MARKET_STREAM
@@ -83,7 +95,8 @@ class Decoded:
 
     Attributes:
         events: the accepted events, in frame order.
-        rejections: what must go to quarantine; one per bad array item, else at most one.
+        rejections: what must go to quarantine: at most one, except one per bad array item
+            of an all-market array.
         control: the method reply, when the frame was one.
     """
 
@@ -103,6 +116,13 @@ class _CombinedWire(msgspec.Struct, frozen=True, gc=False):
     data: PayloadWire | list[PayloadWire]
 
 
+class _SingleWire(msgspec.Struct, frozen=True, gc=False):
+    """A combined-stream frame with one typed payload: the fast path outside all-market mode."""
+
+    stream: str
+    data: PayloadWire
+
+
 class _ControlErrorWire(msgspec.Struct, frozen=True, gc=False):
     code: int
     msg: str
@@ -114,9 +134,13 @@ class _ControlWire(msgspec.Struct, frozen=True):
     error: _ControlErrorWire | None = None
 
 
-_FAST: Final = msgspec.json.Decoder(_CombinedWire | list[PayloadWire])
+_FAST_ALL_MARKET: Final = msgspec.json.Decoder(_CombinedWire | list[PayloadWire])
+_FAST: Final = msgspec.json.Decoder(_SingleWire)
 _PAYLOAD: Final = msgspec.json.Decoder(PayloadWire)
-_SHAPE: Final = msgspec.json.Decoder(dict[str, msgspec.Raw] | list[msgspec.Raw])
+_SHAPE_ALL_MARKET: Final = msgspec.json.Decoder(dict[str, msgspec.Raw] | list[msgspec.Raw])
+# An object only: an array fails at its first byte, before msgspec reads any item.
+_SHAPE: Final = msgspec.json.Decoder(dict[str, msgspec.Raw])
+_TICKER_MARK: Final = EVENT_TYPE.encode()
 _STRING: Final = msgspec.json.Decoder(str)
 _CONTROL: Final = msgspec.json.Decoder(_ControlWire)
 
@@ -132,6 +156,7 @@ def decode_frame(
     subscribed: frozenset[str] | None,
     connection_id: str | None = None,
     max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES,
+    all_market: bool = False,
 ) -> Decoded:
     """Decode one websocket frame into events, rejections or a control reply.
 
@@ -155,10 +180,13 @@ def decode_frame(
             are wanted, or ``None`` to accept every valid symbol (all-market recording).
         connection_id: the connection that delivered the frame, copied into rejections.
         max_frame_bytes: frames longer than this many UTF-8 bytes are rejected unparsed.
+        all_market: read array frames item by item (the all-market ``!miniTicker@arr``
+            stream); when off, an array frame is one rejection and its items are never read.
 
     Returns:
         The accepted events, the rejections and the control reply found in the frame. Never
-        raises for bad input: everything wrong with a frame is a rejection.
+        raises for bad input, at any size or depth: everything wrong with a frame is a
+        rejection.
     """
     size = _oversize(frame, max_frame_bytes)
     if size is not None:
@@ -174,14 +202,31 @@ def decode_frame(
                 rejections=(build_rejection(frame, reason, receive_time, connection_id),)
             )
     try:
-        wire = _FAST.decode(frame)
-    except (msgspec.DecodeError, UnicodeError):
-        pass  # the slow path below says exactly what is wrong
-    else:
-        events = _accept_all(wire, receive_time, subscribed)
-        if events is not None:
-            return Decoded(events=events)
-    return _SlowPath(frame, receive_time, subscribed, connection_id).decode()
+        return _decode(frame, receive_time, subscribed, connection_id, all_market)
+    except RecursionError:
+        decode = partial(
+            _decode,
+            receive_time=receive_time,
+            subscribed=subscribed,
+            connection_id=connection_id,
+            all_market=all_market,
+        )
+        return _decode_deep(frame, decode, receive_time, connection_id)
+
+
+def decode_failure(
+    frame: str | bytes, error: Exception, *, receive_time: int, connection_id: str | None
+) -> Decoded:
+    """Quarantine a frame whose decoding raised: the last line, for a bug never seen yet.
+
+    Args:
+        frame: the frame as received.
+        error: what :func:`decode_frame` raised.
+        receive_time: see :func:`decode_frame`.
+        connection_id: see :func:`decode_frame`.
+    """
+    reason = f"decode_failed: {type(error).__name__}: {quote(str(error))}"
+    return Decoded(rejections=(build_rejection(frame, reason, receive_time, connection_id),))
 
 
 class FrameDecoder:
@@ -190,17 +235,21 @@ class FrameDecoder:
     Args:
         subscribed: see :func:`decode_frame`.
         max_frame_bytes: see :func:`decode_frame`.
+        all_market: see :func:`decode_frame`.
     """
 
-    __slots__ = ("max_frame_bytes", "subscribed")
+    __slots__ = ("all_market", "max_frame_bytes", "subscribed")
 
     def __init__(
         self,
         subscribed: frozenset[str] | None,
         max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES,
+        *,
+        all_market: bool = False,
     ) -> None:
         self.subscribed = subscribed
         self.max_frame_bytes = max_frame_bytes
+        self.all_market = all_market
 
     def decode(
         self, frame: str | bytes, *, receive_time: int, connection_id: str | None = None
@@ -212,6 +261,7 @@ class FrameDecoder:
             subscribed=self.subscribed,
             connection_id=connection_id,
             max_frame_bytes=self.max_frame_bytes,
+            all_market=self.all_market,
         )
 
 
@@ -226,8 +276,67 @@ def _oversize(frame: str | bytes, limit: int) -> int | None:
     return size if size > limit else None
 
 
+def _decode(
+    frame: str | bytes,
+    receive_time: int,
+    subscribed: frozenset[str] | None,
+    connection_id: str | None,
+    all_market: bool,
+) -> Decoded:
+    """Decode a frame of an allowed size and valid UTF-8; msgspec may raise RecursionError."""
+    fast = _FAST_ALL_MARKET if all_market else _FAST
+    try:
+        wire = fast.decode(frame)
+    except (msgspec.DecodeError, UnicodeError):
+        pass  # the slow path below says exactly what is wrong
+    else:
+        events = _accept_all(wire, receive_time, subscribed)
+        if events is not None:
+            return Decoded(events=events)
+    return _SlowPath(frame, receive_time, subscribed, connection_id, all_market).decode()
+
+
+def _decode_deep(
+    frame: str | bytes,
+    decode: Callable[[str | bytes], Decoded],
+    receive_time: int,
+    connection_id: str | None,
+) -> Decoded:
+    """Decode a frame too deep for msgspec from a copy with its deep containers emptied.
+
+    Args:
+        frame: the frame as received.
+        decode: :func:`_decode` with the frame's other arguments bound.
+        receive_time: see :func:`decode_frame`.
+        connection_id: see :func:`decode_frame`.
+    """
+    # Without the event type anywhere in it, no event can come of the frame: spare the scan.
+    if isinstance(frame, bytes):
+        shallow: str | bytes | None = cut_deep_nesting(frame) if _TICKER_MARK in frame else None
+    else:
+        shallow = cut_deep_nesting(frame) if EVENT_TYPE in frame else None
+    depth = f"nested deeper than {MAX_NESTING} levels"
+    too_deep = Decoded(
+        rejections=(build_rejection(frame, f"too_deep: {depth}", receive_time, connection_id),)
+    )
+    if shallow is None:
+        return too_deep
+    try:
+        decoded = decode(shallow)
+    except RecursionError:
+        return too_deep  # not at MAX_NESTING levels; the promise is never to raise all the same
+    if not decoded.rejections:
+        return decoded
+    # The quarantine keeps the frame as received, never the cut copy: one record for it all.
+    reason = f"{decoded.rejections[0].reason} (read with what is {depth} cut)"
+    rejection = build_rejection(frame, reason, receive_time, connection_id)
+    return Decoded(decoded.events, (rejection,), decoded.control)
+
+
 def _accept_all(
-    wire: _CombinedWire | list[PayloadWire], receive_time: int, subscribed: frozenset[str] | None
+    wire: _SingleWire | _CombinedWire | list[PayloadWire],
+    receive_time: int,
+    subscribed: frozenset[str] | None,
 ) -> tuple[MiniTicker, ...] | None:
     """Return the events of a schema-valid frame, or ``None`` if anything must be rejected."""
     if isinstance(wire, list):
@@ -250,7 +359,16 @@ def _accept_all(
 class _SlowPath:
     """Decode a frame the fast path did not accept, item by item, keeping raw texts."""
 
-    __slots__ = ("connection_id", "events", "frame", "receive_time", "rejections", "subscribed")
+    __slots__ = (
+        "all_market",
+        "connection_id",
+        "events",
+        "frame",
+        "receive_time",
+        "rejections",
+        "shape",
+        "subscribed",
+    )
 
     def __init__(
         self,
@@ -258,8 +376,11 @@ class _SlowPath:
         receive_time: int,
         subscribed: frozenset[str] | None,
         connection_id: str | None,
+        all_market: bool,
     ) -> None:
         self.frame = frame
+        self.all_market = all_market
+        self.shape = _SHAPE_ALL_MARKET if all_market else _SHAPE
         self.receive_time = receive_time
         self.subscribed = subscribed
         self.connection_id = connection_id
@@ -270,7 +391,7 @@ class _SlowPath:
         """Return what the frame holds, with a reason for everything rejected."""
         frame = self.frame
         try:
-            shape = _SHAPE.decode(frame)
+            shape = self.shape.decode(frame)
         except msgspec.ValidationError as exc:
             return self._only(frame, f"not_object: {exc}")
         except msgspec.DecodeError as exc:
@@ -305,13 +426,16 @@ class _SlowPath:
             self._add_rejection(frame, "missing_field:data: a combined frame needs data")
             return
         try:
-            shape = _SHAPE.decode(data)
+            shape = self.shape.decode(data)
         except msgspec.ValidationError as exc:
-            self._add_rejection(frame, f"not_object: data: {exc}")
-            return
+            if bytes(memoryview(data)[:1]) == b"[":
+                shape = []  # outside all-market mode, an array whose items are not read
+            else:
+                self._add_rejection(frame, f"not_object: data: {exc}")
+                return
         if isinstance(shape, dict):
             self._payload(data, stream, raw=frame)
-        elif stream == ALL_MARKET_STREAM:
+        elif stream == ALL_MARKET_STREAM and self.all_market:
             self._items(shape)
         else:
             reason = f"stream_mismatch: stream {quote(stream)} carries an array"

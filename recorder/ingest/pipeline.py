@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from recorder.gaps.detector import Gap, GapDetector
-from recorder.ingest.decode import decode_frame
+from recorder.ingest.decode import decode_failure, decode_frame
 from recorder.ingest.dedup import DuplicateFilter
 from recorder.ingest.event_times import EventTimeGuard
 from recorder.ingest.rejections import build_rejection
@@ -152,13 +152,20 @@ class EventPipeline:
         if connection is not None:
             connection.last_frame_us = frame.receive_time
         self._detector.on_frame(frame.connection_id)
-        decoded = decode_frame(
-            frame.data,
-            receive_time=frame.receive_time,
-            subscribed=self._subscribed,
-            connection_id=frame.connection_id,
-            max_frame_bytes=self._max_frame_bytes,
-        )
+        try:
+            decoded = decode_frame(
+                frame.data,
+                receive_time=frame.receive_time,
+                subscribed=self._subscribed,
+                connection_id=frame.connection_id,
+                max_frame_bytes=self._max_frame_bytes,
+            )
+        # The last line: decoding never raises by design, but a bug triggered by one frame
+        # must cost that frame (quarantined, counted as decode_failed), never the service.
+        except Exception as exc:  # noqa: BLE001
+            decoded = decode_failure(
+                frame.data, exc, receive_time=frame.receive_time, connection_id=frame.connection_id
+            )
         metrics = self._metrics
         pending = self._pending
         if decoded.control is not None:

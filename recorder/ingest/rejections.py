@@ -1,7 +1,9 @@
 """How the decoder words a rejection: its reason codes and details, and the raw text it keeps.
 
 Nothing that arrives is trusted. A rejection's ``raw`` is the offending text, cut to
-:data:`MAX_RAW_BYTES` (the reason then says so, with the original size). Its ``reason``
+:data:`MAX_RAW_BYTES` (the reason then says so, with the original size); ``raw_size`` and
+``raw_sha256`` always describe the whole text as received, so a flood of huge frames costs
+the quarantine a few KiB each and identical frames can still be told apart. Its ``reason``
 starts with a short code that groups well in metrics (:func:`recorder.model.reason_code`),
 followed by ``": "`` and a human detail:
 
@@ -11,7 +13,11 @@ code                       meaning
 ``too_large``              the frame exceeds ``max_frame_bytes``; it is not parsed
 ``not_utf8``               the frame is not valid UTF-8
 ``not_json``               the frame is not one JSON document
-``not_object``             the frame, its ``data`` or an array item is not a JSON object
+``too_deep``               the frame nests arrays or objects too deep to be read (see
+                           :mod:`recorder.ingest.nesting`); a frame with deep parts that can
+                           be read without them gets the reason of what is left instead
+``not_object``             the frame, its ``data`` or an array item is not a JSON object (an
+                           array frame outside the all-market mode included)
 ``missing_field:<f>``      required field ``<f>`` is absent
 ``wrong_type:<f>``         field ``<f>`` has the wrong JSON type (a number where Binance sends
                            a string, ``E`` as a string, ``st`` out of range...)
@@ -25,9 +31,12 @@ code                       meaning
 ``unsafe_symbol``          ``s`` fails :func:`recorder.symbols.is_valid_symbol`
 ``unsubscribed_symbol``    ``s`` is not one of the subscribed symbols
 ``stream_mismatch``        the combined frame's stream name does not belong to the payload
+``decode_failed``          decoding raised what it never should (a bug); the frame is kept
+                           here and the service goes on
 =========================  =================================================================
 """
 
+import hashlib
 import re
 from collections.abc import Iterable
 from typing import Final
@@ -37,8 +46,8 @@ import msgspec
 from recorder.ingest.decimals import is_exact_decimal, is_plain_decimal, written_digits
 from recorder.model import DECIMAL_INTEGER_DIGITS, DECIMAL_PRECISION, DECIMAL_SCALE, Rejection
 
-MAX_RAW_BYTES: Final = 64 * 1024
-"""A rejection keeps at most this many bytes of the offending text."""
+MAX_RAW_BYTES: Final = 4 * 1024
+"""A rejection keeps at most this many bytes of the offending text (and its size and hash)."""
 
 _DETAIL_CHARS: Final = 80
 """Values quoted in a reason's detail are cut to this many characters."""
@@ -52,6 +61,8 @@ def build_rejection(
 ) -> Rejection:
     """Build a rejection keeping at most :data:`MAX_RAW_BYTES` of the offending text.
 
+    The whole text's size and SHA-256 are kept beside it.
+
     Args:
         raw: the offending frame or array item, as received.
         reason: the reason, code first; a truncation note is appended when ``raw`` is cut.
@@ -61,7 +72,8 @@ def build_rejection(
     # backslashreplace keeps what is not UTF-8 visible and exact (\xff, a lone \udcff) for
     # whoever reads the quarantine, where U+FFFD would hide it.
     data = raw.encode("utf-8", "backslashreplace") if isinstance(raw, str) else raw
-    if len(data) > MAX_RAW_BYTES:
+    size, digest = len(data), hashlib.sha256(data).hexdigest()
+    if size > MAX_RAW_BYTES:
         reason = f"{reason} (raw truncated to {MAX_RAW_BYTES} of {len(data)} bytes)"
         end = MAX_RAW_BYTES
         while end > MAX_RAW_BYTES - 3 and data[end] & 0xC0 == 0x80:
@@ -69,7 +81,12 @@ def build_rejection(
         data = data[:end]
     text = data.decode("utf-8", "backslashreplace")
     return Rejection(
-        raw=text, reason=reason, receive_time=receive_time, connection_id=connection_id
+        raw=text,
+        reason=reason,
+        receive_time=receive_time,
+        connection_id=connection_id,
+        raw_size=size,
+        raw_sha256=digest,
     )
 
 

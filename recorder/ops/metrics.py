@@ -264,6 +264,17 @@ class RecorderMetrics:
             buckets=_FLUSH_SECONDS_BUCKETS,
             registry=registry,
         )
+        self._quarantine_dropped = Counter(
+            "recorder_quarantine_dropped",
+            "Rejections not written to the quarantine because the day's file reached "
+            "[storage] quarantine_max_day_bytes (they are still counted by reason).",
+            registry=registry,
+        )
+        self._quarantine_dropped_bytes = Counter(
+            "recorder_quarantine_dropped_bytes",
+            "Bytes of quarantine lines dropped by [storage] quarantine_max_day_bytes.",
+            registry=registry,
+        )
         self._wal_size = Gauge(
             "recorder_wal_size_bytes",
             "Size of the write-ahead log on disk.",
@@ -391,6 +402,16 @@ class RecorderMetrics:
     def observe_seal(self, seconds: float) -> None:
         """Record how long publishing one file took."""
         self._seal_duration.observe(seconds)
+
+    def quarantine_dropped(self, records: int, size_bytes: int) -> None:
+        """Count rejections the quarantine's daily bound dropped; safe from any thread.
+
+        Args:
+            records: how many rejections.
+            size_bytes: the bytes their lines would have taken.
+        """
+        self._quarantine_dropped.inc(records)
+        self._quarantine_dropped_bytes.inc(size_bytes)
 
     def set_wal_size(self, size_bytes: int) -> None:
         """Report the size of the write-ahead log on disk."""

@@ -102,6 +102,8 @@ class StorageSettings:
         buffer_budget: Arrow bytes of every row held in memory: the largest partitions are
             sealed early above three quarters of it, and rows storage refuses beyond it are
             dropped as ``storage`` gaps; the resident set follows it (README: memory).
+        quarantine_max_day_bytes: size each day's quarantine file of an instance stops
+            growing at; rejections beyond it are dropped and counted.
     """
 
     # setting returns the dataclass field declaration, evaluated once on purpose.
@@ -111,6 +113,7 @@ class StorageSettings:
     max_file_bytes: int = setting(128 * _MIB, size_key(), format_size)
     day_grace: float = setting(10.0, duration_key(allow_zero=True), format_duration)
     buffer_budget: int = setting(64 * _MIB, size_key(), format_size)
+    quarantine_max_day_bytes: int = setting(64 * _MIB, size_key(), format_size)
 
 
 @dataclass(frozen=True, slots=True)

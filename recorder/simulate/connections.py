@@ -87,12 +87,14 @@ class OutboundFrame:
         entries: the ledger entries of the events it carries.
         is_data: market data (a stall holds it back), not a reply or a close.
         close_code: the close code, for a close.
+        binary: sent as a binary frame instead of ``text`` (a fault's bytes), when set.
     """
 
     text: str
     entries: tuple[LedgerEntry, ...] = ()
     is_data: bool = True
     close_code: int | None = None
+    binary: bytes | None = None
 
 
 class Connection:

@@ -28,6 +28,13 @@ subscribe), ``huge`` (a frame of ``size`` bytes), ``refuse`` (HTTP 503, or 429 w
 ``Retry-After``, for the next COUNT handshakes), ``slow_start`` (the next COUNT connections
 opened hold their data back for +TIME, then send it all, late but complete; replies to requests
 are not held).
+
+Hostile frames, each within the recorder's default 1 MiB frame limit: ``nested`` (a combined
+frame whose data is 50,000 nested arrays, about 100 KB), ``deep_extra`` (a *valid* payload
+with an unknown field nested 50,000 levels deep: the recorder must record it),
+``array_flood`` (a top-level JSON array of 524,287 zeros, just under 1 MiB), ``wide`` (a
+combined frame whose data is an object of 20,000 unknown keys) and ``bad_bytes`` (a *binary*
+frame: a valid payload whose extra field holds bytes that are not UTF-8).
 """
 
 import enum
@@ -66,6 +73,11 @@ class FaultKind(enum.StrEnum):
     HOSTILE_SYMBOL = "hostile_symbol"
     UNSUBSCRIBED = "unsubscribed"
     HUGE = "huge"
+    NESTED = "nested"
+    DEEP_EXTRA = "deep_extra"
+    ARRAY_FLOOD = "array_flood"
+    WIDE = "wide"
+    BAD_BYTES = "bad_bytes"
     REFUSE = "refuse"
     SLOW_START = "slow_start"
 
@@ -82,9 +94,27 @@ FRAME_KINDS = frozenset(
         FaultKind.HOSTILE_SYMBOL,
         FaultKind.UNSUBSCRIBED,
         FaultKind.HUGE,
+        FaultKind.NESTED,
+        FaultKind.DEEP_EXTRA,
+        FaultKind.ARRAY_FLOOD,
+        FaultKind.WIDE,
+        FaultKind.BAD_BYTES,
     }
 )
 """Kinds that send bad frames (``*COUNT`` of them)."""
+
+HOSTILE_DATA_KINDS = frozenset(
+    {FaultKind.NESTED, FaultKind.DEEP_EXTRA, FaultKind.WIDE, FaultKind.BAD_BYTES}
+)
+"""Frame kinds whose data part :func:`hostile_data` builds, framed as the connection wants."""
+HOSTILE_DEPTH = 50_000
+"""Levels of nesting in ``nested`` and ``deep_extra`` frames (msgspec gives up near 1,000)."""
+FLOOD_ITEMS = 524_287
+"""Items of an ``array_flood`` frame: ``[0,0,...]`` of 1 MiB - 1 byte."""
+WIDE_KEYS = 20_000
+"""Keys of a ``wide`` frame's object."""
+INVALID_UTF8_BYTES = b"\xff\xfe\xc3("
+"""Bytes of a ``bad_bytes`` frame that no UTF-8 decoder accepts."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -430,3 +460,44 @@ def huge_payload(template: Mapping[str, str | int], size: int) -> dict[str, obje
     overhead = len(encode_json(payload)) + len(',"pad":""')
     payload["pad"] = "x" * max(0, size - overhead)
     return payload
+
+
+def nested_data(depth: int = HOSTILE_DEPTH) -> str:
+    """JSON of ``depth`` nested arrays: ``[[[...]]]``."""
+    return "[" * depth + "]" * depth
+
+
+def deep_extra_payload(template: Mapping[str, str | int], depth: int = HOSTILE_DEPTH) -> str:
+    """JSON of a valid payload carrying an unknown field nested ``depth`` levels deep."""
+    return encode_json(dict(template))[:-1] + f',"x":{nested_data(depth)}}}'
+
+
+def array_flood_text(items: int = FLOOD_ITEMS) -> str:
+    """A top-level JSON array of ``items`` zeros."""
+    return "[" + ",".join(["0"] * items) + "]"
+
+
+def wide_data(keys: int = WIDE_KEYS) -> str:
+    """JSON of an object with ``keys`` keys, none of them a payload field."""
+    return "{" + ",".join(f'"k{i}":{i}' for i in range(keys)) + "}"
+
+
+def bad_bytes_payload(template: Mapping[str, str | int]) -> bytes:
+    """A valid payload whose extra field holds bytes that are not UTF-8."""
+    return encode_json(dict(template))[:-1].encode() + b',"x":"' + INVALID_UTF8_BYTES + b'"}'
+
+
+def hostile_data(kind: FaultKind, template: Mapping[str, str | int]) -> str | bytes:
+    """The data part of a frame of one of :data:`HOSTILE_DATA_KINDS`.
+
+    Args:
+        kind: the fault kind.
+        template: a valid payload of the connection's symbol, for the kinds that carry one.
+    """
+    if kind is FaultKind.NESTED:
+        return nested_data()
+    if kind is FaultKind.WIDE:
+        return wide_data()
+    if kind is FaultKind.DEEP_EXTRA:
+        return deep_extra_payload(template)
+    return bad_bytes_payload(template)

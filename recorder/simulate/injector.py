@@ -18,14 +18,17 @@ from recorder.simulate.event_clock import EventClock, wall_ms
 from recorder.simulate.faults import (
     DEFAULT_SLOW_START,
     FRAME_KINDS,
+    HOSTILE_DATA_KINDS,
     HOSTILE_SYMBOL,
     UNLISTED_SYMBOL,
     Fault,
     FaultKind,
     HandshakeGate,
+    array_flood_text,
     bad_field_payload,
     future_time_payload,
     garbage_text,
+    hostile_data,
     hostile_payload,
     huge_payload,
 )
@@ -152,9 +155,13 @@ class FaultInjector:
                     conn.blackholed_until = max(conn.blackholed_until, until)
             elif fault.kind in FRAME_KINDS:
                 for _ in range(fault.count):
-                    text = self._fault_frame(fault, conn)
-                    samples.append(text[:SAMPLE_CHARS])
-                    conn.enqueue(OutboundFrame(text))
+                    frame = self._fault_frame(fault, conn)
+                    if isinstance(frame, bytes):
+                        samples.append(frame[:SAMPLE_CHARS].decode("utf-8", "backslashreplace"))
+                        conn.enqueue(OutboundFrame("", binary=frame))
+                    else:
+                        samples.append(frame[:SAMPLE_CHARS])
+                        conn.enqueue(OutboundFrame(frame))
         record = FaultRecord(
             fault, wall_ms(), tuple(conn.connection_id for conn in targets), tuple(samples)
         )
@@ -163,11 +170,11 @@ class FaultInjector:
             "fault %s fired on %s", fault.kind.value, list(record.connection_ids) or "handshakes"
         )
 
-    def _fault_frame(self, fault: Fault, conn: Connection) -> str:
+    def _fault_frame(self, fault: Fault, conn: Connection) -> str | bytes:
         self._frame_serial += 1
         serial = self._frame_serial
-        if fault.kind is FaultKind.GARBAGE:
-            return garbage_text(serial)
+        if fault.kind in {FaultKind.GARBAGE, FaultKind.ARRAY_FLOOD}:
+            return garbage_text(serial) if fault.kind is FaultKind.GARBAGE else array_flood_text()
         session = conn.session
         listed = self._symbols
         generator = self._clock.generator
@@ -188,6 +195,13 @@ class FaultInjector:
         own = [symbol for symbol in listed if symbol in session.symbols]
         symbol = own[0] if own else listed[0]
         template = generator.payload_now(symbol, now_ms)
+        if fault.kind in HOSTILE_DATA_KINDS:
+            hostile = hostile_data(fault.kind, template)
+            if isinstance(hostile, str):
+                return session.frame(stream_name(symbol), hostile)
+            # Framed by hand: session.frame takes text, and these bytes have no text form.
+            wrapper = f'{{"stream":{encode_json(stream_name(symbol))},"data":'.encode()
+            return wrapper + hostile + b"}" if session.combined else hostile
         if fault.kind is FaultKind.BAD_FIELD:
             payload = bad_field_payload(template, serial)
         elif fault.kind is FaultKind.FUTURE_TIME:

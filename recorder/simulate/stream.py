@@ -181,7 +181,10 @@ class StreamEndpoint:
             for entry in marked:
                 entry.delivered_to.append(conn.connection_id)
             try:
-                await conn.ws.send_str(item.text)
+                if item.binary is None:
+                    await conn.ws.send_str(item.text)
+                else:
+                    await conn.ws.send_bytes(item.binary)
             except ConnectionError:
                 for entry in marked:
                     entry.delivered_to.remove(conn.connection_id)

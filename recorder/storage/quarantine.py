@@ -6,20 +6,33 @@ same file. One line per rejection (wrapped here)::
 
     {"received_at": "2022-06-09T16:22:04.000123+00:00",
      "reason": "wrong_type:c: Expected `str`, got `float` - at `$.c`",
-     "reason_code": "wrong_type:c", "connection_id": "0.1", "raw": "{\"e\": ...}"}
+     "reason_code": "wrong_type:c", "connection_id": "0.1", "raw_bytes": 187,
+     "raw_sha256": "9f86d0...", "raw": "{\"e\": ...}"}
+
+``raw`` is at most a few KiB (the decoder cuts it and says so in ``reason``); ``raw_bytes`` and
+``raw_sha256`` are the size and hash of the whole text as received.
+
+Bounded: the decoder makes one rejection per frame, and each day's file stops growing at
+``max_day_bytes`` (``[storage] quarantine_max_day_bytes``): what would pass it is dropped,
+counted (``recorder_quarantine_dropped_total`` and ``_bytes_total``) and logged when the day's
+count of drops reaches 1, 10, 100... The size already on disk counts, so restarts do not reset
+the bound.
 
 Text is written as UTF-8 and stays readable (``币安人生`` as is); characters with no UTF-8
 form (lone surrogates) and line separators other than ``\n`` are written as JSON ``\uXXXX``
 escapes, so every reader splits lines the same way. A line torn by a crash is never glued to
 the next record: an append that finds the file not ending in a newline starts with one.
 
-Threading: :meth:`QuarantineLog.add` is cheap and meant for the event loop;
+Threading: :meth:`QuarantineLog.add` is cheap and meant for the event loop (it serialises
+each line, of a few KiB at most, so that the bound is exact and a flood holds no more memory
+than the bound);
 :meth:`QuarantineLog.flush` does blocking I/O and is meant for a worker thread
 (``asyncio.to_thread``). The service calls them one after the other, never at the same time,
 but both swap the pending list under one lock and flushes are serialised, so an overlap
 would lose or duplicate nothing.
 """
 
+import hashlib
 import json
 import os
 import threading
@@ -32,6 +45,10 @@ from recorder.durable import cut_back, fsync_dir, write_all
 from recorder.errors import ConfigError, StorageError
 from recorder.instance import INSTANCE_ID_RULE, is_valid_instance_id
 from recorder.model import Rejection, reason_code
+from recorder.ops.logs import get_logger
+from recorder.ops.metrics import RecorderMetrics
+
+log = get_logger(__name__)
 
 QUARANTINE_DIR: Final = "_quarantine"
 """The quarantine's directory under the dataset root; ``_`` hides it from dataset discovery."""
@@ -50,12 +67,21 @@ class QuarantineLog:
         instance_id: this recorder instance's identifier, part of every file name: ASCII
             letters, digits, ``.``, ``_`` and ``-``, starting with a letter or digit, at most
             64 characters.
+        max_day_bytes: the size a day's file never grows beyond; ``None`` for no bound.
+        metrics: counters of what the bound dropped, if any.
 
     Raises:
         ConfigError: ``instance_id`` is not usable in a file name.
     """
 
-    def __init__(self, root: Path, instance_id: str) -> None:
+    def __init__(
+        self,
+        root: Path,
+        instance_id: str,
+        *,
+        max_day_bytes: int | None = None,
+        metrics: RecorderMetrics | None = None,
+    ) -> None:
         if not is_valid_instance_id(instance_id):
             msg = (
                 f"instance_id {instance_id!r} cannot name a quarantine file: "
@@ -66,8 +92,18 @@ class QuarantineLog:
         self._instance_id = instance_id
         self._lock = threading.Lock()
         self._flush_lock = threading.Lock()
-        self._pending: list[Rejection] = []
+        self._max_day_bytes = max_day_bytes
+        self._metrics = metrics
+        # Lines serialized on add, with the UTC day of the file they go to.
+        self._pending: list[tuple[date, bytes]] = []
         self._counts: dict[str, int] = {}
+        # Bytes each day's file holds or will once pending lines are written; the size found
+        # on disk is added when flush first opens the file.
+        self._day_bytes: dict[date, int] = {}
+        self._measured_days: set[date] = set()
+        self._dropped_by_day: dict[date, int] = {}
+        self._dropped_records = 0
+        self._dropped_bytes = 0
         # Files a failed append could not cut back: path -> size before that append.
         self._torn: dict[Path, int] = {}
         # Directories that gained an entry (our directory, a new day file) not yet fsynced.
@@ -87,6 +123,12 @@ class QuarantineLog:
             return dict(self._counts)
 
     @property
+    def dropped(self) -> tuple[int, int]:
+        """Rejections and bytes dropped since start because a day's file was full."""
+        with self._lock:
+            return self._dropped_records, self._dropped_bytes
+
+    @property
     def pending(self) -> int:
         """How many rejections wait for the next :meth:`flush`."""
         with self._lock:
@@ -97,13 +139,25 @@ class QuarantineLog:
         return self._directory / f"{day.isoformat()}-{self._instance_id}{QUARANTINE_SUFFIX}"
 
     def add(self, rejections: Iterable[Rejection]) -> None:
-        """Buffer rejections for the next :meth:`flush` and count them; no I/O."""
+        """Buffer rejections for the next :meth:`flush` and count them; no I/O.
+
+        A rejection that would take its day's file past ``max_day_bytes`` is dropped here,
+        so a flood holds no more memory than the bound either.
+        """
+        lines = [(r, _utc_day(r.receive_time), _line(r)) for r in rejections]
+        limit = self._max_day_bytes
         with self._lock:
             counts = self._counts
-            for rejection in rejections:
-                self._pending.append(rejection)
+            day_bytes = self._day_bytes
+            for rejection, day, line in lines:
                 code = reason_code(rejection.reason)
                 counts[code] = counts.get(code, 0) + 1
+                used = day_bytes.get(day, 0) + len(line)
+                if limit is not None and used > limit:
+                    self._drop(day, 1, len(line))
+                    continue
+                day_bytes[day] = used
+                self._pending.append((day, line))
 
     def flush(self) -> int:
         """Append everything pending to the day files and fsync; blocking.
@@ -125,22 +179,21 @@ class QuarantineLog:
             if not pending:
                 self._sync_directories()
                 return 0
-            by_day: dict[date, list[Rejection]] = {}
-            for rejection in pending:
-                by_day.setdefault(_utc_day(rejection.receive_time), []).append(rejection)
+            by_day: dict[date, list[bytes]] = {}
+            for day, line in pending:
+                by_day.setdefault(day, []).append(line)
             written = 0
-            for day, rejections in by_day.items():
+            for day, lines in by_day.items():
                 path = self.path_for(day)
                 try:
-                    self._append(path, b"".join(map(_line, rejections)))
+                    written += self._append(path, day, lines)
                 except OSError as exc:
-                    unwritten = [r for d, rs in by_day.items() if d >= day for r in rs]
+                    unwritten = [(d, line) for d, ls in by_day.items() if d >= day for line in ls]
                     with self._lock:
                         # Ahead of anything added meanwhile, to keep arrival order.
                         self._pending[:0] = unwritten
-                    what = f"cannot append {len(rejections)} rejections to {path}"
+                    what = f"cannot append {len(lines)} rejections to {path}"
                     raise _storage_error(what, exc) from exc
-                written += len(rejections)
             # The records are durable in their files now and must not be queued again, even
             # if a new file's directory entry cannot be synced yet: that is retried alone.
             self._sync_directories()
@@ -155,10 +208,51 @@ class QuarantineLog:
                 raise _storage_error(f"cannot sync directory {directory}", exc) from exc
             self._unsynced_directories.discard(directory)
 
-    def _append(self, path: Path, data: bytes) -> None:
-        """Append ``data`` to ``path`` and fsync it, leaving the file unchanged on failure.
+    def _drop(self, day: date, records: int, size: int) -> None:
+        """Count rejections the day's bound refused; the caller holds ``self._lock``."""
+        before = self._dropped_by_day.get(day, 0)
+        after = before + records
+        self._dropped_by_day[day] = after
+        self._dropped_records += records
+        self._dropped_bytes += size
+        if self._metrics is not None:
+            self._metrics.quarantine_dropped(records, size)
+        # Once, then at 10, 100, 1000... drops a day: a flood must not flood the log too.
+        if before == 0 or len(str(after)) > len(str(before)):
+            log.warning(
+                "quarantine full for the day: rejections dropped",
+                day=day.isoformat(),
+                dropped_today=after,
+                max_day_bytes=self._max_day_bytes,
+            )
+
+    def _fit(self, day: date, size: int, lines: list[bytes]) -> list[bytes]:
+        """Return the lines a day's file of ``size`` bytes can still take; drop the rest."""
+        limit = self._max_day_bytes
+        with self._lock:
+            if day not in self._measured_days:
+                # Written by an earlier run of this instance: it counts against the bound.
+                self._measured_days.add(day)
+                self._day_bytes[day] = self._day_bytes.get(day, 0) + size
+            if limit is None:
+                return lines
+            kept: list[bytes] = []
+            for line in lines:
+                if size + len(line) <= limit:
+                    kept.append(line)
+                    size += len(line)
+                else:
+                    self._day_bytes[day] -= len(line)
+                    self._drop(day, 1, len(line))
+            return kept
+
+    def _append(self, path: Path, day: date, lines: list[bytes]) -> int:
+        """Append what fits of ``lines`` to ``path`` and fsync, leaving it unchanged on failure.
 
         Directory entries it creates are noted for :meth:`_sync_directories`.
+
+        Returns:
+            How many lines were written; the rest was dropped by the day's bound.
         """
         if not self._directory.is_dir():
             # Only our own directory: a missing root (an unmounted volume) must stay an error.
@@ -182,6 +276,11 @@ class QuarantineLog:
                 os.ftruncate(fd, torn_at)
                 del self._torn[path]
             size = os.fstat(fd).st_size
+            # In place: should the write fail, flush queues again only what was kept.
+            lines[:] = self._fit(day, size, lines)
+            if not lines:
+                return 0
+            data = b"".join(lines)
             if size and os.pread(fd, 1, size - 1) != b"\n":
                 data = b"\n" + data  # a crash tore the last line; keep ours separate
             try:
@@ -195,6 +294,7 @@ class QuarantineLog:
                 raise
         finally:
             os.close(fd)
+        return len(lines)
 
 
 def _storage_error(what: str, exc: OSError) -> StorageError:
@@ -209,6 +309,11 @@ def _utc_day(receive_time: int) -> date:
 
 
 def _line(rejection: Rejection) -> bytes:
+    size, digest = rejection.raw_size, rejection.raw_sha256
+    if size is None or digest is None:
+        # Built outside the decoder (storage refusing an event): raw is the whole text.
+        data = rejection.raw.encode("utf-8", "backslashreplace")
+        size, digest = len(data), hashlib.sha256(data).hexdigest()
     record = {
         "received_at": (_EPOCH + timedelta(microseconds=rejection.receive_time)).isoformat(
             timespec="microseconds"
@@ -216,6 +321,8 @@ def _line(rejection: Rejection) -> bytes:
         "reason": rejection.reason,
         "reason_code": reason_code(rejection.reason),
         "connection_id": rejection.connection_id,
+        "raw_bytes": size,
+        "raw_sha256": digest,
         "raw": rejection.raw,
     }
     text = json.dumps(record, ensure_ascii=False)

@@ -4,6 +4,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from sample_payload import PAYLOAD
 
 import recorder.ingest.decode
 from recorder.ingest.decimals import is_exact_decimal
@@ -27,17 +28,7 @@ DROP = object()  # marks a payload key to leave out
 
 def payload(**changes: object) -> dict[str, object]:
     """A valid BTCUSDT payload (the captured combined sample) with keys changed or dropped."""
-    base: dict[str, object] = {
-        "e": "24hrMiniTicker",
-        "E": 1654791723970,
-        "s": "BTCUSDT",
-        "c": "30180.00",
-        "o": "30463.50",
-        "h": "30691.90",
-        "l": "29900.00",
-        "v": "315252.128",
-        "q": "9537613226.33",
-    }
+    base: dict[str, object] = dict(PAYLOAD)
     base.update(changes)
     return {key: value for key, value in base.items() if value is not DROP}
 
@@ -69,8 +60,10 @@ def only_rejection(decoded: Decoded) -> Rejection:
     return decoded.rejections[0]
 
 
-def rejected_code(frame: str | bytes, subscribed: frozenset[str] | None = None) -> str:
-    return reason_code(only_rejection(decode(frame, subscribed)).reason)
+def rejected_code(
+    frame: str | bytes, subscribed: frozenset[str] | None = None, **options: Any
+) -> str:
+    return reason_code(only_rejection(decode(frame, subscribed, **options)).reason)
 
 
 def load_samples() -> list[tuple[str, str]]:
@@ -122,13 +115,14 @@ def test_all_forms_of_one_payload_decode_to_the_same_event() -> None:
     expected = only_event(decode(json.dumps(data)))
     forms: list[str | bytes] = [
         combined(data),
-        json.dumps([data]),
-        combined([data], stream="!miniTicker@arr"),
         combined(data).encode(),
         json.dumps(data, indent=2),
     ]
     for frame in forms:
         assert only_event(decode(frame)) == expected
+        assert only_event(decode(frame, all_market=True)) == expected
+    for frame in (json.dumps([data]), combined([data], stream="!miniTicker@arr")):
+        assert only_event(decode(frame, all_market=True)) == expected
     assert expected.symbol == "BTCUSDT"
     assert expected.close == "30180.00"
     assert expected.event_time == 1654791723970
@@ -137,7 +131,7 @@ def test_all_forms_of_one_payload_decode_to_the_same_event() -> None:
 
 def test_all_market_array_of_samples_keeps_good_items_in_order() -> None:
     payloads = sample_payloads()
-    decoded = decode(combined(payloads, stream="!miniTicker@arr"))
+    decoded = decode(combined(payloads, stream="!miniTicker@arr"), all_market=True)
     assert [event.symbol for event in decoded.events] == ["BTCUSDT", "1000LUNCBUSD", "TNBBTC"]
     assert [reason_code(r.reason) for r in decoded.rejections] == ["bad_event_time"]
     assert json.loads(decoded.rejections[0].raw) == payloads[3]
@@ -149,6 +143,9 @@ def test_frame_decoder_binds_settings() -> None:
     assert decoder.decode(frame, receive_time=RECEIVED, connection_id="0.1") == decode(
         frame, frozenset({"ETHUSDT"}), max_frame_bytes=4096
     )
+    array = json.dumps([payload(s="ETHUSDT")])
+    assert FrameDecoder(None, all_market=True).decode(array, receive_time=1).events
+    assert FrameDecoder(None).decode(array, receive_time=1).rejections
     assert reason_code(decoder.decode(frame, receive_time=1).rejections[0].reason) == (
         "unsubscribed_symbol"
     )
@@ -384,8 +381,8 @@ def test_hostile_symbols_are_unsafe(symbol: str) -> None:
         json.dumps(payload(s=symbol)),
         json.dumps([payload(s=symbol)]),
     ):
-        assert rejected_code(frame) == "unsafe_symbol"
-        assert rejected_code(frame, frozenset({symbol})) == "unsafe_symbol"
+        assert rejected_code(frame, all_market=True) == "unsafe_symbol"
+        assert rejected_code(frame, frozenset({symbol}), all_market=True) == "unsafe_symbol"
 
 
 @pytest.mark.parametrize("symbol", ["币安人生USDT", "BTCUSDT_260327", "1000LUNCBUSD"])
@@ -437,7 +434,7 @@ def test_array_with_a_mix_rejects_only_the_bad_items() -> None:
     ]
     subscribed = frozenset({"BTCUSDT", "ETHUSDT", "../x", "SOLUSDT"})
     for frame in (json.dumps(items), combined(items, stream="!miniTicker@arr")):
-        decoded = decode(frame, subscribed)
+        decoded = decode(frame, subscribed, all_market=True)
         assert [(e.symbol, e.event_time) for e in decoded.events] == [
             ("BTCUSDT", 1654791723970),
             ("ETHUSDT", 1654791723971),
@@ -463,9 +460,9 @@ def test_array_with_a_mix_rejects_only_the_bad_items() -> None:
         assert all(r.receive_time == RECEIVED for r in decoded.rejections)
 
 
-def test_empty_array_is_nothing() -> None:
-    assert decode("[]") == Decoded()
-    assert decode(combined([], stream="!miniTicker@arr")) == Decoded()
+def test_empty_array_is_nothing_in_all_market_mode() -> None:
+    assert decode("[]", all_market=True) == Decoded()
+    assert decode(combined([], stream="!miniTicker@arr"), all_market=True) == Decoded()
 
 
 # --- control replies ---------------------------------------------------------------------------

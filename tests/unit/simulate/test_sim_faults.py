@@ -1,6 +1,7 @@
 import json
 
 import pytest
+from sample_payload import PAYLOAD
 
 from recorder.errors import ConfigError
 from recorder.simulate.faults import (
@@ -21,19 +22,7 @@ from recorder.simulate.faults import (
     parse_fault_spec,
 )
 
-TEMPLATE: dict[str, str | int] = {
-    "e": "24hrMiniTicker",
-    "E": 1_780_000_000_000,
-    "s": "BTCUSDT",
-    "c": "30180.00",
-    "o": "30463.50",
-    "h": "30691.90",
-    "l": "29900.00",
-    "v": "315252.128",
-    "q": "9537613226.33",
-    "ps": "BTCUSDT",
-    "st": 1,
-}
+TEMPLATE: dict[str, str | int] = {**PAYLOAD, "E": 1_780_000_000_000, "ps": "BTCUSDT", "st": 1}
 
 
 def test_the_documented_example() -> None:

@@ -1,4 +1,5 @@
 import errno
+import hashlib
 import json
 import os
 import resource
@@ -50,6 +51,8 @@ def test_lines_parse_back_with_every_field(tmp_path: Path) -> None:
             "reason": "wrong_type:c: Expected `str`, got `float` - at `$.c`",
             "reason_code": "wrong_type:c",
             "connection_id": "0.1",
+            "raw_bytes": 34,
+            "raw_sha256": hashlib.sha256(b'{"e":"24hrMiniTicker","c":30180.0}').hexdigest(),
             "raw": '{"e":"24hrMiniTicker","c":30180.0}',
         },
         {
@@ -57,6 +60,8 @@ def test_lines_parse_back_with_every_field(tmp_path: Path) -> None:
             "reason": "not_json: malformed",
             "reason_code": "not_json",
             "connection_id": None,
+            "raw_bytes": 4,
+            "raw_sha256": hashlib.sha256(b"nope").hexdigest(),
             "raw": "nope",
         },
     ]
