@@ -143,25 +143,7 @@ class FaultInjector:
                 if not conn.ended and fault.connection_id in {None, conn.connection_id}
             ]
         for conn in targets:
-            if fault.kind is FaultKind.DROP:
-                conn.drop()
-            elif fault.kind is FaultKind.CLOSE:
-                conn.close(WSCloseCode.GOING_AWAY, "closed by the exchange")
-            elif fault.kind in {FaultKind.STALL, FaultKind.BLACKHOLE}:
-                until = math.inf if fault.duration is None else now + fault.duration
-                if fault.kind is FaultKind.STALL:
-                    conn.stalled_until = max(conn.stalled_until, until)
-                else:
-                    conn.blackholed_until = max(conn.blackholed_until, until)
-            elif fault.kind in FRAME_KINDS:
-                for _ in range(fault.count):
-                    frame = self._fault_frame(fault, conn)
-                    if isinstance(frame, bytes):
-                        samples.append(frame[:SAMPLE_CHARS].decode("utf-8", "backslashreplace"))
-                        conn.enqueue(OutboundFrame("", binary=frame))
-                    else:
-                        samples.append(frame[:SAMPLE_CHARS])
-                        conn.enqueue(OutboundFrame(frame))
+            self._apply(fault, conn, now, samples)
         record = FaultRecord(
             fault, wall_ms(), tuple(conn.connection_id for conn in targets), tuple(samples)
         )
@@ -169,6 +151,28 @@ class FaultInjector:
         log.info(
             "fault %s fired on %s", fault.kind.value, list(record.connection_ids) or "handshakes"
         )
+
+    def _apply(self, fault: Fault, conn: Connection, now: float, samples: list[str]) -> None:
+        """Do ``fault`` to one connection; frames sent are sampled into ``samples``."""
+        if fault.kind is FaultKind.DROP:
+            conn.drop()
+        elif fault.kind is FaultKind.CLOSE:
+            conn.close(WSCloseCode.GOING_AWAY, "closed by the exchange")
+        elif fault.kind in {FaultKind.STALL, FaultKind.BLACKHOLE}:
+            until = math.inf if fault.duration is None else now + fault.duration
+            if fault.kind is FaultKind.STALL:
+                conn.stalled_until = max(conn.stalled_until, until)
+            else:
+                conn.blackholed_until = max(conn.blackholed_until, until)
+        elif fault.kind in FRAME_KINDS:
+            for _ in range(fault.count):
+                frame = self._fault_frame(fault, conn)
+                if isinstance(frame, bytes):
+                    samples.append(frame[:SAMPLE_CHARS].decode("utf-8", "backslashreplace"))
+                    conn.enqueue(OutboundFrame("", binary=frame))
+                else:
+                    samples.append(frame[:SAMPLE_CHARS])
+                    conn.enqueue(OutboundFrame(frame))
 
     def _fault_frame(self, fault: Fault, conn: Connection) -> str | bytes:
         self._frame_serial += 1
