@@ -90,13 +90,17 @@ class FlushHealth:
 
 
 def restored_event_times(persisted: Mapping[str, int], report: RecoveryReport) -> dict[str, int]:
-    """Merge the persisted newest ``E`` per symbol with what crash recovery just published.
+    """Merge the persisted newest ``E`` per symbol with the rows crash recovery found.
 
-    The state file is written after the write-ahead log, so recovered rows can be newer.
+    The state file is written after the write-ahead log, so recovered rows can be newer: those
+    recovery published now, and those an earlier run published from the same log (a crash
+    after the rename, or a recovery stopped part way) that the log still holds.
     """
     merged = dict(persisted)
     for sealed in report.files_published:
         merged[sealed.symbol] = max(merged.get(sealed.symbol, 0), sealed.last_event_ms)
+    for symbol, newest in report.newest_event_ms.items():
+        merged[symbol] = max(merged.get(symbol, 0), newest)
     return merged
 
 

@@ -20,7 +20,7 @@ publishes only what is still missing.
 
 import dataclasses
 import datetime as dt
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -54,6 +54,7 @@ from recorder.storage.wal import (
     decode_sealed,
     decode_segment_header,
 )
+from recorder.storage.wal_batch import newest_event_ms
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,6 +72,9 @@ class RecoveryReport:
         files_already_published: buffered partitions whose file existed already (a crash
             after the rename, before the ``SEALED`` record): not published twice.
         problems: things left in place for an operator to look at, one sentence each.
+        newest_event_ms: the newest ``E`` per symbol of every logged partition recovery found,
+            published now or by an earlier run (a crash after the rename, or a recovery cut
+            short): the rows the dataset holds, which the restored state must not fall behind.
         interrupted: recovery was asked to stop before it was done; what it did not publish
             stays in the log for the next start.
     """
@@ -82,6 +86,7 @@ class RecoveryReport:
     files_published: tuple[SealedFile, ...] = ()
     files_already_published: int = 0
     problems: tuple[str, ...] = ()
+    newest_event_ms: Mapping[str, int] = dataclasses.field(default_factory=dict)
     interrupted: bool = False
 
     @property
@@ -170,6 +175,7 @@ class _RecoveryFindings:
     files_published: list[SealedFile] = dataclasses.field(default_factory=list)
     files_already_published: int = 0
     problems: list[str] = dataclasses.field(default_factory=list)
+    newest_event_ms: dict[str, int] = dataclasses.field(default_factory=dict)
     should_stop: Callable[[], bool] = _never
     interrupted: bool = False
 
@@ -187,6 +193,7 @@ class _RecoveryFindings:
             files_published=tuple(self.files_published),
             files_already_published=self.files_already_published,
             problems=tuple(self.problems),
+            newest_event_ms=dict(self.newest_event_ms),
             interrupted=self.interrupted,
         )
 
@@ -302,6 +309,9 @@ def _recover_partition(
     partition: BufferedPartition,
     report: _RecoveryFindings,
 ) -> None:
+    newest = max(
+        (newest_event_ms(batch) for batch in partition.batches if batch.num_rows), default=0
+    )
     try:
         name = data_file_name(session, partition.first_lsn)
         while (held := published_last_lsn(root, key, name)) is not None and (
@@ -325,6 +335,7 @@ def _recover_partition(
         report.files_already_published += 1
     else:
         report.files_published.append(sealed)
+    report.newest_event_ms[key.symbol] = max(report.newest_event_ms.get(key.symbol, 0), newest)
     _remove_stale_temp_files(partition_dir(root, key.date, key.symbol), session)
 
 

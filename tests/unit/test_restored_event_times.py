@@ -59,3 +59,13 @@ def test_the_persisted_mapping_is_not_changed() -> None:
     )
 
     assert persisted == {"BTCUSDT": 10_000}
+
+
+def test_rows_an_earlier_run_published_from_the_log_still_move_the_symbol_forward() -> None:
+    # A recovery stopped part way (or a crash after the rename) published this partition's
+    # file already; the next recovery finds it published and publishes nothing, but the rows
+    # are in the dataset: the restart gap must start after them, not at the stale state.
+    persisted = {"BTCUSDT": 10_000, "ETHUSDT": 10_000}
+    report = RecoveryReport(files_already_published=1, newest_event_ms={"BTCUSDT": 14_000})
+
+    assert restored_event_times(persisted, report) == {"BTCUSDT": 14_000, "ETHUSDT": 10_000}
