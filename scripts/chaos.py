@@ -7,8 +7,8 @@ and pyarrow and the gap log with DuckDB are compared with the simulator's ledger
 
 Usage::
 
-    .venv/bin/python scripts/chaos.py [--seed 1] [--cycles 40] [--symbols 24] [--json FILE]
-        [--tmp-dir DIR] [--keep]
+    .venv/bin/python scripts/chaos.py [--seed 1] [--cycles 40] [--symbols 24] [--minutes M]
+        [--json FILE] [--tmp-dir DIR] [--keep]
 
 Markdown on stdout; exit 1 when the recorder lost, duplicated or failed to log anything the
 test suite's chaos test would fail on.
@@ -38,7 +38,8 @@ def render(figures: Figures) -> str:
     """The figures as Markdown."""
     plan = figures.plan
     lines = [
-        f"## Chaos run: seed {plan['seed']}, {plan['cycles']} cycles, {plan['symbols']} symbols, "
+        f"## Chaos run: seed {plan['seed']}, {len(figures.cycles) - 1} cycles, "
+        f"{plan['symbols']} symbols, "
         f"speed {plan['speed']}, flush_interval {plan['flush_interval']} s, "
         f"max_file_age {plan['max_file_age']} s, margin {plan['margin']} s\n",
         "| cycle kind | moment | count |",
@@ -86,12 +87,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--cycles", type=int, default=40, help="recorder kills (40)")
     parser.add_argument("--symbols", type=int, default=24, help="contracts (24)")
     parser.add_argument("--max-file-age", type=float, default=defaults.max_file_age)
+    parser.add_argument("--minutes", type=float, help="start no cycle after this (none)")
     parser.add_argument("--json", type=Path, help="also write the figures here")
     parser.add_argument("--tmp-dir", type=Path, help="where the scratch directory goes")
     parser.add_argument("--keep", action="store_true", help="keep the scratch directory")
     args = parser.parse_args(argv)
     plan = ChaosPlan(
-        seed=args.seed, cycles=args.cycles, symbols=args.symbols, max_file_age=args.max_file_age
+        seed=args.seed,
+        cycles=args.cycles,
+        symbols=args.symbols,
+        max_file_age=args.max_file_age,
+        budget_s=float("inf") if args.minutes is None else args.minutes * 60,
     )
     scratch = Path(tempfile.mkdtemp(prefix="recorder-chaos-", dir=args.tmp_dir))
     try:

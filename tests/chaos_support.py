@@ -62,6 +62,8 @@ class ChaosPlan:
         max_file_age: the recorder's ``max_file_age`` (the scaled hourly rotation), seconds.
         margin: scheduling slack added to ``flush_interval``: an event delivered longer than
             both before a kill must be in the dataset.
+        budget_s: no cycle starts after this many seconds (the clean stop still runs); a long
+            run on a shared machine is sized by time, not by cycles.
     """
 
     seed: int = 9
@@ -71,6 +73,7 @@ class ChaosPlan:
     flush_interval: float = 0.2
     max_file_age: float = 2.0
     margin: float = 0.3
+    budget_s: float = float("inf")
 
     def symbol_names(self) -> list[str]:
         """The recorded contracts."""
@@ -140,6 +143,8 @@ class ChaosRun:
         ticks = TickTimes(self.simulator.rest_url)
         try:
             for kind in schedule(self.plan):
+                if time.time() - started > self.plan.budget_s:
+                    break
                 self._cycle(kind)
                 # Down for a seeded while: the restart gap must cover it whatever its length.
                 time.sleep(self.rng.uniform(0.1, 0.6))

@@ -1,10 +1,12 @@
 """Chaos: ``recorder run`` killed with SIGKILL at seeded and targeted moments, then judged.
 
 The driver is :mod:`chaos_support`. The short schedule runs in the normal suite; the long one
-runs when ``RECORDER_CHAOS_CYCLES`` is set (``RECORDER_CHAOS_SEED`` and
-``RECORDER_CHAOS_SYMBOLS`` optional), or through ``scripts/chaos.py``.
+runs when ``RECORDER_CHAOS_CYCLES`` is set (``RECORDER_CHAOS_SEED``, ``RECORDER_CHAOS_SYMBOLS``
+and ``RECORDER_CHAOS_MINUTES``, a time after which no cycle starts, optional), or through
+``scripts/chaos.py``.
 """
 
+import itertools
 import os
 import sys
 from pathlib import Path
@@ -16,11 +18,25 @@ from chaos_support import KINDS, ChaosPlan, run_plan, schedule
 pytestmark = pytest.mark.e2e
 
 LONG_CYCLES = int(os.environ.get("RECORDER_CHAOS_CYCLES", "0"))
+LONG_MINUTES = float(os.environ.get("RECORDER_CHAOS_MINUTES", "0"))
+LONG_TIMEOUT = 300 + (LONG_MINUTES * 60 if LONG_MINUTES else 40 * LONG_CYCLES)
 
 
 def report(figures: Figures) -> None:
     """Show the figures with the test's output (pytest prints them on a failure)."""
     sys.stderr.write(figures.to_json_text())
+
+
+def test_every_schedule_has_each_kind_first_and_recovers_only_after_a_crash() -> None:
+    for seed in range(50):
+        kinds = schedule(ChaosPlan(seed=seed, cycles=40))
+        assert len(kinds) == 40
+        assert sorted(kinds[: len(KINDS)]) == sorted(KINDS), seed
+        # A clean stop (compact) leaves no backlog, and the first start has none to recover.
+        assert kinds[0] not in {"recovery", "compact"}, seed
+        assert ("compact", "recovery") not in set(itertools.pairwise(kinds)), seed
+    assert schedule(ChaosPlan(seed=3)) == schedule(ChaosPlan(seed=3))
+    assert len({tuple(schedule(ChaosPlan(seed=seed, cycles=12))) for seed in range(5)}) > 1
 
 
 @pytest.mark.timeout(240)
@@ -51,12 +67,13 @@ def test_every_kind_of_kill_loses_nothing_flushed_and_each_outage_is_a_restart_g
 
 
 @pytest.mark.skipif(not LONG_CYCLES, reason="the long run: set RECORDER_CHAOS_CYCLES")
-@pytest.mark.timeout(60 + 40 * LONG_CYCLES)
+@pytest.mark.timeout(LONG_TIMEOUT)
 def test_the_long_chaos_run(tmp_path: Path) -> None:
     plan = ChaosPlan(
         seed=int(os.environ.get("RECORDER_CHAOS_SEED", "1")),
         cycles=LONG_CYCLES,
         symbols=int(os.environ.get("RECORDER_CHAOS_SYMBOLS", "24")),
+        budget_s=LONG_MINUTES * 60 or float("inf"),
     )
     figures = run_plan(plan, tmp_path)
     report(figures)
