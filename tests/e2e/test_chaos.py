@@ -64,6 +64,7 @@ def test_every_kind_of_kill_loses_nothing_flushed_and_each_outage_is_a_restart_g
     assert figures.delivered_last_interval > 0
     assert figures.outages == len(KINDS) - 1  # the recovery kill is part of a longer outage
     assert figures.gap_causes.get("restart", 0) == figures.outages * plan.symbols
+    assert figures.restart_gaps_between_recordings == figures.outages * plan.symbols
 
 
 @pytest.mark.skipif(not LONG_CYCLES, reason="the long run: set RECORDER_CHAOS_CYCLES")
