@@ -64,9 +64,9 @@ def render(figures: Figures) -> str:
         f"{figures.lost_last_interval} of {figures.delivered_last_interval} |",
         f"| lost, written into a killed recorder's socket after the kill | "
         f"{figures.lost_after_kill} |",
-        f"| outages / restart gaps (one per outage and symbol expected) | {figures.outages} / "
-        f"{figures.restart_gaps} |",
-        f"| outages of a symbol without exactly one restart gap; events in no restart gap | "
+        f"| outages / restart gaps logged / from one recorder's last row to the next's first | "
+        f"{figures.outages} / {figures.restart_gaps} / {figures.restart_gaps_between_recordings} |",
+        f"| consecutive recordings of a symbol with no such gap; events in no restart gap | "
         f"{len(figures.missing_restart_gaps)}; {len(figures.uncovered)} |",
         f"| gap records by cause | {causes} |",
         f"| `.parquet` files left in staging by killed compactions | "
