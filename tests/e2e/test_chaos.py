@@ -1,8 +1,8 @@
 """Chaos: ``recorder run`` killed with SIGKILL at seeded and targeted moments, then judged.
 
 The driver is :mod:`chaos_support`. The short schedule runs in the normal suite; the long one
-runs when ``RECORDER_CHAOS_CYCLES`` is set (``RECORDER_CHAOS_SEED``, ``RECORDER_CHAOS_SYMBOLS``
-and ``RECORDER_CHAOS_MINUTES``, a time after which no cycle starts, optional), or through
+runs when ``CHAOS_CYCLES`` is set (``CHAOS_SEED``, ``CHAOS_SYMBOLS``
+and ``CHAOS_MINUTES``, a time after which no cycle starts, optional), or through
 ``scripts/chaos.py``.
 """
 
@@ -17,8 +17,9 @@ from chaos_support import KINDS, ChaosPlan, run_plan, schedule
 
 pytestmark = pytest.mark.e2e
 
-LONG_CYCLES = int(os.environ.get("RECORDER_CHAOS_CYCLES", "0"))
-LONG_MINUTES = float(os.environ.get("RECORDER_CHAOS_MINUTES", "0"))
+# Not RECORDER_*: the recorder reads those as settings and refuses the ones it does not know.
+LONG_CYCLES = int(os.environ.get("CHAOS_CYCLES", "0"))
+LONG_MINUTES = float(os.environ.get("CHAOS_MINUTES", "0"))
 LONG_TIMEOUT = 300 + (LONG_MINUTES * 60 if LONG_MINUTES else 40 * LONG_CYCLES)
 
 
@@ -67,13 +68,13 @@ def test_every_kind_of_kill_loses_nothing_flushed_and_each_outage_is_a_restart_g
     assert figures.restart_gaps_between_recordings == figures.outages * plan.symbols
 
 
-@pytest.mark.skipif(not LONG_CYCLES, reason="the long run: set RECORDER_CHAOS_CYCLES")
+@pytest.mark.skipif(not LONG_CYCLES, reason="the long run: set CHAOS_CYCLES")
 @pytest.mark.timeout(LONG_TIMEOUT)
 def test_the_long_chaos_run(tmp_path: Path) -> None:
     plan = ChaosPlan(
-        seed=int(os.environ.get("RECORDER_CHAOS_SEED", "1")),
+        seed=int(os.environ.get("CHAOS_SEED", "1")),
         cycles=LONG_CYCLES,
-        symbols=int(os.environ.get("RECORDER_CHAOS_SYMBOLS", "24")),
+        symbols=int(os.environ.get("CHAOS_SYMBOLS", "24")),
         budget_s=LONG_MINUTES * 60 or float("inf"),
     )
     figures = run_plan(plan, tmp_path)
