@@ -38,6 +38,8 @@ from pathlib import Path
 from chaos_judge import Cycle, Figures, TickTimes, judge, recorder_cli
 from support import RECORDER, RecorderProcess, SimulatorProcess, wait_until
 
+from recorder.storage.compact.staging import STAGING_ROOT_NAME
+
 KINDS = ("random", "seal", "rotation", "recovery", "compact")
 """The kinds of kill moment (see the module documentation); :func:`schedule` orders them."""
 INSTANCE_ID = "chaos"
@@ -234,7 +236,7 @@ class ChaosRun:
         )
 
         def staging() -> str:
-            if any(self.root.glob("date=*/.symbol=*")):
+            if any((self.root / STAGING_ROOT_NAME).glob("date=*/symbol=*")):
                 return "while staging"
             return "" if compact.poll() is None else "after it ended"
 
@@ -242,7 +244,7 @@ class ChaosRun:
         compact.kill()
         compact.wait()
         self.figures.staged_parquet_after_compact_kill += len(
-            list(self.root.glob("date=*/.*/*.parquet"))
+            list((self.root / STAGING_ROOT_NAME).glob("date=*/symbol=*/*.parquet"))
         )
         cycle.compact_exit = recorder_cli("compact", "--root", str(self.root)).returncode
         return moment
