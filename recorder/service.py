@@ -35,22 +35,16 @@ import random
 import threading
 from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from typing import TypeVar
 
 from recorder.clock import Clock, SystemClock
 from recorder.errors import StorageError
 from recorder.flush import FlushOutcome, StorageFlush
+from recorder.flush_reports import FlushReports
 from recorder.gaps.detector import GapDetector
 from recorder.gaps.log import GapLog
 from recorder.gaps.state import merged_last_event_times
-from recorder.ingest.event_times import (
-    ClockOffsetAlarm,
-    ClockOffsetChange,
-    EventTimeGuard,
-    quorum_for,
-    screen_restored,
-)
+from recorder.ingest.event_times import EventTimeGuard, quorum_for, screen_restored
 from recorder.ingest.pipeline import EventPipeline
 from recorder.ingest.source import MarketSource, StreamItem
 from recorder.instance import default_instance_id
@@ -59,7 +53,6 @@ from recorder.ops.logs import get_logger
 from recorder.ops.metrics import RecorderMetrics
 from recorder.ops.notify import SystemdNotifier
 from recorder.settings import Settings
-from recorder.storage.held_rows import SymbolRows
 from recorder.storage.locking import InstanceLock, claim_instance
 from recorder.storage.quarantine import QuarantineLog
 from recorder.storage.recovery import RecoveryReport
@@ -77,16 +70,6 @@ SEAL_REST_RATIO = 1.0
 """After publishing a file, the publisher rests this many times as long as the file took: a
 rotation or a day end then uses at most half of a core and is spread over time, and the flush
 and the event loop keep theirs."""
-
-
-@dataclass(slots=True)
-class FlushHealth:
-    """The outcome of the most recent flush, for logs, metrics and health checks."""
-
-    ok: bool = True
-    consecutive_failures: int = 0
-    last_error: str = ""
-    files_published: int = 0
 
 
 def restored_event_times(persisted: Mapping[str, int], report: RecoveryReport) -> dict[str, int]:
@@ -161,7 +144,8 @@ class RecorderService:
         # Replaced in run() once recovery has restored the newest E per symbol; this one lets
         # health() answer (unhealthy: nothing delivered) before the start completes.
         self.pipeline = self._build_pipeline({})
-        self.flush_health = FlushHealth()
+        self.reports = FlushReports(self.metrics, settings.storage.buffer_budget)
+        self.flush_health = self.reports.health
         self.metrics_server: MetricsServer | None = None
         if settings.metrics.address:
             self.metrics_server = MetricsServer(
@@ -189,8 +173,6 @@ class RecorderService:
             quarantine=self.quarantine,
             clock=self.clock,
         )
-        self._drop_flushes = 0
-        self._clock_alarm = ClockOffsetAlarm()
         self._ready = False
 
     @property
@@ -435,81 +417,21 @@ class RecorderService:
 
     def _record_flush(self, outcome: FlushOutcome) -> None:
         """Move the metrics, the flush health and readiness after one flush."""
-        metrics = self.metrics
         for job in outcome.seal_jobs:
             self._seal_jobs.put_nowait(job)
         self.pipeline.count_rejections(outcome.unstorable)
-        for symbol, rows in outcome.durable.items():
-            metrics.events_written(symbol, rows.rows)
-        for gap in outcome.storage_gaps:
-            metrics.gap_detected(gap.cause.value, gap.missed)
-        self._report_drops(outcome.dropped)
-        if outcome.sealed:
-            metrics.files_published(len(outcome.sealed))
-            metrics.bytes_written(sum(sealed.size_bytes for sealed in outcome.sealed))
-            self.flush_health.files_published += len(outcome.sealed)
+        succeeded = self.reports.record(outcome, not_yet_durable_rows=self.writer.pending_rows)
+        metrics = self.metrics
         metrics.set_buffered_rows(self.buffered_rows)
         metrics.set_buffered_bytes(self.writer.buffered_bytes + self.writer.pending_bytes)
         metrics.set_wal_size(self.writer.wal_bytes)
-        self._report_clock_offset()
-        health = self.flush_health
-        if outcome.failure is None:
-            if not self._ready and outcome.durable:
-                # Ready means recording: connected, and the first events durable on disk.
-                self._ready = True
-                self.notifier.ready("recording")
-                events_durable = sum(rows.rows for rows in outcome.durable.values())
-                log.info("ready", events_durable=events_durable)
-            if not health.ok:
-                log.info("flush recovered", after_failures=health.consecutive_failures)
-            health.ok = True
-            health.consecutive_failures = 0
-            return
-        health.ok = False
-        health.consecutive_failures += 1
-        health.last_error = str(outcome.failure)
-        # One error line when the trouble starts, then one a minute: a full disk must be loud
-        # without flooding the journal.
-        if health.consecutive_failures == 1 or health.consecutive_failures % 60 == 0:
-            log.error(
-                "flush failed; events stay buffered and will be retried",
-                error=str(outcome.failure),
-                consecutive_failures=health.consecutive_failures,
-                not_yet_durable_rows=self.writer.pending_rows,
-            )
-
-    def _report_clock_offset(self) -> None:
-        offset_ms = self.pipeline.clock_offset_ms
-        if offset_ms is None:
-            return
-        self.metrics.set_clock_offset(offset_ms)
-        change = self._clock_alarm.observe(offset_ms, self.clock.monotonic())
-        if change is ClockOffsetChange.FAR:
-            # Events are still judged against the newest accepted E as well (event_times).
-            log.warning(
-                "the local clock is far from the exchange's event times",
-                clock_offset_s=offset_ms / 1000,
-            )
-        elif change is ClockOffsetChange.BACK:
-            log.info(
-                "the local clock agrees with the exchange again", clock_offset_s=offset_ms / 1000
-            )
-
-    def _report_drops(self, dropped: Mapping[str, SymbolRows]) -> None:
-        if not dropped:
-            return
-        for symbol, rows in dropped.items():
-            self.metrics.events_dropped(symbol, rows.rows)
-        self._drop_flushes += 1
-        # Once when it starts, then once a minute of flushes that dropped.
-        if self._drop_flushes % 60 == 1:
-            log.warning(
-                "storage outage outlasts the memory budget: dropping the oldest events not yet "
-                "durable, logged as gaps of cause storage",
-                events_dropped=sum(rows.rows for rows in dropped.values()),
-                symbols=len(dropped),
-                buffer_budget=self.settings.storage.buffer_budget,
-            )
+        self.reports.clock_offset(self.pipeline.clock_offset_ms, self.clock.monotonic())
+        if succeeded and not self._ready and outcome.durable:
+            # Ready means recording: connected, and the first events durable on disk.
+            self._ready = True
+            self.notifier.ready("recording")
+            events_durable = sum(rows.rows for rows in outcome.durable.values())
+            log.info("ready", events_durable=events_durable)
 
     def _drain_queue(self) -> None:
         while not self.queue.empty():

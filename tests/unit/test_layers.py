@@ -20,7 +20,8 @@ ALLOWED: dict[str, set[str]] = {
     "reports": BASE | {"settings", "ops", "gaps", "storage"},
     "simulate": BASE | {"settings"},
     "flush": BASE | {"settings", "ops", "gaps", "storage", "ingest"},
-    "service": BASE | {"settings", "ops", "gaps", "storage", "ingest", "flush"},
+    "flush_reports": BASE | {"settings", "ops", "gaps", "storage", "ingest", "flush"},
+    "service": BASE | {"settings", "ops", "gaps", "storage", "ingest", "flush", "flush_reports"},
     "cli": BASE
     | {"settings", "ops", "gaps", "storage", "ingest", "reports", "service", "simulate"},
     "__main__": {"cli"},
