@@ -92,6 +92,8 @@ class ConnectionChange(enum.Enum):
     """The connection delivered its first frame."""
     PROBE_ANSWERED = "probe_answered"
     """The connection answered a silence check's probe: alive, whatever data it delivers."""
+    QUIET_CONFIRMED = "quiet_confirmed"
+    """A silence check found the connection alive and its symbols quiet: it is kept."""
     STALLED = "stalled"
     """The watchdog found the connection open but silent, and is replacing it."""
     DROPPED = "dropped"

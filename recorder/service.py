@@ -44,6 +44,7 @@ from recorder.flush_reports import FlushReports
 from recorder.gaps.detector import GapDetector
 from recorder.gaps.log import GapLog
 from recorder.gaps.state import merged_last_event_times
+from recorder.ingest.connection import MAX_SILENCE_FACTOR
 from recorder.ingest.event_times import EventTimeGuard, quorum_for, screen_restored
 from recorder.ingest.pipeline import EventPipeline
 from recorder.ingest.source import MarketSource, StreamItem
@@ -196,14 +197,19 @@ class RecorderService:
         """Healthy when every shard has a connection delivering data and the last flush worked.
 
         A connection counts as delivering when its newest frame is younger than half the stall
-        timeout: the health check turns red before the watchdog replaces a stalled connection.
+        timeout (the health check turns red before a silence check begins), or when a silence
+        check found it alive and its symbols quiet since the longest silence allowed before the
+        next check (``MAX_SILENCE_FACTOR`` stall timeouts) and that check's own time: a quiet
+        symbol's connection does not flap.
         """
         now_us = self.clock.wall_us()
-        fresh_us = self.settings.source.stall_timeout / 2 * 1_000_000
+        source = self.settings.source
+        fresh_us = source.stall_timeout / 2 * 1_000_000
+        quiet_us = (MAX_SILENCE_FACTOR * source.stall_timeout + source.handover_timeout) * 1e6
         delivering = [
             connection_id
             for connection_id, state in self.pipeline.connections.items()
-            if state.last_frame_us is not None and now_us - state.last_frame_us <= fresh_us
+            if state.alive_at(now_us, fresh_us=fresh_us, quiet_us=quiet_us)
         ]
         expected = len(self.source.shards)
         reasons = []

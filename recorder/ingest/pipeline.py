@@ -65,10 +65,25 @@ class ConnectionState:
     Attributes:
         symbols: what it carries.
         last_frame_us: wall clock of its newest frame, or None before the first one.
+        quiet_confirmed_us: wall clock of the newest silence check that found it alive and
+            quiet, or None.
     """
 
     symbols: tuple[str, ...]
     last_frame_us: int | None = None
+    quiet_confirmed_us: int | None = None
+
+    def alive_at(self, now_us: int, *, fresh_us: float, quiet_us: float) -> bool:
+        """Whether it counts as alive at ``now_us``.
+
+        Alive means a frame within ``fresh_us``, or a silence check within ``quiet_us`` that
+        found its symbols quiet: a quiet symbol's connection is healthy between the checks
+        that vouch for it.
+        """
+        last_frame, quiet = self.last_frame_us, self.quiet_confirmed_us
+        return (last_frame is not None and now_us - last_frame <= fresh_us) or (
+            quiet is not None and now_us - quiet <= quiet_us
+        )
 
 
 @dataclass(slots=True)
@@ -137,6 +152,10 @@ class EventPipeline:
         metrics = self._metrics
         if event.change is ConnectionChange.OPENED:
             self.connections[event.connection_id] = ConnectionState(event.symbols)
+        elif event.change is ConnectionChange.QUIET_CONFIRMED:
+            state = self.connections.get(event.connection_id)
+            if state is not None:
+                state.quiet_confirmed_us = event.wall_us
         elif event.change in CONNECTION_ENDS:
             was_open = self.connections.pop(event.connection_id, None) is not None
             unplanned = event.change is not ConnectionChange.RETIRED

@@ -254,6 +254,7 @@ class ShardSupervisor:
                 probe_answered=check.probe_answered_at is not None,
             )
             old.quiet_confirmed()
+            await self._sink.put(old.event(ConnectionChange.QUIET_CONFIRMED))
         else:
             self.silence_checks[SilenceOutcome.STALLED] += 1
             log.warning(

@@ -126,3 +126,24 @@ def test_a_held_event_is_quarantined_when_the_pipeline_settles() -> None:
     [rejection] = p.take().rejections
     assert rejection.reason.endswith("nothing vouched for it before the recorder stopped")
     assert p.clock_offset_ms == 50
+
+
+def test_a_connection_a_silence_check_found_quiet_stays_alive_until_the_next_check_is_due() -> None:
+    fresh_us, quiet_us = 30_000_000, 540_000_000
+    p = pipeline()
+    p.feed(change(ConnectionChange.OPENED))
+    p.feed(frame("BTCUSDT", 1_700_000_000_000))
+    state = p.connections["0.1"]
+    last_frame = state.last_frame_us
+    assert last_frame is not None
+    silent = last_frame + 2 * fresh_us  # a frame this old no longer counts
+    assert state.alive_at(last_frame + fresh_us, fresh_us=fresh_us, quiet_us=quiet_us)
+    assert not state.alive_at(silent, fresh_us=fresh_us, quiet_us=quiet_us)
+
+    p.feed(ConnectionEvent(ConnectionChange.QUIET_CONFIRMED, "0.1", ("BTCUSDT",), 0.0, silent))
+
+    assert state.quiet_confirmed_us == silent
+    assert state.alive_at(silent + quiet_us, fresh_us=fresh_us, quiet_us=quiet_us)
+    assert not state.alive_at(silent + quiet_us + 1, fresh_us=fresh_us, quiet_us=quiet_us)
+    # The detector reads the event too, as no frame and no end: the connection stays live.
+    assert "0.1" in p.connections
