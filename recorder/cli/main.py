@@ -12,6 +12,7 @@ from typing import Any
 import click
 
 from recorder import __version__
+from recorder.cli.options import port_value, positive_number_value, whole_number_value
 from recorder.errors import ConfigError, RecorderError
 from recorder.ops.logs import configure_logging, get_logger
 from recorder.settings import Settings, load_settings, settings_to_mapping
@@ -135,12 +136,26 @@ def _duration_option(value: str | None) -> float | None:
 
 @main.command()
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
-@click.option("--port", default=0, show_default=True, help="Port; 0 picks a free one.")
+@click.option(
+    "--port", default="0", show_default=True, callback=port_value, help="Port; 0 picks a free one."
+)
 @click.option("--symbols", help="Comma-separated contracts (default: ten varied ones).")
 @click.option("--quiet-symbols", default="", help="Symbols that rarely change.")
-@click.option("--speed", default=1.0, show_default=True, help="Event clock speed factor.")
-@click.option("--seed", default=0, show_default=True, help="Seed of the simulated market.")
-@click.option("--start-ms", type=int, help="E of the first tick (default: now).")
+@click.option(
+    "--speed",
+    default="1",
+    show_default=True,
+    callback=positive_number_value,
+    help="Event clock speed factor.",
+)
+@click.option(
+    "--seed",
+    default="0",
+    show_default=True,
+    callback=whole_number_value,
+    help="Seed of the simulated market.",
+)
+@click.option("--start-ms", callback=whole_number_value, help="E of the first tick (default: now).")
 @click.option("--faults", help="Faults to inject, e.g. 'drop@10s,stall@20s+15s,garbage@5s'.")
 @click.option("--lifetime", help="Connection lifetime (default 24h), e.g. '5s'.")
 @click.option("--ping-interval", help="Server ping interval (default 3m).")

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import click
 
+from recorder.cli.options import utc_day_value
 from recorder.cli.reports import (
     cannot_run,
     load_command_settings,
@@ -44,7 +45,7 @@ _MS_PER_SECOND = 1000
 @click.option(
     "--date",
     "day",
-    type=click.DateTime(formats=["%Y-%m-%d"]),
+    callback=utc_day_value,
     help="Compact only this UTC day (YYYY-MM-DD).",
 )
 @click.option(
@@ -58,7 +59,7 @@ def compact_command(
     *,
     config: Path | None,
     root: str | None,
-    day: dt.datetime | None,
+    day: dt.date | None,
     before: str | None,
     dry_run: bool,
     output_format: str,
@@ -88,7 +89,7 @@ def compact_command(
             settings.storage.root,
             clock=clock,
             day_grace_ms=round(settings.storage.day_grace * _MS_PER_SECOND),
-            only=None if day is None else day.date(),
+            only=day,
             before=before_day,
             dry_run=dry_run,
         )

@@ -17,7 +17,6 @@ expected.
 import datetime as dt
 import json
 import os
-import re
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -25,6 +24,7 @@ from typing import Final, NoReturn, TypeVar
 
 import click
 
+from recorder.cli.options import count_value, utc_day_value
 from recorder.clock import SystemClock
 from recorder.errors import ConfigError, StorageError
 from recorder.gaps.detector import GapCause
@@ -45,35 +45,6 @@ _SYMBOL_EXPECTED: Final = (
     "letters and digits of any script, '_' allowed after the first character, at most "
     f"{MAX_SYMBOL_LENGTH} characters, such as BTCUSDT"
 )
-
-
-def count_value(ctx: click.Context, param: click.Parameter, value: str | None) -> int | None:
-    """Parse a count option (a click callback): a whole number, 0 or more; a refusal says so."""
-    if value is None:
-        return None
-    if re.fullmatch(r"[0-9]+", value.strip()):
-        return int(value)
-    raise click.BadParameter(
-        f"{value!r} is not a count: expected a whole number, 0 or more, such as 0 or 25",
-        ctx=ctx,
-        param=param,
-    )
-
-
-def utc_day_value(ctx: click.Context, param: click.Parameter, value: str | None) -> dt.date | None:
-    """Parse a day option (a click callback): ``YYYY-MM-DD``; a refusal says so."""
-    if value is None:
-        return None
-    if re.fullmatch(r"\d{4}-\d{2}-\d{2}", value.strip()):
-        try:
-            return dt.date.fromisoformat(value.strip())
-        except ValueError:
-            pass
-    raise click.BadParameter(
-        f"{value!r} is not a day: expected a UTC day written YYYY-MM-DD, such as 2024-05-01",
-        ctx=ctx,
-        param=param,
-    )
 
 
 def settings_options(command: _F) -> _F:
