@@ -21,7 +21,13 @@ from tempfile import TemporaryDirectory
 
 from recorder.ingest.decode import Decoded, decode_frame
 from recorder.simulate import SimulatorConfig
-from recorder.simulate.faults import FaultKind, array_flood_text, hostile_data
+from recorder.simulate.fault_frames import (
+    array_flood_text,
+    hostile_data,
+)
+from recorder.simulate.faults import (
+    FaultKind,
+)
 from recorder.simulate.market import MarketGenerator
 from recorder.storage.quarantine import QuarantineLog
 

@@ -15,6 +15,15 @@ from aiohttp import WSCloseCode
 
 from recorder.simulate.connections import Connection, ConnectionTable, OutboundFrame
 from recorder.simulate.event_clock import EventClock, wall_ms
+from recorder.simulate.fault_frames import (
+    array_flood_text,
+    bad_field_payload,
+    future_time_payload,
+    garbage_text,
+    hostile_data,
+    hostile_payload,
+    huge_payload,
+)
 from recorder.simulate.faults import (
     DEFAULT_SLOW_START,
     FRAME_KINDS,
@@ -24,13 +33,6 @@ from recorder.simulate.faults import (
     Fault,
     FaultKind,
     HandshakeGate,
-    array_flood_text,
-    bad_field_payload,
-    future_time_payload,
-    garbage_text,
-    hostile_data,
-    hostile_payload,
-    huge_payload,
 )
 from recorder.simulate.market import encode_json, pair_of
 from recorder.simulate.protocol import array_json

@@ -23,7 +23,9 @@ from support import (
 )
 
 from recorder.ingest.rejections import MAX_RAW_BYTES
-from recorder.simulate.faults import array_flood_text
+from recorder.simulate.fault_frames import (
+    array_flood_text,
+)
 
 pytestmark = pytest.mark.e2e
 

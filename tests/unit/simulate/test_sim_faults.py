@@ -4,6 +4,13 @@ import pytest
 from sample_payload import PAYLOAD
 
 from recorder.errors import ConfigError
+from recorder.simulate.fault_frames import (
+    bad_field_payload,
+    future_time_payload,
+    garbage_text,
+    hostile_payload,
+    huge_payload,
+)
 from recorder.simulate.faults import (
     DEFAULT_HUGE_SIZE,
     FUTURE_TIME_LEAD_MS,
@@ -12,13 +19,8 @@ from recorder.simulate.faults import (
     FaultKind,
     HandshakeGate,
     Refusal,
-    bad_field_payload,
     fault_from_json,
     format_fault,
-    future_time_payload,
-    garbage_text,
-    hostile_payload,
-    huge_payload,
     parse_fault_spec,
 )
 

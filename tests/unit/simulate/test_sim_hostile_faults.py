@@ -6,6 +6,10 @@ import pytest
 from sample_payload import PAYLOAD
 
 from recorder.ingest.decode import DEFAULT_MAX_FRAME_BYTES
+from recorder.simulate.fault_frames import (
+    array_flood_text,
+    hostile_data,
+)
 from recorder.simulate.faults import (
     FLOOD_ITEMS,
     FRAME_KINDS,
@@ -15,8 +19,6 @@ from recorder.simulate.faults import (
     WIDE_KEYS,
     Fault,
     FaultKind,
-    array_flood_text,
-    hostile_data,
     parse_fault_spec,
 )
 
