@@ -54,6 +54,7 @@ from recorder.ops.logs import get_logger
 from recorder.ops.metrics import RecorderMetrics
 from recorder.ops.notify import SystemdNotifier
 from recorder.settings import Settings
+from recorder.storage.budgets import WriterBudgets
 from recorder.storage.locking import InstanceLock, claim_instance
 from recorder.storage.quarantine import QuarantineLog
 from recorder.storage.recovery import RecoveryReport
@@ -64,9 +65,6 @@ log = get_logger(__name__)
 
 _T = TypeVar("_T")
 
-PUBLISH_SHARE_OF_BUDGET = 0.75
-"""The share of ``buffer_budget`` above which partitions are sealed early; the rest is the room
-for rows waiting to be logged while storage refuses writes."""
 SEAL_REST_RATIO = 1.0
 """After publishing a file, the publisher rests this many times as long as the file took: a
 rotation or a day end then uses at most half of a core and is spread over time, and the flush
@@ -126,6 +124,7 @@ class RecorderService:
         self.notifier = SystemdNotifier(environ)
         self.queue: asyncio.Queue[StreamItem] = asyncio.Queue(settings.service.queue_size)
         self.source = MarketSource(settings.source, self.clock, self.queue, rng)
+        budgets = WriterBudgets.of(storage.buffer_budget)
         self.writer = DatasetWriter(
             storage.root,
             instance_id=self.instance_id,
@@ -133,7 +132,8 @@ class RecorderService:
             max_file_bytes=storage.max_file_bytes,
             day_grace_ms=round(storage.day_grace * 1000),
             clock=self.clock,
-            buffer_budget=round(storage.buffer_budget * PUBLISH_SHARE_OF_BUDGET),
+            buffer_budget=budgets.seal,
+            publish_budget=budgets.publish,
         )
         self.quarantine = QuarantineLog(
             storage.root,
@@ -430,6 +430,7 @@ class RecorderService:
         metrics = self.metrics
         metrics.set_buffered_rows(self.buffered_rows)
         metrics.set_buffered_bytes(self.writer.buffered_bytes + self.writer.pending_bytes)
+        metrics.set_spilled_bytes(self.writer.spilled_bytes)
         metrics.set_wal_size(self.writer.wal_bytes)
         self.reports.clock_offset(self.pipeline.clock_offset_ms, self.clock.monotonic())
         if succeeded and not self._ready and outcome.durable:

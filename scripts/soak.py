@@ -15,16 +15,16 @@ service's publisher, with the real classes and real files in a temporary directo
 4. at the end the publisher's last results and ``DatasetWriter.close`` (the stop's final
    seal), timed apart.
 
-The writer is built as the service builds it, from the settings' defaults (``max_file_age``
-1 h, ``max_file_bytes`` 128 MiB, ``day_grace`` 10 s, and three quarters of ``buffer_budget``
-as its seal budget). Its clock is a :class:`FastForwardClock`: after each second of simulated
-traffic both its monotonic and its wall clock jump by 1 s, then the flush runs. Nothing in the
-flush loop sleeps, so an hour of traffic takes as long as the CPU and the disk need for it;
-the publisher works (and rests) in real time meanwhile, so a rotation takes more simulated
-time here than in a recorder, and its jobs hold their rows in memory that much longer. Between
-two jumps the clock runs at the real pace (a :class:`recorder.clock.ManualClock` would stand
-still); a second whose work took longer than 1 s moves the clock by that time, as a slow flush
-delays a real one.
+The writer is built as the service builds it, from the settings' defaults (``max_file_age`` 1
+h, ``max_file_bytes`` 128 MiB, ``day_grace`` 10 s, and the shares of ``buffer_budget`` of
+:class:`recorder.storage.budgets.WriterBudgets`). Its clock is a :class:`FastForwardClock`:
+after each second of simulated traffic both its monotonic and its wall clock jump by 1 s, then
+the flush runs. Nothing in the flush loop sleeps, so an hour of traffic takes as long as the
+CPU and the disk need for it; the publisher works (and rests) in real time meanwhile, so a
+rotation takes more simulated time here than in a recorder, and its jobs hold their rows in
+memory that much longer. Between two jumps the clock runs at the real pace (a
+:class:`recorder.clock.ManualClock` would stand still); a second whose work took longer than 1
+s moves the clock by that time, as a slow flush delays a real one.
 
 The traffic: ``--symbols`` contracts (``SYM0001USDT``...) on combined frames, 200 streams per
 connection, from the simulator's own generator (:class:`recorder.simulate.market.MarketGenerator`,
@@ -96,10 +96,11 @@ from recorder.gaps.log import GapLog
 from recorder.gaps.state import write_state
 from recorder.ingest.pipeline import EventPipeline, FlushBatch
 from recorder.model import ConnectionChange, ConnectionEvent, ReceivedFrame
-from recorder.service import PUBLISH_SHARE_OF_BUDGET, SEAL_REST_RATIO
+from recorder.service import SEAL_REST_RATIO
 from recorder.settings.sections import GapSettings, SourceSettings, StorageSettings
 from recorder.simulate.config import SimulatorConfig
 from recorder.simulate.market import MarketGenerator, encode_json
+from recorder.storage.budgets import WriterBudgets
 from recorder.storage.publisher import SealedFile
 from recorder.storage.quarantine import QuarantineLog
 from recorder.storage.seal_jobs import SealJob, SealResult
@@ -293,6 +294,8 @@ class Totals:
         generate_wall_s: wall time of the simulator's generator and frame building.
         peak_wal_bytes: the largest write-ahead log held.
         peak_buffered_rows: the most rows buffered at once.
+        peak_held_bytes: the most Arrow bytes of durable rows held in memory at once.
+        peak_spilled_bytes: the most Arrow bytes of durable rows in spill files at once.
     """
 
     events: int = 0
@@ -304,6 +307,8 @@ class Totals:
     generate_wall_s: float = 0.0
     peak_wal_bytes: int = 0
     peak_buffered_rows: int = 0
+    peak_held_bytes: int = 0
+    peak_spilled_bytes: int = 0
 
 
 # ---------------------------------------------------------------------------------------------
@@ -358,7 +363,8 @@ def writer_options(storage: StorageSettings) -> dict[str, Any]:
         "max_file_age": storage.max_file_age,
         "max_file_bytes": storage.max_file_bytes,
         "day_grace_ms": round(storage.day_grace * 1000),
-        "buffer_budget": round(storage.buffer_budget * PUBLISH_SHARE_OF_BUDGET),
+        "buffer_budget": WriterBudgets.of(storage.buffer_budget).seal,
+        "publish_budget": WriterBudgets.of(storage.buffer_budget).publish,
     }
 
 
@@ -369,19 +375,31 @@ class WritePath:
         root: the dataset root.
         symbols: the recorded symbols.
         clock: the fake clock of the writer.
+        publish_delay: extra wall seconds the publisher takes per file.
+        spill: with the service's publish budget (so spill files when publication lags).
     """
 
-    def __init__(self, root: Path, symbols: tuple[str, ...], clock: FastForwardClock) -> None:
+    def __init__(
+        self,
+        root: Path,
+        symbols: tuple[str, ...],
+        clock: FastForwardClock,
+        publish_delay: float = 0.0,
+        *,
+        spill: bool = True,
+    ) -> None:
         self.root = root
         self.symbols = symbols
         self.clock = clock
         self.writer_options = writer_options(StorageSettings())
+        if not spill:
+            self.writer_options["publish_budget"] = None
         self.writer = DatasetWriter(
             root, instance_id=INSTANCE_ID, clock=clock, **self.writer_options
         )
         self.gap_log = GapLog(root, INSTANCE_ID)
         self.quarantine = QuarantineLog(root, INSTANCE_ID)
-        self.publisher = Publisher(self.writer)
+        self.publisher = Publisher(self.writer, publish_delay)
         self.last_durable: dict[str, int] = {}
         self.pipeline = EventPipeline(
             frozenset(symbols),
@@ -427,10 +445,12 @@ class Publisher:
 
     Args:
         writer: the writer whose jobs it publishes.
+        delay: extra wall seconds each file takes (a slow disk), rest included.
     """
 
-    def __init__(self, writer: DatasetWriter) -> None:
+    def __init__(self, writer: DatasetWriter, delay: float = 0.0) -> None:
         self._writer = writer
+        self._delay = delay
         self._queue: queue.SimpleQueue[SealJob | None] = queue.SimpleQueue()
         self._lock = threading.Lock()
         self._results: list[SealResult] = []
@@ -464,6 +484,7 @@ class Publisher:
         while (job := self._queue.get()) is not None:
             started = time.perf_counter()
             result = self._writer.publish(job)
+            time.sleep(self._delay)
             elapsed = time.perf_counter() - started
             with self._lock:
                 self._results.append(result)
@@ -488,6 +509,9 @@ class Plan:
         warmup: simulated seconds left out of the steady and growth figures.
         activity: probability that a symbol changes in its tick.
         max_streams: streams per connection.
+        publish_delay: extra wall seconds the publisher takes per file, a slow disk.
+        spill: with the service's publish budget (and so spill files); without, the design
+            before them.
     """
 
     symbols: int
@@ -497,6 +521,8 @@ class Plan:
     warmup: int
     activity: float
     max_streams: int
+    publish_delay: float = 0.0
+    spill: bool = True
 
     @property
     def names(self) -> tuple[str, ...]:
@@ -614,7 +640,7 @@ class Soak:
         self.plan = plan
         self.clock = FastForwardClock(wall_us=plan.start_ms * 1000)
         self.market = Market(plan)
-        self.path = WritePath(root, plan.names, self.clock)
+        self.path = WritePath(root, plan.names, self.clock, plan.publish_delay, spill=plan.spill)
         self.result = Result(plan, writer_options=self.path.writer_options)
         self._last_rss = 0
         self._sample_from = 0
@@ -660,6 +686,8 @@ class Soak:
         rss = current_rss()
         writer = self.path.writer
         totals.peak_wal_bytes = max(totals.peak_wal_bytes, writer.wal_bytes)
+        totals.peak_held_bytes = max(totals.peak_held_bytes, writer.buffered_bytes)
+        totals.peak_spilled_bytes = max(totals.peak_spilled_bytes, writer.spilled_bytes)
         self.result.sealing_flushes.append(1 if sealed else 0)
         if sealed:
             self._record_seal(second, sealed, flush_cpu, rss, peak_before)
@@ -835,6 +863,8 @@ def summary(result: Result) -> dict[str, Any]:
         "parquet_bytes_per_event": result.parquet_bytes / max(events, 1),
         "peak_wal_bytes": totals.peak_wal_bytes,
         "peak_buffered_rows": totals.peak_buffered_rows,
+        "peak_held_bytes": totals.peak_held_bytes,
+        "peak_spilled_bytes": totals.peak_spilled_bytes,
         "wal_bytes_per_buffered_row": totals.peak_wal_bytes / max(totals.peak_buffered_rows, 1),
         "cpu_us_per_event_flush": totals.flush_cpu_s / max(events, 1) * 1e6,
         "cpu_us_per_event_close": result.close_cpu_s / max(events, 1) * 1e6,
@@ -859,8 +889,10 @@ def mib_change(value: float | None) -> str:
     return "-" if value is None else f"{value / MIB:+,.1f}"
 
 
-def limit(value: float) -> str:
+def limit(value: float | None) -> str:
     """Format a writer limit: sizes of a MiB or more in MiB, the rest as they are."""
+    if value is None:
+        return "none"
     if isinstance(value, int) and value >= MIB:
         return f"{value / MIB:g} MiB"
     return f"{value:g}"
@@ -947,6 +979,10 @@ def headline_table(figures: dict[str, Any], result: Result) -> list[str]:
             "peak buffered rows / peak write-ahead log",
             f"{figures['peak_buffered_rows']:,} / {mib(figures['peak_wal_bytes'])} MiB "
             f"({figures['wal_bytes_per_buffered_row']:.0f} B per row)",
+        ),
+        (
+            "peak Arrow bytes of durable rows: in memory / in spill files",
+            f"{mib(figures['peak_held_bytes'])} / {mib(figures['peak_spilled_bytes'])} MiB",
         ),
         (
             "Parquet files / bytes per event",
@@ -1053,6 +1089,18 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--activity", type=float, default=1.0, help="chance a symbol changes per 2 s tick (1.0)"
     )
+    parser.add_argument(
+        "--publish-delay",
+        type=float,
+        default=0.0,
+        help="extra wall seconds per published file, a slow disk; the rest doubles it (0)",
+    )
+    parser.add_argument(
+        "--without-spill",
+        action="store_true",
+        help="no publish budget: every due partition handed over at once, none spilled "
+        "(the design before spill files, for a baseline in the same run)",
+    )
     parser.add_argument("--tmp-dir", type=Path, help="where the scratch dataset goes")
     parser.add_argument("--json", type=Path, help="also write every raw figure here")
     parser.add_argument("--keep", action="store_true", help="keep the scratch dataset")
@@ -1092,6 +1140,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         warmup=args.warmup,
         activity=args.activity,
         max_streams=SourceSettings().max_streams_per_connection,
+        publish_delay=args.publish_delay,
+        spill=not args.without_spill,
     )
     check_coverage(plan)
     scratch = Path(tempfile.mkdtemp(prefix="recorder-soak-", dir=args.tmp_dir))

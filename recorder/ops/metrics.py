@@ -251,6 +251,12 @@ class RecorderMetrics:
             "bounded by [storage] buffer_budget.",
             registry=registry,
         )
+        self._spilled_bytes = Gauge(
+            "recorder_spilled_bytes",
+            "Arrow bytes of durable rows moved to spill files while publication lags behind; "
+            "0 when the publisher keeps up.",
+            registry=registry,
+        )
         self._events_dropped = Counter(
             "recorder_events_dropped",
             "Events received, then given up because storage refused them for longer than the "
@@ -394,6 +400,10 @@ class RecorderMetrics:
     def set_buffered_bytes(self, size_bytes: int) -> None:
         """Report the Arrow bytes of the rows held in memory."""
         self._buffered_bytes.set(size_bytes)
+
+    def set_spilled_bytes(self, size_bytes: int) -> None:
+        """Report the Arrow bytes of the rows waiting for publication in spill files."""
+        self._spilled_bytes.set(size_bytes)
 
     def events_dropped(self, symbol: str, count: int) -> None:
         """Count ``count`` events of ``symbol`` given up in a storage outage."""

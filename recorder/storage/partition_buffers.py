@@ -28,6 +28,11 @@ So a shared batch outlives the partitions it holds rows of, when they are sealed
 meantime, by a few minutes at most. A partition read for sealing
 (:attr:`BufferedPartition.batches`) copies its rows out, so that a seal job keeps no shared
 batch alive, however long it is retried.
+
+5. **A spill file**, only while the publisher falls behind: the writer moves the rows of the
+   largest partitions out of memory into files of :mod:`recorder.storage.spill`
+   (:meth:`BufferedPartition.spill`). The partition keeps its account (records, rows, bytes)
+   and the names of its spill files, which its seal job reads back.
 """
 
 import bisect
@@ -68,7 +73,8 @@ class BufferedPartition:
 
     Attributes:
         rows: rows buffered.
-        nbytes: Arrow bytes accounted to them.
+        nbytes: Arrow bytes accounted to them, spilled ones included.
+        spilled_nbytes: Arrow bytes accounted to the rows moved to spill files.
     """
 
     __slots__ = (
@@ -80,8 +86,10 @@ class BufferedPartition:
         "_phase",
         "_row_ends",
         "_sizes",
+        "_spill_files",
         "nbytes",
         "rows",
+        "spilled_nbytes",
     )
 
     def __init__(self, phase: int = 0) -> None:
@@ -98,8 +106,10 @@ class BufferedPartition:
         self._lsns = array("q")
         self._row_ends = array("q")
         self._sizes = array("q")
+        self._spill_files: list[str] = []
         self.rows = 0
         self.nbytes = 0
+        self.spilled_nbytes = 0
 
     @property
     def first_lsn(self) -> int:
@@ -112,8 +122,27 @@ class BufferedPartition:
         return self._lsns[-1]
 
     @property
+    def held_nbytes(self) -> int:
+        """Arrow bytes accounted to the rows held in memory (not spilled)."""
+        return self.nbytes - self.spilled_nbytes
+
+    @property
+    def spill_files(self) -> tuple[str, ...]:
+        """The spill files holding this partition's oldest rows, oldest first."""
+        return tuple(self._spill_files)
+
+    def spill(self, path: str) -> None:
+        """Release the rows held in memory: :attr:`batches` was just written to ``path``."""
+        self._chunks = []
+        self._drop_spans()
+        self._spill_files.append(path)
+        self.spilled_nbytes = self.nbytes
+
+    @property
     def batches(self) -> list[pa.RecordBatch]:
-        """The buffered rows, in log order, in batches that hold this partition's rows only.
+        """The rows held in memory, in log order, in batches that hold this partition's rows only.
+
+        Rows moved to spill files (:attr:`spill_files`) are older than these and not included.
 
         Rows still in shared batches are copied out first (once: a partition is read when
         it is sealed), so that whoever keeps them, such as a seal job retried while its disk
@@ -159,7 +188,12 @@ class BufferedPartition:
             self._drop_spans()
 
     def discard_through(self, lsn: int) -> None:
-        """Drop the rows of records up to ``lsn``: a ``SEALED`` record covers them."""
+        """Drop the rows of records up to ``lsn``: a ``SEALED`` record covers them.
+
+        Only replay applies markers, and it never spills; a spilled partition refuses.
+        """
+        if self._spill_files:
+            raise ValueError("a spilled partition cannot drop its oldest rows")
         dropped = bisect.bisect_right(self._lsns, lsn)
         if dropped == len(self._lsns):
             self._clear()
@@ -324,3 +358,8 @@ class PartitionBuffers:
     def nbytes(self) -> int:
         """Buffered Arrow bytes of every partition."""
         return sum(partition.nbytes for partition in self.partitions.values())
+
+    @property
+    def held_nbytes(self) -> int:
+        """Buffered Arrow bytes of every partition held in memory (not spilled)."""
+        return sum(partition.held_nbytes for partition in self.partitions.values())

@@ -18,6 +18,7 @@ is publishing, keeps the segments of every session it did not finish, and the ne
 publishes only what is still missing.
 """
 
+import contextlib
 import dataclasses
 import datetime as dt
 from collections.abc import Callable, Mapping
@@ -44,6 +45,7 @@ from recorder.storage.paths import (
 )
 from recorder.storage.publisher import SealedFile, publish_partition, published_last_lsn
 from recorder.storage.sealing import SealReason
+from recorder.storage.spill import SPILL_DIR_NAME, remove_spill_dir
 from recorder.storage.wal import (
     FORMAT_VERSION,
     RecordType,
@@ -247,9 +249,12 @@ def _recover_instance_dir(root: Path, directory: Path, report: _RecoveryFindings
     Raises:
         OSError: a file could not be read or deleted; the segments stay.
     """
+    with contextlib.suppress(OSError):
+        # Copies of logged rows (a writer short of memory left them): the log holds them all.
+        remove_spill_dir(directory)
     sessions: dict[str, list[tuple[int, Path]]] = {}
     for path in directory.iterdir():
-        if path.name == LOCK_FILE_NAME:
+        if path.name in {LOCK_FILE_NAME, SPILL_DIR_NAME}:
             continue
         parsed = parse_segment_file_name(path.name)
         if parsed is None:

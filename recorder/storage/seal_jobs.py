@@ -22,6 +22,7 @@ from recorder.storage.partition_buffers import BufferedPartition
 from recorder.storage.paths import PartitionKey
 from recorder.storage.publisher import SealedFile, publish_partition
 from recorder.storage.sealing import SealReason
+from recorder.storage.spill import read_spilled
 
 RETRY_FIRST = 1.0
 """Seconds before a failed publication is tried again, doubled on each further failure."""
@@ -38,7 +39,8 @@ class SealJob:
         name: the data file's name (from the log sequence number of its first record).
         reason: why it is sealed.
         partition: the detached buffer: its rows and the records they came from.
-        batches: its rows, captured when the job was made.
+        batches: its rows held in memory, captured when the job was made.
+        spilled: the spill files holding its older rows (:mod:`recorder.storage.spill`).
     """
 
     key: PartitionKey
@@ -46,6 +48,7 @@ class SealJob:
     reason: SealReason
     partition: BufferedPartition
     batches: tuple[pa.RecordBatch, ...]
+    spilled: tuple[str, ...] = ()
 
     @property
     def rows(self) -> int:
@@ -76,8 +79,9 @@ def publish_job(root: Path, job: SealJob) -> SealResult:
     writer to retry; anything else is a bug and propagates.
     """
     try:
+        batches = [*read_spilled(job.spilled), *job.batches] if job.spilled else job.batches
         sealed = publish_partition(
-            root, job.key, job.batches, job.name, job.reason, last_lsn=job.partition.last_lsn
+            root, job.key, batches, job.name, job.reason, last_lsn=job.partition.last_lsn
         )
     except OSError as exc:
         return SealResult(job, error=exc)
@@ -149,8 +153,21 @@ class SealJobs:
 
     @property
     def nbytes(self) -> int:
-        """Arrow bytes accounted to every tracked job."""
-        return sum(tracked.job.partition.nbytes for tracked in self._tracked.values())
+        """Arrow bytes accounted to the rows of every tracked job held in memory (not spilled)."""
+        return sum(tracked.job.partition.held_nbytes for tracked in self._tracked.values())
+
+    @property
+    def in_flight_nbytes(self) -> int:
+        """Like :attr:`nbytes`, for the jobs issued and not yet answered (none waiting to retry).
+
+        A job that keeps failing waits for its retry outside this figure, so it never takes
+        the room in which the other partitions are handed over.
+        """
+        return sum(
+            tracked.job.partition.held_nbytes
+            for tracked in self._tracked.values()
+            if tracked.retry_at is None
+        )
 
     @property
     def oldest_lsn(self) -> int | None:

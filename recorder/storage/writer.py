@@ -34,6 +34,7 @@ time (the service's flush thread); :meth:`~DatasetWriter.publish` may run in ano
 beside them, on jobs that :meth:`~DatasetWriter.take_seal_jobs` returned.
 """
 
+import contextlib
 import enum
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
@@ -41,7 +42,7 @@ from pathlib import Path
 import pyarrow as pa
 
 from recorder.clock import Clock
-from recorder.errors import StorageError
+from recorder.errors import ConfigError, StorageError
 from recorder.instance import validate_instance_id
 from recorder.model import MiniTicker, Rejection
 from recorder.storage.held_rows import SymbolRows, rows_by_symbol
@@ -54,6 +55,7 @@ from recorder.storage.recovery import RecoveryReport, recover_leftovers
 from recorder.storage.seal_jobs import SealJob, SealJobs, SealResult, publish_job
 from recorder.storage.sealing import OpenPartition, SealPolicy, SealReason
 from recorder.storage.segment_chain import SegmentChain
+from recorder.storage.spill import SPILL_DIR_NAME, SpillFiles
 from recorder.storage.wal import RecordType, SealedMarker, WalRecord, encode_batch, encode_json
 from recorder.storage.wal_batch import build_flush_batch, newest_event_ms
 
@@ -86,6 +88,11 @@ class DatasetWriter:
         clock: monotonic time for the age rule and retries, wall time for the session stamp.
         buffer_budget: buffered Arrow bytes above which the largest partitions are sealed
             early (:class:`~recorder.storage.sealing.SealPolicy`); ``None`` for no budget.
+        publish_budget: Arrow bytes of the partitions handed over for publication at once:
+            due partitions beyond it stay buffered (and due) until the publisher has room.
+            With ``buffer_budget``, it also bounds the durable rows held in memory: above the
+            two together, the largest partitions' rows are moved to spill files
+            (:mod:`recorder.storage.spill`). ``None`` for no bound.
 
     Raises:
         ConfigError: a limit is not positive.
@@ -102,7 +109,10 @@ class DatasetWriter:
         day_grace_ms: int,
         clock: Clock,
         buffer_budget: int | None = None,
+        publish_budget: int | None = None,
     ) -> None:
+        if publish_budget is not None and publish_budget <= 0:
+            raise ConfigError(f"publish_budget={publish_budget!r}: expected bytes > 0")
         self._root = root
         self._instance_id = validate_instance_id(instance_id)
         self._policy = SealPolicy(
@@ -115,7 +125,15 @@ class DatasetWriter:
         self._state = _WriterState.NEW
         self._lock: InstanceLock | None = None
         self._session = ""
-        self._segments = SegmentChain(instance_wal_dir(root, self._instance_id))
+        wal_dir = instance_wal_dir(root, self._instance_id)
+        self._segments = SegmentChain(wal_dir)
+        self._spill = SpillFiles(wal_dir / SPILL_DIR_NAME)
+        self._publish_budget = publish_budget
+        self._spill_above = None
+        if buffer_budget is not None and publish_budget is not None:
+            self._spill_above = buffer_budget + publish_budget
+        self.spill_failures = 0
+        """Spills that could not be written (the rows stayed in memory)."""
         self._rotation_started_at = 0.0
         self._next_lsn = 1
         self._buffers = PartitionBuffers()
@@ -147,8 +165,19 @@ class DatasetWriter:
 
     @property
     def buffered_bytes(self) -> int:
-        """Arrow bytes of :attr:`buffered_rows`."""
-        return self._buffers.nbytes + self._jobs.nbytes
+        """Arrow bytes of the :attr:`buffered_rows` held in memory (spilled rows are not)."""
+        return self._buffers.held_nbytes + self._jobs.nbytes
+
+    @property
+    def spilled_bytes(self) -> int:
+        """Arrow bytes of the buffered rows moved to spill files, waiting for publication."""
+        partitions = [*self._buffers.partitions.values(), *(j.partition for j in self._jobs)]
+        return sum(partition.spilled_nbytes for partition in partitions)
+
+    @property
+    def spill_files(self) -> int:
+        """Spill files in place."""
+        return self._spill.files
 
     @property
     def open_partitions(self) -> int:
@@ -328,7 +357,17 @@ class DatasetWriter:
                 raise StorageError(f"rotating the write-ahead segment failed: {exc}") from exc
             self._rotation_started_at = now
         jobs = self._jobs.due_retries(now)
-        jobs.extend(self._detach(key, reason) for key, reason in plan.seals)
+        in_flight = self._jobs.in_flight_nbytes
+        for key, reason in plan.seals:
+            held = self._buffers.partitions[key].held_nbytes
+            budget = self._publish_budget
+            if budget is not None and in_flight and in_flight + held > budget:
+                # The rest stays buffered and due: handed over as the publisher makes room,
+                # in partition order, so that none waits behind later ones for good.
+                break
+            in_flight += held
+            jobs.append(self._detach(key, reason))
+        self._spill_over_budget()
         return jobs
 
     def publish(self, job: SealJob) -> SealResult:
@@ -355,6 +394,7 @@ class DatasetWriter:
             if result.error is not None:
                 failed.append(result)
                 continue
+            self._spill.remove(result.job.spilled)
             self._queue_marker(result.job)
             if result.sealed is not None:
                 self._sealed_unreported.append(result.sealed)
@@ -403,6 +443,9 @@ class DatasetWriter:
             raise StorageError(f"closing failed: {self.pending_rows} rows could not be logged")
         sealed = self._take_unreported()
         self._segments.close_and_delete()
+        with contextlib.suppress(OSError):
+            # Everything in them is published; a stray copy is removed on the next start.
+            self._spill.clear()
         if self._lock is not None:
             self._lock.release(remove=True)
             self._lock = None
@@ -428,9 +471,40 @@ class DatasetWriter:
         """Move ``key``'s buffer into a new job, issued now."""
         partition = self._buffers.partitions.pop(key)
         name = data_file_name(self._session, partition.first_lsn)
-        job = SealJob(key, name, reason, partition, tuple(partition.batches))
+        batches = tuple(partition.batches)
+        job = SealJob(key, name, reason, partition, batches, partition.spill_files)
         self._jobs.issue(job)
         return job
+
+    def _spill_over_budget(self) -> None:
+        """Move the largest partitions' rows to spill files while memory is over its bound.
+
+        Only when publication lags: normally the early seals keep the buffers within
+        ``buffer_budget`` and the handed-over jobs within ``publish_budget``. Down to three
+        quarters of the bound, so that the next flushes do not spill again.
+        """
+        limit = self._spill_above
+        if limit is None:
+            return
+        held = self.buffered_bytes
+        if held <= limit:
+            return
+        target = limit * 3 // 4
+        partitions = sorted(self._buffers.partitions.values(), key=lambda p: -p.held_nbytes)
+        for partition in partitions:
+            if held <= target or not partition.held_nbytes:
+                break
+            batches = partition.batches
+            if not batches:
+                continue
+            try:
+                path = self._spill.write(batches)
+            except OSError:
+                # The rows stay in memory; storage is failing, which the log's appends report.
+                self.spill_failures += 1
+                return
+            held -= partition.held_nbytes
+            partition.spill(path)
 
     def _queue_marker(self, job: SealJob) -> None:
         marker = SealedMarker(
