@@ -1,5 +1,6 @@
 """Publication beside the flush: a publisher that hangs never stops durability, the watchdog
-or, beyond ``stop_timeout``, the stop."""
+or, beyond ``stop_timeout``, the stop, and the rows waiting for it spill instead of growing
+memory past ``buffer_budget``."""
 
 import asyncio
 import dataclasses
@@ -175,3 +176,48 @@ async def test_stop_timeout_bounds_a_stop_whose_publication_hangs_and_the_log_ke
     # As many rows as were delivered, and every one of them: each once, none lost.
     assert report.rows_published == sent.total()
     assert recorded(exited) == set(sent)
+
+
+@pytest.mark.asyncio
+async def test_rows_waiting_for_a_hung_publication_spill_and_memory_stays_within_the_budget(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    root = tmp_path / "data"
+    budget = 8 * 1024  # about 50 rows
+    config = SimulatorConfig(symbols=SYMBOLS, speed=50, seed=9)
+    async with SimulatedExchange(config) as exchange:
+        settings = settings_for(
+            exchange, root, {"max_file_age": "500ms", "buffer_budget": f"{budget}B"}
+        )
+        service = RecorderService(settings, rng=random.Random(9))
+        disk = HangingDisk(service.writer)
+        monkeypatch.setattr(service.writer, "publish", disk.publish)
+        stop = asyncio.Event()
+        running = asyncio.create_task(service.run(stop))
+        await wait_for(disk.entered.is_set)  # the first rotation's publication hangs
+        held: list[int] = []
+
+        def spilled_enough() -> bool:
+            held.append(service.writer.buffered_bytes)
+            return service.writer.spilled_bytes > budget
+
+        await wait_for(spilled_enough)
+        spill_dir = root / "_wal" / service.instance_id / "spill"
+        assert list(spill_dir.glob("*.arrow"))
+        # The durable rows in memory stay within the seal and publish shares of the budget,
+        # give or take the one partition's rows handed over when nothing else was.
+        assert max(held) <= budget
+        assert service.flush_health.ok
+        for connection in exchange.connections():
+            exchange.inject(
+                Fault(FaultKind.STALL, duration=60, connection_id=connection.connection_id)
+            )
+        delivered = {(e.symbol, e.event_time) for e in exchange.events() if e.delivered_to}
+        await wait_for(lambda: service.pipeline.counters.events == len(delivered))
+
+        disk.released.set()
+        stop.set()
+        await asyncio.wait_for(running, 20)
+
+    assert recorded(root) == delivered
+    assert not spill_dir.exists()
