@@ -25,7 +25,7 @@ then decides from what happens (first rule that matches):
 
 After a ``QUIET`` outcome the silence allowed before the next check doubles (up to
 :data:`MAX_SILENCE_FACTOR` x ``stall_timeout``), so a quiet connection is never replaced, and
-checked less and less often.
+checked less and less often; once data flows steadily again it is back to ``stall_timeout``.
 """
 
 import enum
@@ -143,7 +143,15 @@ class ConnectionWatchdog:
     silence_factor: int = 1
 
     def on_data(self, now: float) -> None:
-        """Record that a frame arrived at ``now``."""
+        """Record that a frame arrived at ``now``.
+
+        Data flowing steadily again (two frames less than ``stall_timeout`` apart) ends a
+        quiet spell: the silence allowed goes back to ``stall_timeout``, so a stall of a busy
+        connection is found as fast as before its symbols went quiet.
+        """
+        last = self.last_data_at
+        if self.silence_factor > 1 and last is not None and now - last < self.stall_timeout:
+            self.silence_factor = 1
         self.last_data_at = now
 
     @property

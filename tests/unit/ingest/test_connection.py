@@ -118,6 +118,21 @@ def test_each_quiet_check_doubles_the_silence_allowed_up_to_a_cap() -> None:
     assert dog.next_check_at() == now + 81.0
 
 
+def test_steady_data_after_a_quiet_spell_brings_the_silence_allowed_back() -> None:
+    dog = _watchdog()
+    dog.on_data(101.0)
+    for now in (111.0, 131.0, 171.0):  # three quiet checks: 80 s allowed
+        dog.check_requested = True
+        dog.quiet_confirmed(now)
+    assert dog.allowed_silence == 80.0
+    dog.on_data(300.0)  # one frame after a long silence: still a quiet connection
+    assert dog.allowed_silence == 80.0
+    dog.on_data(302.0)  # a second one soon after: data flows again
+    assert dog.allowed_silence == 10.0
+    assert dog.next_check_at() == 312.0
+    assert dog.verdict(312.0) is Verdict.SILENT
+
+
 def test_handover_is_due_at_the_lifetime_once() -> None:
     dog = _watchdog()
     dog.on_data(3699.0)
