@@ -38,7 +38,7 @@ from pathlib import Path
 from chaos_judge import Cycle, Figures, TickTimes, judge, recorder_cli
 from support import RECORDER, RecorderProcess, SimulatorProcess, wait_until
 
-from recorder.storage.compact.staging import STAGING_ROOT_NAME
+from recorder.storage.compact.staging import STAGING_ROOT_NAME, staging_holders
 
 KINDS = ("random", "seal", "rotation", "recovery", "compact")
 """The kinds of kill moment (see the module documentation); :func:`schedule` orders them."""
@@ -235,14 +235,17 @@ class ChaosRun:
             stderr=subprocess.DEVNULL,
         )
 
+        holders = staging_holders(self.root)
+
         def staging() -> str:
-            if any((self.root / STAGING_ROOT_NAME).glob("date=*/symbol=*")):
+            if any(any(holder.glob("date=*/symbol=*")) for holder in holders):
                 return "while staging"
             return "" if compact.poll() is None else "after it ended"
 
         moment = poll(staging, 60)
         compact.kill()
         compact.wait()
+        # What a <root>/**/*.parquet glob would read twice: staged under the root.
         self.figures.staged_parquet_after_compact_kill += len(
             list((self.root / STAGING_ROOT_NAME).glob("date=*/symbol=*/*.parquet"))
         )

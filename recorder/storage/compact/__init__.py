@@ -42,40 +42,45 @@ no-op the second time.
 
 **Publication.** For partition ``date=D/symbol=X``:
 
-1. the new file is written in a staging directory ``_compact/date=D/symbol=X`` of the root
-   (:func:`~recorder.storage.compact.staging.staging_dir`: outside the partitions, on the same
-   file system) under a temporary name ending in ``.tmp``, fsynced, read back and verified; a
-   manifest (:data:`~recorder.storage.compact.staging.MANIFEST_NAME`: output and input names)
-   is written beside it; the file is renamed to its final name and the staging directory
-   fsynced;
+1. the new file is written in a staging directory ``<holder>/date=D/symbol=X``
+   (:func:`~recorder.storage.compact.staging.staging_dir`; the holder is next to the root,
+   ``<parent>/.<root name>.compact``, where the file system allows, else ``<root>/_compact``:
+   :func:`~recorder.storage.compact.staging.choose_holder`) under a temporary name ending in
+   ``.tmp``, fsynced, read back and verified; a manifest
+   (:data:`~recorder.storage.compact.staging.MANIFEST_NAME`: output and input names) is
+   written beside it; the file is renamed to its final name and the staging directory fsynced;
 2. the staging directory and the live ``symbol=X`` directory are swapped in one atomic step,
    ``renameat2(RENAME_EXCHANGE)``, and both parents are fsynced: ``symbol=X`` now holds the new
-   file, ``_compact/date=D/symbol=X`` the old parts;
+   file, the staging directory the old parts;
 3. the old parts are deleted (any other file found there, such as a part a recorder published
    in the meantime, is moved back into ``symbol=X``), the staging directory is removed (and
-   ``_compact/date=D`` and ``_compact`` once empty), and finally the manifest.
+   its day directory and the holder once empty), and finally the manifest.
 
 So a reader that lists ``symbol=X`` sees either every old part or the new file, never both and
-never neither. That holds for readers that skip names starting with ``.`` or ``_``:
-:func:`pyarrow.dataset.dataset`, :func:`pandas.read_parquet`, Spark, and the glob
-``<root>/date=*/symbol=*/*.parquet``. A ``<root>/**/*.parquet`` glob (DuckDB, polars) also
-enters ``_compact``; because it is laid out ``date=D/symbol=X`` like the dataset, such a glob
-never fails on it, and because nothing there ends in ``.parquet`` except from step 1's final
-rename to the end of step 3's deletions (three directory fsyncs, the swap and one unlink per
-part), it sees the data files alone at every other moment, and after a crash at any other
-moment. Inside those two windows it reads the partition twice, and a crash inside them leaves
-the copy in ``_compact`` until the next run: the switch of many names for one cannot be made
-atomic for a reader that enters every directory of the root, since the old parts must be
-somewhere under it until they are deleted, and the only place on the same file system that
-is sure to exist is the root itself. A query that listed the old parts just before the swap
-and opens one after its deletion fails with "file not found"; running it again reads the new
-file. Platforms without ``renameat2`` (it needs Linux 3.15 and a file system that supports the
-exchange) are refused with a clear error: there is no other way to switch without a moment of
-both or neither.
+never neither. With the holder next to the root that holds for every reader of the root,
+``<root>/**/*.parquet`` globs (DuckDB, polars) included: nothing of a run is under the root but
+the live partitions, at any moment and after a crash at any moment.
+
+With the holder inside the root (a root at the top of its file system, such as a Docker volume
+mounted as the root, or a read-only parent), it holds for readers that skip names starting
+with ``.`` or ``_``: :func:`pyarrow.dataset.dataset`, :func:`pandas.read_parquet`, Spark, and
+the glob ``<root>/date=*/symbol=*/*.parquet``. A ``<root>/**/*.parquet`` glob also enters
+``_compact``; because it is laid out ``date=D/symbol=X`` like the dataset, such a glob never
+fails on it, and because nothing there ends in ``.parquet`` except from step 1's final rename
+to the end of step 3's deletions (three directory fsyncs, the swap and one unlink per part), it
+sees the data files alone at every other moment, and after a crash at any other moment. Inside
+those two windows it reads the partition twice, and a crash inside them leaves the copy in
+``_compact`` until the next run: the old parts must be somewhere on the root's file system
+until they are deleted, and there the root itself is the only such place. A query that listed
+the old parts just before the swap and opens one after its deletion fails with "file not
+found"; running it again reads the new file. Platforms without ``renameat2`` (it needs Linux
+3.15 and a file system that supports the exchange) are refused with a clear error: there is no
+other way to switch without a moment of both or neither.
 
 **Crash safety.** Whatever step a crash (kill -9, power loss) interrupts, the live directory
 holds a complete partition, old or new. Every run first finishes what an interrupted run left:
-a staging directory whose live partition holds no manifest was never swapped and is removed;
+a staging directory (in either holder) whose live partition holds no manifest was never
+swapped and is removed;
 one whose live partition holds the manifest was swapped, and its cleanup is completed. The
 staging directories of earlier versions, ``date=D/.symbol=X.compact``, are resolved the same
 way, so a root written by them heals. Runs are serialised

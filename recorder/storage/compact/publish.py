@@ -25,6 +25,7 @@ from recorder.storage.compact.staging import (
     make_staging_dir,
     remove_staging_day,
     staging_dir,
+    staging_holders,
     write_manifest,
 )
 from recorder.storage.compact.swap import exchange_directories
@@ -60,7 +61,12 @@ def no_step(step: CompactStep, key: PartitionKey) -> None:
 
 
 def publish_partition(
-    partition: PartitionFiles, merged: MergedPartition, *, clock: Clock, on_step: StepHook
+    partition: PartitionFiles,
+    merged: MergedPartition,
+    *,
+    clock: Clock,
+    on_step: StepHook,
+    holder: Path | None = None,
 ) -> str:
     """Build the new partition aside, swap it in, delete the old parts.
 
@@ -69,6 +75,8 @@ def publish_partition(
         merged: their merged rows.
         clock: the wall clock, for the new file's name.
         on_step: called after each :class:`CompactStep`.
+        holder: where it is built (:func:`~recorder.storage.compact.staging.choose_holder`);
+            ``<root>/_compact`` when ``None``.
 
     Returns:
         The compacted file's name.
@@ -79,15 +87,19 @@ def publish_partition(
         StorageError: after the swap: the new file is live; the next run finishes.
     """
     key, live = partition.key, partition.directory
-    staging = staging_dir(live)
+    staging = staging_dir(live, holder)
     name = compacted_file_name(clock.wall_us())
     manifest = Manifest(name, frozenset(path.name for path in partition.files))
+    for other in staging_holders(live.parent.parent):
+        if staging_dir(live, other).exists():
+            # Left by an earlier run, and not resolved (it holds foreign files): not touched.
+            raise FileExistsError(f"{staging_dir(live, other)} exists; left as it is")
     make_staging_dir(staging)
     try:
         temp = _stage(staging, key, merged, manifest, on_step)
         write_manifest(staging, key, manifest)
-        # A `**/*.parquet` glob sees the new file from here until the old parts are
-        # deleted after the swap: everything slow happened before.
+        # With the holder inside the root, a `**/*.parquet` glob sees the new file from here
+        # until the old parts are deleted after the swap: everything slow happened before.
         temp.rename(staging / manifest.output)
         fsync_dir(staging)
         on_step(CompactStep.PREPARED, key)

@@ -6,6 +6,7 @@ what remains is a staging directory, a manifest, or both (see
 the manifest is.
 """
 
+import contextlib
 from pathlib import Path
 
 from recorder.durable import fsync_dir
@@ -14,13 +15,13 @@ from recorder.storage.compact.listing import SYMBOL_PREFIX, day_dir, list_days
 from recorder.storage.compact.publish import discard_staging, finish_swap, no_step
 from recorder.storage.compact.staging import (
     MANIFEST_NAME,
-    STAGING_ROOT_NAME,
     legacy_staging_dir,
     legacy_staging_target,
     live_dir,
     read_manifest,
     remove_staging_day,
     staging_dir,
+    staging_holders,
 )
 from recorder.storage.paths import PartitionKey
 
@@ -28,8 +29,9 @@ from recorder.storage.paths import PartitionKey
 def resolve_leftovers(root: Path, *, dry_run: bool = False) -> tuple[list[str], list[str]]:
     """Finish or undo what interrupted runs left under ``root``.
 
-    A staging directory (``_compact/date=D/symbol=X``, or ``date=D/.symbol=X.compact`` as
-    earlier versions made it) whose live partition holds a manifest was swapped: the old
+    A staging directory (``<holder>/date=D/symbol=X`` in either holder of
+    :func:`~recorder.storage.compact.staging.staging_holders`, or ``date=D/.symbol=X.compact``
+    as earlier versions made it) whose live partition holds a manifest was swapped: the old
     parts in it are deleted. One whose live partition holds none was never swapped: it is
     removed. A manifest left alone in a live partition (a crash after the cleanup) is deleted.
 
@@ -45,13 +47,17 @@ def resolve_leftovers(root: Path, *, dry_run: bool = False) -> tuple[list[str], 
     """
     done: list[str] = []
     problems: list[str] = []
-    for key, staging in _staging_dirs(root, problems):
-        text, solved = _resolve_staging(key, live_dir(root, staging), staging, dry_run=dry_run)
-        (done if solved else problems).append(text)
-    if not dry_run:
-        # A crash between removing a staging directory and its emptied parents.
-        for directory_of_day in _listed(root / STAGING_ROOT_NAME):
-            remove_staging_day(directory_of_day)
+    holders = staging_holders(root)
+    for holder in holders:
+        for key, staging in _staging_dirs(holder, problems):
+            live = live_dir(root, staging, holder)
+            text, solved = _resolve_staging(key, live, staging, dry_run=dry_run)
+            (done if solved else problems).append(text)
+        if not dry_run:
+            # A crash between removing a staging directory and its emptied parents.
+            with contextlib.suppress(OSError):
+                for directory_of_day in _listed(holder):
+                    remove_staging_day(directory_of_day)
     for day in list_days(root):
         directory_of_day = day_dir(root, day)
         try:
@@ -68,7 +74,7 @@ def resolve_leftovers(root: Path, *, dry_run: bool = False) -> tuple[list[str], 
             elif (
                 entry.name.startswith(SYMBOL_PREFIX)
                 and (entry / MANIFEST_NAME).exists()
-                and not staging_dir(entry).exists()
+                and not any(staging_dir(entry, holder).exists() for holder in holders)
                 and not legacy_staging_dir(entry).exists()
             ):
                 text, solved = _remove_manifest(entry, dry_run=dry_run)
@@ -78,9 +84,8 @@ def resolve_leftovers(root: Path, *, dry_run: bool = False) -> tuple[list[str], 
     return done, problems
 
 
-def _staging_dirs(root: Path, problems: list[str]) -> list[tuple[PartitionKey, Path]]:
-    """List ``<root>/_compact/date=D/symbol=X``, sorted; what cannot be listed is a problem."""
-    holder = root / STAGING_ROOT_NAME
+def _staging_dirs(holder: Path, problems: list[str]) -> list[tuple[PartitionKey, Path]]:
+    """List ``<holder>/date=D/symbol=X``, sorted; what cannot be listed is a problem."""
     found: list[tuple[PartitionKey, Path]] = []
     try:
         for directory_of_day in _listed(holder):

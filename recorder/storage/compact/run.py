@@ -30,6 +30,7 @@ from recorder.storage.compact.report import (
     PartitionResult,
 )
 from recorder.storage.compact.selection import day_deferral, select_days, write_ahead_dates
+from recorder.storage.compact.staging import STAGING_ROOT_NAME, choose_holder
 from recorder.storage.compact.swap import ExchangeUnsupportedError
 from recorder.storage.paths import require_root
 
@@ -73,7 +74,8 @@ def compact(
             raise StorageError(f"cannot list the dataset under {root}: {exc}") from exc
         # Read after the listings: see "Which days" in the package documentation.
         in_log = write_ahead_dates(root)
-        compaction = _Compaction(clock, dry_run, on_step or no_step)
+        holder = root / STAGING_ROOT_NAME if dry_run else choose_holder(root)
+        compaction = _Compaction(clock, dry_run, on_step or no_step, holder)
         for day in selected:
             if compaction.fatal is not None:
                 break
@@ -127,6 +129,7 @@ class _Compaction:
         clock: the wall clock, for the new files' names.
         dry_run: change nothing.
         on_step: called after each step of each partition's publication.
+        holder: where partitions are rebuilt (next to the root where possible).
         fatal: set when no partition can be compacted here (no atomic exchange): stop.
         days: the outcome of each day taken so far.
     """
@@ -134,6 +137,7 @@ class _Compaction:
     clock: Clock
     dry_run: bool
     on_step: StepHook
+    holder: Path
     fatal: str | None = None
     days: list[DayResult] = field(default_factory=list)
 
@@ -200,7 +204,9 @@ class _Compaction:
         if self.dry_run:
             return result
         try:
-            name = publish_partition(partition, merged, clock=self.clock, on_step=self.on_step)
+            name = publish_partition(
+                partition, merged, clock=self.clock, on_step=self.on_step, holder=self.holder
+            )
         except ExchangeUnsupportedError as exc:
             self.fatal = str(exc)
             return dataclasses.replace(

@@ -1,14 +1,23 @@
 """The traces a compaction leaves on disk: its staging directory, its manifest, its file names.
 
-Partition ``date=D/symbol=X`` is rebuilt in ``_compact/date=D/symbol=X`` (:func:`staging_dir`),
-an internal directory of the root: outside the ``date=`` partitions, on the same file system so
-that the swap stays one atomic step, and skipped by readers that skip ``_`` names. Everything
-compaction writes there ends in ``.tmp`` or ``.json`` until the moment of the swap, so a
-``<root>/**/*.parquet`` glob (DuckDB, polars) does not see it. The :class:`Manifest` (the new
-file's name and the old parts' names) is written in the staging directory before the swap and
-so lies in the live partition after it, until the old parts are gone: whether the live
-partition holds one is how :mod:`recorder.storage.compact.recovery` tells a swapped compaction
-from one never swapped in.
+Partition ``date=D/symbol=X`` is rebuilt in ``<holder>/date=D/symbol=X`` (:func:`staging_dir`),
+where the *holder* is on the same file system as the root, so that the swap stays one atomic
+step (:func:`choose_holder`):
+
+* ``<parent>/.<root name>.compact``, next to the root, outside the dataset tree: no reader of
+  the root ever sees it, at any moment of a run or after any crash. Taken when a directory
+  made there can be renamed into the root (same file system, same mount, writable);
+* else ``<root>/_compact`` (a root at the top of its file system, a parent that is read-only
+  or another mount, as a Docker volume mounted as the root is): outside the ``date=``
+  partitions and skipped by readers that skip ``_`` names, but entered by a
+  ``<root>/**/*.parquet`` glob (DuckDB, polars). Everything compaction writes there ends in
+  ``.tmp`` or ``.json`` until the moment of the swap, and the old parts are there from the
+  swap until they are deleted: the two short windows :mod:`recorder.storage.compact` names.
+
+The :class:`Manifest` (the new file's name and the old parts' names) is written in the staging
+directory before the swap and so lies in the live partition after it, until the old parts are
+gone: whether the live partition holds one is how :mod:`recorder.storage.compact.recovery`
+tells a swapped compaction from one never swapped in.
 
 Versions before this layout staged in ``date=D/.symbol=X.compact``, inside the day's directory
 (:func:`legacy_staging_dir`); recovery still finishes or undoes what they left.
@@ -30,6 +39,10 @@ from recorder.storage.paths import (
     parse_data_file_name,
     temp_file_name,
 )
+
+OUTSIDE_HOLDER_SUFFIX = ".compact"
+"""``<parent>/.<root name>.compact`` rebuilds the partitions of ``<parent>/<root name>``."""
+_PROBE_PREFIX = "_compact-probe-"
 
 COMPACTOR_ID = "compact"
 """Stands in for the instance id in the names of compacted files."""
@@ -59,23 +72,86 @@ class Manifest:
     inputs: frozenset[str]
 
 
-def staging_dir(live: Path) -> Path:
-    """Return the staging directory of live partition ``<root>/date=D/symbol=X``.
+def staging_dir(live: Path, holder: Path | None = None) -> Path:
+    """Return the staging directory of live partition ``<root>/date=D/symbol=X`` in ``holder``.
+
+    Args:
+        live: the live partition directory.
+        holder: where partitions are rebuilt; ``<root>/_compact`` when ``None``.
 
     >>> staging_dir(Path("root/date=2024-05-01/symbol=BTCUSDT")).as_posix()
     'root/_compact/date=2024-05-01/symbol=BTCUSDT'
+    >>> staging_dir(Path("root/date=2024-05-01/symbol=X"), Path(".root.compact")).as_posix()
+    '.root.compact/date=2024-05-01/symbol=X'
     """
     day = live.parent
-    return day.parent / STAGING_ROOT_NAME / day.name / live.name
+    return (holder or day.parent / STAGING_ROOT_NAME) / day.name / live.name
 
 
-def live_dir(root: Path, staging: Path) -> Path:
-    """Return the live partition that staging directory ``staging`` (under ``root``) rebuilds.
+def live_dir(root: Path, staging: Path, holder: Path | None = None) -> Path:
+    """Return the live partition that staging directory ``staging`` (in ``holder``) rebuilds.
 
     >>> live_dir(Path("root"), Path("root/_compact/date=2024-05-01/symbol=X")).as_posix()
     'root/date=2024-05-01/symbol=X'
     """
-    return root / staging.relative_to(root / STAGING_ROOT_NAME)
+    return root / staging.relative_to(holder or root / STAGING_ROOT_NAME)
+
+
+def outside_holder(root: Path) -> Path:
+    """Return ``<parent>/.<root name>.compact``, the holder next to ``root``.
+
+    >>> outside_holder(Path("/srv/market/data")).as_posix()
+    '/srv/market/.data.compact'
+    """
+    resolved = root.resolve()
+    return resolved.parent / f".{resolved.name}{OUTSIDE_HOLDER_SUFFIX}"
+
+
+def staging_holders(root: Path) -> tuple[Path, Path]:
+    """Return every holder a run may have used for ``root``: next to it, then inside it."""
+    return outside_holder(root), root / STAGING_ROOT_NAME
+
+
+def choose_holder(root: Path) -> Path:
+    """Return where this run rebuilds partitions: next to ``root`` if possible, else inside.
+
+    Next to it when a directory made there can be renamed into the root (the rename fails
+    across file systems and mounts, and where the parent is read-only); the probe leaves
+    nothing behind.
+    """
+    outside = outside_holder(root)
+    if outside.parent == root.resolve():  # the root is "/"
+        return root / STAGING_ROOT_NAME
+    name = f"{_PROBE_PREFIX}{os.getpid()}"
+    probe, landed = outside / name, root / name
+    existed = outside.exists()
+    try:
+        outside.mkdir(exist_ok=True)
+        probe.mkdir()
+        try:
+            probe.rename(landed)
+        except OSError:
+            probe.rmdir()
+            raise
+        landed.rmdir()
+    except OSError:
+        return root / STAGING_ROOT_NAME
+    finally:
+        if not existed:
+            with contextlib.suppress(OSError):
+                outside.rmdir()  # made again, durably, when a partition is staged
+    return outside
+
+
+def is_holder_name(name: str) -> bool:
+    """Tell whether a directory named ``name`` can be a holder of staging directories.
+
+    >>> is_holder_name("_compact"), is_holder_name(".data.compact"), is_holder_name("date=x")
+    (True, True, False)
+    """
+    return name == STAGING_ROOT_NAME or (
+        name.startswith(".") and name.endswith(OUTSIDE_HOLDER_SUFFIX) and len(name) > 9
+    )
 
 
 def make_staging_dir(staging: Path) -> None:
@@ -94,13 +170,13 @@ def make_staging_dir(staging: Path) -> None:
 
 
 def remove_staging_day(day: Path) -> None:
-    """Remove staging day directory ``_compact/date=D``, then ``_compact``, once empty.
+    """Remove staging day directory ``<holder>/date=D``, then the holder, once empty.
 
     Any other directory (the parent of an earlier version's staging directory is the day's
     live directory) is left alone.
     """
     holder = day.parent
-    if holder.name != STAGING_ROOT_NAME:
+    if not is_holder_name(holder.name):
         return
     for directory in (day, holder):
         # Not empty (another partition is staged) or already gone: both fine; an empty

@@ -1,9 +1,12 @@
 """Compaction as ``<root>/**/*.parquet`` readers (DuckDB, polars) see it: during, after a crash.
 
-The glob enters every directory of the root, ``_`` and ``.`` names included, so what
-compaction stages must not end in ``.parquet`` except for the two moments the swap cannot do
-without (see :mod:`recorder.storage.compact`): the new file renamed to its final name just
-before the exchange, and the old parts between the exchange and their deletion.
+The glob enters every directory of the root, ``_`` and ``.`` names included. With the staging
+holder next to the root (where the file system allows, as under ``tmp_path``), a glob sees the
+live partitions alone at every moment and after a crash at any of them. With the holder inside
+the root (the fallback, forced here by :func:`holder_inside`), what compaction stages must not
+end in ``.parquet`` except for the two moments the swap cannot do without (see
+:mod:`recorder.storage.compact`): the new file renamed to its final name just before the
+exchange, and the old parts between the exchange and their deletion.
 """
 
 import shutil
@@ -25,7 +28,13 @@ from support import READERS, read_rows_with
 
 from recorder.storage.compact.publish import CompactStep
 from recorder.storage.compact.report import CompactExitCode
-from recorder.storage.compact.staging import STAGING_ROOT_NAME, legacy_staging_dir, staging_dir
+from recorder.storage.compact.staging import (
+    STAGING_ROOT_NAME,
+    choose_holder,
+    legacy_staging_dir,
+    outside_holder,
+    staging_dir,
+)
 from recorder.storage.paths import PartitionKey, partition_dir
 
 GLOB_READERS = ("duckdb", "polars")
@@ -56,6 +65,28 @@ def dataset(tmp_path: Path) -> Path:
 
 
 @pytest.fixture
+def holder_inside(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Runs stage inside the root, as where the root's parent is another file system."""
+    monkeypatch.setattr(
+        "recorder.storage.compact.run.choose_holder", lambda root: root / STAGING_ROOT_NAME
+    )
+
+
+ALL_CRASHES = pytest.mark.parametrize(
+    ("step", "occurrence"),
+    [
+        (CompactStep.TEMP_WRITTEN, 1),
+        (CompactStep.STAGED, 2),
+        (CompactStep.PREPARED, 1),
+        (CompactStep.EXCHANGED, 2),
+        (CompactStep.PART_REMOVED, 2),
+        (CompactStep.CLEANED, 1),
+        (CompactStep.DONE, 1),
+    ],
+)
+
+
+@pytest.fixture
 def old(dataset: Path) -> Counter[tuple[str, int]]:
     """The rows of the dataset before compaction, as pyarrow's discovery reads them."""
     return glob_rows("pyarrow", dataset)
@@ -80,6 +111,51 @@ def whole_partitions(
     return all(of(rows, symbol) in (of(old, symbol), of(new, symbol)) for symbol in SYMBOLS)
 
 
+def test_the_holder_is_next_to_the_root_where_the_file_system_allows_and_the_probe_leaves_nothing(
+    dataset: Path,
+) -> None:
+    before = sorted(dataset.parent.iterdir()), sorted(dataset.rglob("*"))
+    assert choose_holder(dataset) == outside_holder(dataset) == dataset.parent / ".data.compact"
+    assert (sorted(dataset.parent.iterdir()), sorted(dataset.rglob("*"))) == before
+
+
+def test_a_root_that_is_the_top_of_its_file_system_stages_inside_itself(small_disk: Path) -> None:
+    # A Docker volume mounted as the root is such a case: a directory next to it is on another
+    # file system, where no atomic exchange can reach.
+    before = sorted(small_disk.parent.iterdir())
+    assert choose_holder(small_disk) == small_disk / STAGING_ROOT_NAME
+    assert sorted(small_disk.parent.iterdir()) == before
+    assert list(small_disk.iterdir()) == []
+
+
+def test_with_the_holder_next_to_the_root_a_glob_reads_whole_partitions_at_every_step(
+    dataset: Path, old: Counter[tuple[str, int]], expected: Counter[tuple[str, int]]
+) -> None:
+    holder = outside_holder(dataset)
+    staged_there: list[bool] = []
+    failures: list[str] = []
+
+    def read_at(step: CompactStep, key: PartitionKey) -> None:
+        if staged := staged_parquet(dataset):
+            failures.append(f"{step} {key.symbol}: a glob sees {staged}")
+        staged_there.append(holder.is_dir())
+        for reader in GLOB_READERS:
+            rows = glob_rows(reader, dataset)
+            if not whole_partitions(rows, old, expected):
+                failures.append(f"{step} {key.symbol} {reader}: {sum(rows.values())} rows")
+
+    report = run_compact(dataset, on_step=read_at)
+
+    assert report.exit_code is CompactExitCode.OK
+    assert failures == []
+    assert any(staged_there)
+    assert not holder.exists()
+    assert not (dataset / STAGING_ROOT_NAME).exists()
+    for reader in READERS:
+        assert glob_rows(reader, dataset) == expected, reader
+
+
+@pytest.mark.usefixtures("holder_inside")
 def test_glob_readers_never_fail_and_read_whole_partitions_outside_the_swap(
     dataset: Path, old: Counter[tuple[str, int]], expected: Counter[tuple[str, int]]
 ) -> None:
@@ -110,30 +186,25 @@ def test_glob_readers_never_fail_and_read_whole_partitions_outside_the_swap(
         assert glob_rows(reader, dataset) == expected, reader
 
 
-@pytest.mark.parametrize(
-    ("step", "occurrence"),
-    [
-        (CompactStep.TEMP_WRITTEN, 1),
-        (CompactStep.STAGED, 2),
-        (CompactStep.PREPARED, 1),
-        (CompactStep.EXCHANGED, 2),
-        (CompactStep.PART_REMOVED, 2),
-        (CompactStep.CLEANED, 1),
-        (CompactStep.DONE, 1),
-    ],
-)
-def test_after_a_crash_no_reader_fails_and_a_glob_adds_only_a_file_staged_in_the_swap(
+@ALL_CRASHES
+@pytest.mark.parametrize("inside", [False, True], ids=["holder-next-to-root", "holder-inside"])
+def test_after_a_crash_no_reader_fails_and_a_glob_adds_at_most_a_file_staged_in_the_swap(
     dataset: Path,
     old: Counter[tuple[str, int]],
     expected: Counter[tuple[str, int]],
     step: CompactStep,
     occurrence: int,
+    inside: bool,
+    request: pytest.FixtureRequest,
 ) -> None:
+    if inside:
+        request.getfixturevalue("holder_inside")
     with pytest.raises(Crash):
         run_compact(dataset, on_step=crash_at(step, occurrence))
 
     staged = staged_parquet(dataset)
-    assert bool(staged) is (step in SWAP_WINDOW)
+    # Next to the root, nothing staged is ever under it.
+    assert bool(staged) is (inside and step in SWAP_WINDOW)
     assert all(name.startswith(f"{STAGING_ROOT_NAME}/date=") for name in staged)
     live = glob_rows("pyarrow", dataset)
     assert whole_partitions(live, old, expected)
@@ -151,6 +222,7 @@ def test_after_a_crash_no_reader_fails_and_a_glob_adds_only_a_file_staged_in_the
         assert glob_rows(reader, dataset) == expected, reader
     assert staged_parquet(dataset) == []
     assert not (dataset / STAGING_ROOT_NAME).exists()
+    assert not outside_holder(dataset).exists()
 
 
 @pytest.mark.parametrize(
@@ -163,6 +235,7 @@ def test_after_a_crash_no_reader_fails_and_a_glob_adds_only_a_file_staged_in_the
         (CompactStep.CLEANED, 2),
     ],
 )
+@pytest.mark.usefixtures("holder_inside")
 def test_what_an_earlier_version_left_in_the_day_directory_is_finished_or_undone(
     dataset: Path, expected: Counter[tuple[str, int]], step: CompactStep, occurrence: int
 ) -> None:

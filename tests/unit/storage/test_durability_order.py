@@ -10,6 +10,7 @@ a power loss at every moment leaves, after the real recovery code ran on it.
 import datetime as dt
 from collections import Counter
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +37,7 @@ from recorder.errors import StorageError
 from recorder.model import MiniTicker, Rejection
 from recorder.storage.compact import publish as compact_publish
 from recorder.storage.compact.report import CompactExitCode
+from recorder.storage.compact.staging import STAGING_ROOT_NAME, choose_holder, outside_holder
 from recorder.storage.compact.swap import exchange_directories
 from recorder.storage.paths import temp_file_name
 from recorder.storage.quarantine import QUARANTINE_DIR, QuarantineLog
@@ -446,22 +448,54 @@ def test_a_quarantine_file_a_killed_process_created_is_made_durable_on_restart(
 # -- compaction -------------------------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class CompactionLayout:
+    """Where a compaction stages, as the power-loss model sees it.
+
+    Attributes:
+        dataset: the root compacted.
+        watched: the tree the model watches: the root, or its parent with the holder beside it.
+        root_prefix: the root's path in the watched tree (``""`` or ``"data/"``).
+        holder: the staging holder's path in the watched tree.
+    """
+
+    dataset: Path
+    watched: Path
+    root_prefix: str
+    holder: str
+
+
+@pytest.fixture(params=["holder-next-to-the-root", "holder-inside-the-root"])
+def layout(
+    request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> CompactionLayout:
+    dataset = redundant_dataset(tmp_path / "tree")
+    if request.param == "holder-inside-the-root":
+        # As where the root's parent is another file system.
+        monkeypatch.setattr(
+            "recorder.storage.compact.run.choose_holder", lambda root: root / STAGING_ROOT_NAME
+        )
+        return CompactionLayout(dataset, dataset, "", STAGING_ROOT_NAME)
+    assert choose_holder(dataset) == outside_holder(dataset)
+    return CompactionLayout(dataset, dataset.parent, "data/", outside_holder(dataset).name)
+
+
 def test_a_compacted_file_is_synced_and_named_before_it_is_swapped_in(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    layout: CompactionLayout, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # Invariant, per partition: staging dir named durably; new file and manifest synced before
     # their renames; renames synced (staging fsync) before the swap; the swap synced before
     # the old parts go; the cleanup synced.
-    dataset = redundant_dataset(tmp_path)
-    with watch(dataset) as disk:
+    dataset = layout.dataset
+    with watch(layout.watched) as disk:
         monkeypatch.setattr(
             compact_publish, "exchange_directories", disk.spy_exchange(exchange_directories)
         )
         assert run_compact(dataset).exit_code is CompactExitCode.OK
     ops = disk.ops
     for directory, (name,) in live_files(dataset).items():
-        live = f"date=2024-05-01/{directory}"
-        holder = "_compact/date=2024-05-01"
+        live = f"{layout.root_prefix}date=2024-05-01/{directory}"
+        holder = f"{layout.holder}/date=2024-05-01"
         staging = f"{holder}/{directory}"
         final, manifest = f"{staging}/{name}", f"{staging}/.compact-manifest.json"
         (made,) = where(ops, "mkdir", staging)
@@ -469,7 +503,11 @@ def test_a_compacted_file_is_synced_and_named_before_it_is_swapped_in(
         assert first_after(ops, made, "fsync", holder) < inside
         (swapped,) = where(ops, "exchange", live)
         for temp, target, content in (
-            (f"{staging}/{temp_file_name(name)}", final, (dataset / live / name).read_bytes()),
+            (
+                f"{staging}/{temp_file_name(name)}",
+                final,
+                (layout.watched / live / name).read_bytes(),
+            ),
             (f"{staging}/{temp_file_name('.compact-manifest.json')}", manifest, None),
         ):
             (renamed,) = [i for i in where(ops, "rename", temp) if ops[i].target == target]
@@ -479,7 +517,7 @@ def test_a_compacted_file_is_synced_and_named_before_it_is_swapped_in(
             assert first_after(ops, renamed, "fsync", staging) < swapped
         # Both parents of the exchanged entries.
         exchanged = max(
-            first_after(ops, swapped, "fsync", "date=2024-05-01"),
+            first_after(ops, swapped, "fsync", f"{layout.root_prefix}date=2024-05-01"),
             first_after(ops, swapped, "fsync", holder),
         )
         parts_removed = [i for i in where(ops, "unlink") if ops[i].path.startswith(f"{staging}/")]
@@ -492,20 +530,21 @@ def test_a_compacted_file_is_synced_and_named_before_it_is_swapped_in(
 
 
 def test_a_power_loss_at_any_moment_of_compaction_leaves_whole_partitions(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    layout: CompactionLayout, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # Invariant: after a power loss at any moment, each partition reads as all its old parts
     # or the new file, never a torn mix, and the next run completes the compaction.
-    dataset = redundant_dataset(tmp_path)
+    dataset = layout.dataset
     before = read_rows(dataset)
     expected = Counter(distinct_events(before).values())
-    with watch(dataset) as disk:
+    with watch(layout.watched) as disk:
         monkeypatch.setattr(
             compact_publish, "exchange_directories", disk.spy_exchange(exchange_directories)
         )
         run_compact(dataset)
     assert len(disk.images) > 20
-    for image, root in restore_all(disk.images, tmp_path / "crash"):
+    for image, tree in restore_all(disk.images, tmp_path / "crash"):
+        root = tree / layout.root_prefix
         by_partition: dict[tuple[Any, ...], Counter[compact_support.Row]] = {}
         for row, count in read_rows(root).items():
             by_partition.setdefault(row[:2], Counter())[row] = count
