@@ -41,18 +41,20 @@ ARG RECORDER_UID=10001
 RUN groupadd --system --gid "${RECORDER_UID}" recorder \
     && useradd --system --uid "${RECORDER_UID}" --gid recorder --no-create-home \
         --home-dir /nonexistent --shell /usr/sbin/nologin recorder \
-    && mkdir -p /data /etc/recorder \
-    && chown recorder:recorder /data
+    && mkdir -p /data/dataset /etc/recorder \
+    && chown -R recorder:recorder /data
 
 COPY --from=build /opt/recorder /opt/recorder
 
 ENV PATH=/opt/recorder/bin:$PATH \
     PYTHONUNBUFFERED=1 \
     PYTHONDONTWRITEBYTECODE=1 \
-    RECORDER_STORAGE__ROOT=/data \
+    RECORDER_STORAGE__ROOT=/data/dataset \
     RECORDER_METRICS__ADDRESS=0.0.0.0:9464
 
 # The dataset: keep it on a named volume or a bind mount, never in the container's own layer.
+# The root is a directory inside the volume, not the volume itself, so that `recorder compact`
+# can build its partitions beside the root (/data/.dataset.compact) on the same file system.
 VOLUME ["/data"]
 WORKDIR /data
 

@@ -367,10 +367,14 @@ def test_dockerfile_healthcheck_asks_healthz_with_python() -> None:
     assert "--start-period=" in options
 
 
-def test_dockerfile_environment_points_at_the_volume_and_listens_beyond_loopback() -> None:
+def test_dockerfile_environment_points_inside_the_volume_and_listens_beyond_loopback() -> None:
     env = dockerfile_env(dockerfile_instructions(DOCKERFILE.read_text()))
+    runtime = dict(final_stage(dockerfile_instructions(DOCKERFILE.read_text())))
 
-    assert env["RECORDER_STORAGE__ROOT"] == "/data"
+    # A directory inside the volume: compact then stages beside it, on the same file system.
+    root = Path(env["RECORDER_STORAGE__ROOT"])
+    assert root == Path("/data/dataset")
+    assert str(root.parent) in exec_form(runtime["VOLUME"])
     assert env["RECORDER_METRICS__ADDRESS"] == "0.0.0.0:9464"
 
 
@@ -385,7 +389,7 @@ def test_dockerfile_environment_is_accepted_by_the_settings() -> None:
 
     settings = load_settings(None, env, {})
 
-    assert settings.storage.root == Path("/data")
+    assert settings.storage.root == Path("/data/dataset")
 
 
 def test_dockerignore_keeps_what_the_build_copies_and_nothing_else() -> None:
