@@ -161,6 +161,7 @@ class Sample:
         rss_bytes: resident set now.
         peak_rss_bytes: resident-set high-water mark so far.
         arrow_bytes: bytes allocated by pyarrow's memory pool.
+        python_blocks: memory blocks the interpreter has allocated (``sys.getallocatedblocks``).
         buffered_rows: rows logged and not yet in a sealed file.
         buffered_bytes: Arrow bytes of those rows.
         open_partitions: partitions with buffered rows.
@@ -173,6 +174,7 @@ class Sample:
     rss_bytes: int
     peak_rss_bytes: int
     arrow_bytes: int
+    python_blocks: int
     buffered_rows: int
     buffered_bytes: int
     open_partitions: int
@@ -749,6 +751,7 @@ class Soak:
                 rss_bytes=rss,
                 peak_rss_bytes=peak_rss(),
                 arrow_bytes=pa.total_allocated_bytes(),
+                python_blocks=sys.getallocatedblocks(),
                 buffered_rows=writer.buffered_rows,
                 buffered_bytes=writer.buffered_bytes,
                 open_partitions=writer.open_partitions,
