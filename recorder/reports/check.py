@@ -11,7 +11,7 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from recorder.clock import format_utc_ms
+from recorder.clock import MS_PER_DAY, format_utc_ms
 from recorder.errors import ConfigError
 from recorder.gaps.detector import Gap, GapCause
 from recorder.gaps.scan import TornLine, distinct_gaps, scan_gap_log
@@ -88,6 +88,15 @@ class ProblemKind(enum.StrEnum):
     """A symbol's newest event is older than allowed."""
     NEVER_RECORDED = "never_recorded"
     """An expected symbol has no event anywhere."""
+    FUTURE = "future"
+    """A symbol's newest event time is implausibly far ahead of the check's clock: ignored."""
+
+
+FUTURE_TOLERANCE_MS = MS_PER_DAY
+"""How far ahead of the check's clock a newest ``E`` may be and still count: the default of
+``[source] max_event_time_skew``, beyond which the recorder quarantines an event. Further
+ahead is a wrong clock, or a state file or data file written before the recorder quarantined
+implausible event times: counting it would keep the symbol from ever reading as stale."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -209,13 +218,22 @@ def _expected_symbols(states: Sequence[InstanceState], limits: CheckLimits) -> t
 
 
 def _newest_event_times(
-    root: Path, states: Sequence[InstanceState], expected: Sequence[str]
-) -> dict[str, int]:
-    """Return the newest ``E`` of each expected symbol over the sealed data and the states."""
-    newest = newest_sealed_event_times(root, expected)
-    for symbol, event_time in merge_last_event_times(states, expected).items():
-        newest[symbol] = max(event_time, newest.get(symbol, event_time))
-    return newest
+    root: Path, states: Sequence[InstanceState], expected: Sequence[str], now_ms: int
+) -> tuple[dict[str, int], dict[str, int]]:
+    """Return the newest ``E`` of each expected symbol over the sealed data and the states.
+
+    Returns:
+        The newest plausible ``E`` per symbol, and the newest ignored as too far ahead of
+        ``now_ms`` (:data:`FUTURE_TOLERANCE_MS`).
+    """
+    newest: dict[str, int] = {}
+    ignored: dict[str, int] = {}
+    sources = (newest_sealed_event_times(root, expected), merge_last_event_times(states, expected))
+    for source in sources:
+        for symbol, event_time in source.items():
+            kept = ignored if event_time > now_ms + FUTURE_TOLERANCE_MS else newest
+            kept[symbol] = max(event_time, kept.get(symbol, event_time))
+    return newest, ignored
 
 
 def _missed_by_symbol(
@@ -284,7 +302,7 @@ def run_check(root: Path, limits: CheckLimits) -> CheckReport:
             f"no symbols to check: no state file under {root} names any (has the recorder "
             "run yet?); pass the symbols to expect"
         )
-    newest = _newest_event_times(root, states, expected)
+    newest, ignored = _newest_event_times(root, states, expected, limits.now_ms)
     scan = scan_gap_log(root, since_ms=limits.since_ms, until_ms=limits.now_ms)
     missed_by, gap_counts = _missed_by_symbol(scan.gaps, expected, limits)
     healths: list[SymbolHealth] = []
@@ -300,6 +318,8 @@ def run_check(root: Path, limits: CheckLimits) -> CheckReport:
             gaps=gap_counts[symbol],
         )
         healths.append(health)
+        if symbol in ignored:
+            problems.append(_future_problem(symbol, ignored[symbol], limits))
         problems.extend(_symbol_problems(health, limits))
     total = sum(health.missed for health in healths)
     if limits.max_missed_total is not None and total > limits.max_missed_total:
@@ -317,6 +337,17 @@ def run_check(root: Path, limits: CheckLimits) -> CheckReport:
             )
         )
     return CheckReport(limits, tuple(healths), total, tuple(problems), tuple(scan.torn))
+
+
+def _future_problem(symbol: str, event_time: int, limits: CheckLimits) -> CheckProblem:
+    return CheckProblem(
+        ProblemKind.FUTURE,
+        symbol,
+        f"{symbol}: newest event time {format_utc_ms(event_time)} is "
+        f"{_age_text(event_time - limits.now_ms)} ahead of the check's clock; ignored (a wrong "
+        "clock, or a state or data file written before implausible event times were "
+        "quarantined)",
+    )
 
 
 def _missed_by_cause_text(by_cause: Mapping[GapCause, int]) -> str:

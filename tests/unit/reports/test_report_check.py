@@ -185,3 +185,24 @@ def test_check_document(tmp_path: Path) -> None:
         }
     ]
     json.dumps(document)
+
+
+def test_check_ignores_an_implausibly_future_event_time_and_says_so(tmp_path: Path) -> None:
+    # A state written before the recorder quarantined far-future E: ten years ahead.
+    poisoned = NOW + 10 * 365 * MS_PER_DAY
+    write_state(tmp_path, "old-id", {BTC: poisoned, ETH: NOW - 2000}, [BTC, ETH])
+    write_data_file(tmp_path, BTC, every(NOW - 30 * MINUTE_MS, NOW - 25 * MINUTE_MS))
+    report = run_check(tmp_path, limits())
+    assert [(p.kind, p.symbol) for p in report.problems] == [
+        (ProblemKind.FUTURE, BTC),
+        (ProblemKind.STALE, BTC),  # its newest plausible event, from the data, is 25 min old
+    ]
+    assert report.problems[0].message.startswith(
+        "BTCUSDT: newest event time 2034-04-29T11:00:00.000Z is 3650d ahead of the check's clock;"
+    )
+    assert report.exit_code is ExitCode.PROBLEMS
+    [btc] = [h for h in report.symbols if h.symbol == BTC]
+    assert btc.newest_event_ms == NOW - 25 * MINUTE_MS - 2000
+    # A clock a little ahead of the check's (within a day) still counts.
+    write_state(tmp_path, "old-id", {BTC: NOW + 60_000, ETH: NOW - 2000}, [BTC, ETH])
+    assert run_check(tmp_path, limits()).problems == ()
