@@ -23,6 +23,11 @@ then decides from what happens (first rule that matches):
    symbols have nothing to say; the replacement is closed;
 4. the probe was not answered by the end of the window: ``STALLED``, the connection is dead.
 
+A connection that delivered nothing at all for ``first_data_timeout`` after opening is checked
+the same way (symbols quiet from the start look like an unrouted URL, and reconnecting helps
+neither): kept while it is alive, replaced when its replacement delivers or its probe goes
+unanswered.
+
 After a ``QUIET`` outcome the silence allowed before the next check doubles (up to
 :data:`MAX_SILENCE_FACTOR` x ``stall_timeout``), so a quiet connection is never replaced, and
 checked less and less often; once data flows steadily again it is back to ``stall_timeout``.
@@ -111,7 +116,8 @@ class Verdict(enum.Enum):
     """Why the watchdog wants a connection ended, checked or replaced."""
 
     NO_DATA = "no_data"
-    """Nothing at all arrived since the connection opened (an unrouted URL does this)."""
+    """Nothing at all arrived since the connection opened: an unrouted URL does this, and so do
+    symbols quiet from the start; a silence check tells a dead connection from a live one."""
     SILENT = "silent"
     """Data flowed, then stopped for the allowed silence: check whether quiet or stalled."""
     HANDOVER_DUE = "handover_due"
@@ -170,10 +176,10 @@ class ConnectionWatchdog:
 
         A dead connection outranks a due handover: replacing it is then unplanned.
         """
-        if self.last_data_at is None:
-            if now - self.opened_at >= self.first_data_timeout:
+        if self.last_data_at is None and self.checked_at is None:
+            if not self.check_requested and now - self.opened_at >= self.first_data_timeout:
                 return Verdict.NO_DATA
-        elif not self.check_requested and now >= self._silence_deadline(self.last_data_at):
+        elif not self.check_requested and now >= self._silence_deadline():
             return Verdict.SILENT
         if not self.handover_requested and now - self.opened_at >= self.lifetime:
             return Verdict.HANDOVER_DUE
@@ -182,16 +188,19 @@ class ConnectionWatchdog:
     def next_check_at(self) -> float:
         """Return the earliest monotonic time at which :meth:`verdict` could change."""
         deadlines = []
-        if self.last_data_at is None:
+        if self.check_requested:
+            pass  # the running check decides
+        elif self.last_data_at is None and self.checked_at is None:
             deadlines.append(self.opened_at + self.first_data_timeout)
-        elif not self.check_requested:
-            deadlines.append(self._silence_deadline(self.last_data_at))
+        else:
+            deadlines.append(self._silence_deadline())
         if not self.handover_requested:
             deadlines.append(self.opened_at + self.lifetime)
         return min(deadlines, default=float("inf"))
 
-    def _silence_deadline(self, last_data_at: float) -> float:
-        since = last_data_at if self.checked_at is None else max(last_data_at, self.checked_at)
+    def _silence_deadline(self) -> float:
+        """When the silence since the last frame, or since the last quiet verdict, is due."""
+        since = max(t for t in (self.last_data_at, self.checked_at) if t is not None)
         return since + self.allowed_silence
 
 

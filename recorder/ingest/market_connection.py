@@ -102,7 +102,6 @@ class MarketConnection:
         self._probe_ids = itertools.count(1)
         self._probe_id: int | None = None
         self._stalled = False
-        self._verdict: Verdict | None = None
         self._retiring = False
         self._held: deque[StreamItem] | None = deque() if held else None
 
@@ -219,13 +218,10 @@ class MarketConnection:
             if verdict is Verdict.HANDOVER_DUE:
                 self.watchdog.handover_requested = True
                 self.handover_due.set()
-            elif verdict is Verdict.SILENT:
+            elif verdict is not None:
+                # SILENT or NO_DATA: a silence check decides whether it is alive.
                 self.watchdog.check_requested = True
                 self.silence_due.set()
-            elif verdict is not None:
-                self._verdict = verdict
-                await self._close()
-                return
             # The first frame can move the next deadline earlier than computed here (a silence
             # counts from the last frame); waking every half stall_timeout bounds detection to
             # 1.5 x the allowed silence without a wake-up per frame.
@@ -248,10 +244,11 @@ class MarketConnection:
         )
         if self._retiring:
             return ConnectionEnd(ConnectionChange.RETIRED, "replaced", stable)
-        if self._verdict is Verdict.NO_DATA:
+        if self._stalled and watchdog.last_data_at is None:
             return ConnectionEnd(
                 ConnectionChange.STALLED,
-                f"no data at all {watchdog.first_data_timeout:g}s after subscribing",
+                f"no data at all {watchdog.first_data_timeout:g}s after subscribing, and a "
+                "replacement delivered or its probe went unanswered",
                 stable,
             )
         if self._stalled:

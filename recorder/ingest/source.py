@@ -221,11 +221,22 @@ class ShardSupervisor:
         Returns what to follow next: ``old`` when it is quiet (or ended, to surface its end),
         the replacement when ``old`` stalled or died meanwhile.
         """
-        log.info(
-            "silent connection: probing it beside a replacement",
-            connection_id=old.connection_id,
-            silent_for=round(old.watchdog.allowed_silence, 3),
-        )
+        watchdog = old.watchdog
+        if watchdog.last_data_at is None and watchdog.checked_at is None:
+            # Said at once: an unrouted URL looks like this, whatever the check then finds.
+            log.error(
+                "connection delivered no data at all; is the url the routed /market endpoint?",
+                connection_id=old.connection_id,
+                url=old.url,
+                silent_for=watchdog.first_data_timeout,
+                next="probing it beside a replacement",
+            )
+        else:
+            log.info(
+                "silent connection: probing it beside a replacement",
+                connection_id=old.connection_id,
+                silent_for=round(watchdog.allowed_silence, 3),
+            )
         await old.probe()
         check = SilenceCheck(self._clock.monotonic(), self._settings.handover_timeout)
         replacement = await self._open_beside(old, tg, held=True)
@@ -245,6 +256,18 @@ class ShardSupervisor:
                 successor = await self._take_over(old, old_task, *alive)
                 await alive[0].release()
                 return successor
+        elif outcome is SilenceOutcome.QUIET and old.watchdog.last_data_at is None:
+            self.silence_checks[outcome] += 1
+            # Alive but never delivered: symbols quiet from the start look exactly like an
+            # unrouted URL. Reconnecting helps neither, so it is kept and checked again; it
+            # stays unhealthy until data comes (no QUIET_CONFIRMED).
+            log.warning(
+                "connection is alive but has delivered nothing yet (quiet symbols, or an "
+                "unrouted url); keeping it",
+                connection_id=old.connection_id,
+                url=old.url,
+            )
+            old.quiet_confirmed()
         elif outcome is SilenceOutcome.QUIET:
             self.silence_checks[outcome] += 1
             log.info(

@@ -64,7 +64,8 @@ class SourceSettings:
         stall_timeout: seconds an open connection may deliver nothing before a silence check
             tells whether it stalled (replaced) or its symbols are quiet (kept).
         first_data_timeout: seconds after connecting with no data at all before a loud error
-            (for example a URL that accepts subscriptions and never delivers).
+            (for example a URL that accepts subscriptions and never delivers) and a silence
+            check (an alive connection is kept: its symbols may be quiet from the start).
         backoff_initial: first reconnect delay in seconds.
         backoff_max: largest reconnect delay in seconds; at least ``backoff_initial``.
         max_frame_bytes: largest websocket frame accepted, in bytes.

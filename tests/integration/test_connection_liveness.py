@@ -5,6 +5,9 @@ dataset and the gap log afterwards as an analyst would (DuckDB) and holds them a
 exchange's ground truth (which events it wrote to which connection).
 """
 
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -20,6 +23,7 @@ from service_support import SYMBOLS, settings_for, wait_for
 from support import data_gaps, gap_records, read_rows_with
 
 from recorder.ingest.connection import SilenceOutcome
+from recorder.ingest.source import ShardSupervisor
 from recorder.service import RecorderService
 from recorder.settings import Settings
 from recorder.simulate import Fault, FaultKind, SimulatedExchange, SimulatorConfig
@@ -62,48 +66,79 @@ def _logged_gaps(root: Path) -> set[tuple[str, int, int, int, str]]:
     }
 
 
+@contextlib.asynccontextmanager
+async def _quiet_symbol_recorded(
+    root: Path, *, activity: float, checks: int, seed: int, **source: str
+) -> AsyncIterator[tuple[SimulatedExchange, RecorderService, ShardSupervisor]]:
+    """Record :data:`QUIET` alone, changing with ``activity`` per tick, until ``checks``
+    silence checks found its connection quiet; the service stops on the way out."""
+    config = SimulatorConfig(
+        symbols=(QUIET,), quiet_symbols=(QUIET,), quiet_activity=activity, speed=20, seed=seed
+    )
+    async with SimulatedExchange(config) as exchange:
+        settings = settings_for(exchange, root, None, symbols=[QUIET], **source)
+        async with running(settings, seed=seed) as service:
+            await wait_for(lambda: len(service.source.supervisors) == 1)
+            [shard] = service.source.supervisors
+            await wait_for(lambda: shard.silence_checks[SilenceOutcome.QUIET] >= checks)
+            assert "c1" in open_ids(exchange)  # the quiet connection was never replaced
+            yield exchange, service, shard
+    assert shard.silence_checks[SilenceOutcome.STALLED] == 0
+    assert shard.reconnects == 0
+
+
 @pytest.mark.asyncio
 async def test_a_quiet_single_symbol_connection_is_kept_and_its_gaps_are_quiet(
     tmp_path: Path,
 ) -> None:
-    config = SimulatorConfig(
-        symbols=(QUIET,), quiet_symbols=(QUIET,), quiet_activity=0.1, speed=20, seed=3
-    )
-    async with SimulatedExchange(config) as exchange:
-        settings = settings_for(
-            exchange,
-            tmp_path,
-            symbols=[QUIET],
-            stall_timeout="400ms",
-            handover_timeout="400ms",
-            first_data_timeout="1m",
-        )
-        async with running(settings, seed=3) as service:
-            await wait_for(lambda: len(service.source.supervisors) == 1)
-            [shard] = service.source.supervisors
-            # Silences long enough to be checked, several times: quiet each time.
-            await wait_for(lambda: shard.silence_checks[SilenceOutcome.QUIET] >= 2)
-            assert "c1" in open_ids(exchange)  # the quiet connection was never replaced
-            # Vouched for by its silence check, the quiet connection keeps /healthz green.
-            # (Its replacement of the last check may still be open beside it.)
-            await wait_for(
-                lambda: any(
-                    state.quiet_confirmed_us is not None
-                    for state in service.pipeline.connections.values()
-                )
+    # Silences long enough to be checked, several times: quiet each time.
+    timeouts = {"stall_timeout": "400ms", "handover_timeout": "400ms", "first_data_timeout": "1m"}
+    async with _quiet_symbol_recorded(tmp_path, activity=0.1, checks=2, seed=3, **timeouts) as (
+        exchange,
+        service,
+        _,
+    ):
+        # Vouched for by its silence check, the quiet connection keeps /healthz green.
+        # (Its replacement of the last check may still be open beside it.)
+        await wait_for(
+            lambda: any(
+                state.quiet_confirmed_us is not None
+                for state in service.pipeline.connections.values()
             )
-            healthy, details = service.health()
-            assert healthy, details
-        delivered = delivered_events(exchange)
+        )
+        healthy, details = service.health()
+        assert healthy, details
+    delivered = delivered_events(exchange)  # the ledger outlives the exchange's sockets
 
-    assert shard.silence_checks[SilenceOutcome.STALLED] == 0
-    assert shard.reconnects == 0
     rows = read_rows_with("duckdb", tmp_path)
     assert {(row[0], row[1]) for row in rows} == delivered
     logged = _logged_gaps(tmp_path)
     assert logged, "a symbol this quiet has gaps"
     assert {gap[:4] for gap in logged} == data_gaps(rows)  # every hole logged, none more
     assert {gap[4] for gap in logged} == {"quiet"}
+
+
+@pytest.mark.asyncio
+async def test_a_connection_quiet_from_the_start_is_kept_not_reconnected_in_a_loop(
+    tmp_path: Path,
+) -> None:
+    # Its only symbol never changes: nothing at all arrives, while the connection is alive;
+    # checked again and again, alive each time.
+    timeouts = {
+        "stall_timeout": "300ms",
+        "handover_timeout": "300ms",
+        "first_data_timeout": "300ms",
+    }
+    async with _quiet_symbol_recorded(tmp_path, activity=0.0, checks=3, seed=6, **timeouts) as (
+        _,
+        service,
+        _,
+    ):
+        healthy, _ = service.health()
+        assert not healthy  # nothing delivered yet: not vouched for
+    assert service.pipeline.counters.events == 0
+    assert gap_records(tmp_path) == []
+    assert await asyncio.to_thread(lambda: list(tmp_path.rglob("*.parquet"))) == []
 
 
 @pytest.mark.asyncio

@@ -81,6 +81,20 @@ def test_silent_new_connection_is_reported_as_no_data() -> None:
     assert dog.verdict(130.0) is Verdict.NO_DATA
 
 
+def test_no_data_asks_for_a_check_once_and_a_quiet_verdict_keeps_the_connection() -> None:
+    dog = _watchdog()
+    assert dog.verdict(130.0) is Verdict.NO_DATA
+    dog.check_requested = True
+    assert dog.verdict(140.0) is None  # the check decides, nothing else is asked meanwhile
+    dog.quiet_confirmed(141.0)  # alive: quiet from the start, or an unrouted url
+    assert dog.allowed_silence == 20.0
+    assert dog.next_check_at() == 161.0
+    assert dog.verdict(160.9) is None
+    assert dog.verdict(161.0) is Verdict.SILENT  # checked again, never NO_DATA again
+    dog.on_data(170.0)  # the symbols speak at last
+    assert dog.next_check_at() == 190.0
+
+
 def test_silence_is_measured_from_the_last_frame() -> None:
     dog = _watchdog()
     dog.on_data(101.0)
