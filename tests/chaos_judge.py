@@ -114,6 +114,8 @@ class Figures:
         for cycle in self.cycles:
             if cycle["kind"] in {"compact", "stop"} and cycle["exit_code"] != 0:
                 found.append(f"a clean stop exited {cycle['exit_code']}")
+            if cycle["kind"] == "recovery" and cycle["exit_code"] not in {None, 0}:
+                found.append(f"a SIGTERM during recovery exited {cycle['exit_code']}")
             if cycle["kind"] == "compact" and cycle["compact_exit"] != 0:
                 found.append(f"compact after a killed compact exited {cycle['compact_exit']}")
         return found

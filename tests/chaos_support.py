@@ -11,7 +11,9 @@ root, waits for one kind of moment and kills it with SIGKILL:
 * ``rotation``: after the first file of a rotation is published, a seeded few milliseconds
   into the rotation, while the other partitions are still being sealed;
 * ``recovery``: while the next start is still publishing the killed recorder's write-ahead
-  backlog, before it logs ``recorder started`` and connects;
+  backlog, before it logs ``recorder started`` and connects; half of the time (seeded) it gets
+  SIGTERM there instead, and must exit 0 within :data:`STOP_WITHIN_S`, leaving the rest of
+  the backlog in the log for the next start;
 * ``compact``: the recorder is stopped cleanly (a crashed writer's log defers compaction), then
   ``recorder compact`` is killed while it is staging, and run again to completion, as the next
   cron run would.
@@ -47,6 +49,8 @@ INSTANCE_ID = "chaos"
 START_MS = 1_714_607_400_000
 """``E`` of the first tick: 2024-05-01T23:50:00Z, so a day ends during the run (at speed 20,
 half a minute in) and the first day is finished by the wall clock, so ``compact`` takes it."""
+STOP_WITHIN_S = 15.0
+"""How long a SIGTERM during recovery may take: ``stop_timeout`` (10 s) and a margin."""
 POLL_S = 0.002
 """How often the kill moments are polled for (a seal's temporary file lives milliseconds)."""
 
@@ -194,9 +198,15 @@ class ChaosRun:
                     return "recovery was over"
                 return ""
 
-            moment = poll(recovering, 60)
-            cycle.connected = False  # killed before it connects, or as it begins to
-            self._kill(recorder, cycle, moment or "recovery timed out")
+            moment = poll(recovering, 60) or "recovery timed out"
+            cycle.connected = False  # stopped before it connects, or as it begins to
+            if self.rng.random() < 0.5:
+                self._kill(recorder, cycle, moment)
+            else:
+                # A stop asked for mid-recovery: prompt, exit 0, the rest left in the log.
+                cycle.ended = time.time()
+                cycle.exit_code = recorder.terminate(within=STOP_WITHIN_S)
+                cycle.moment = f"SIGTERM: {moment}"
             return
         recorder.wait_for_log("ready", timeout=60)
         if kind == "random":
