@@ -12,7 +12,7 @@ rows must never join a job after a failed attempt (that attempt may have left th
 before failing to sync its directory).
 """
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -23,6 +23,7 @@ from recorder.storage.paths import PartitionKey
 from recorder.storage.publisher import SealedFile, publish_partition
 from recorder.storage.sealing import SealReason
 from recorder.storage.spill import read_spilled
+from recorder.storage.wal import SealedMarker
 
 RETRY_FIRST = 1.0
 """Seconds before a failed publication is tried again, doubled on each further failure."""
@@ -70,6 +71,18 @@ class SealResult:
     job: SealJob
     sealed: SealedFile | None = None
     error: OSError | None = None
+
+
+def sealed_marker(job: SealJob) -> SealedMarker:
+    """The ``SEALED`` record's content for ``job``, once its file is published."""
+    return SealedMarker(
+        date=job.key.date.isoformat(),
+        symbol=job.key.symbol,
+        file_name=job.name,
+        rows=job.rows,
+        first_lsn=job.partition.first_lsn,
+        last_lsn=job.partition.last_lsn,
+    )
 
 
 def publish_job(root: Path, job: SealJob) -> SealResult:
@@ -145,6 +158,22 @@ class SealJobs:
                 tracked.retry_at = None
                 due.append(job)
         return due
+
+    def room_for(self, sizes: Sequence[tuple[PartitionKey, int]], budget: int | None) -> int:
+        """How many of the due partitions ``sizes`` (key, bytes held) to hand over now.
+
+        The leading ones whose bytes fit in ``budget`` beside the jobs in flight, at least one
+        when none is. The rest stays buffered and due, handed over as the publisher makes
+        room, in partition order, so that none waits behind later ones for good.
+        """
+        if budget is None:
+            return len(sizes)
+        in_flight = self.in_flight_nbytes
+        for count, (_, held) in enumerate(sizes):
+            if in_flight and in_flight + held > budget:
+                return count
+            in_flight += held
+        return len(sizes)
 
     @property
     def rows(self) -> int:

@@ -19,6 +19,8 @@ from pathlib import Path
 
 import pyarrow as pa
 
+from recorder.storage.partition_buffers import BufferedPartition
+
 SPILL_DIR_NAME = "spill"
 """The directory of spill files inside an instance's write-ahead directory."""
 SPILL_SUFFIX = ".arrow"
@@ -29,12 +31,42 @@ class SpillFiles:
 
     Args:
         directory: the spill directory (created on the first spill).
+
+    Attributes:
+        files: spill files in place.
+        failures: spills that could not be written (their rows stayed in memory).
     """
 
     def __init__(self, directory: Path) -> None:
         self._directory = directory
         self._written = 0
         self.files = 0
+        self.failures = 0
+
+    def spill_largest(self, partitions: Iterable[BufferedPartition], held: int, limit: int) -> None:
+        """Spill the largest ``partitions`` while the bytes ``held`` in memory exceed ``limit``.
+
+        Only when publication lags: normally the early seals keep the buffers, and the
+        publish budget the handed-over jobs, within ``limit``. Down to three quarters of it,
+        so that the next flushes do not spill again.
+        """
+        if held <= limit:
+            return
+        target = limit * 3 // 4
+        for partition in sorted(partitions, key=lambda p: -p.held_nbytes):
+            if held <= target or not partition.held_nbytes:
+                break
+            batches = partition.batches
+            if not batches:
+                continue
+            try:
+                path = self.write(batches)
+            except OSError:
+                # The rows stay in memory; storage is failing, which the log's appends report.
+                self.failures += 1
+                return
+            held -= partition.held_nbytes
+            partition.spill(path)
 
     def write(self, batches: Sequence[pa.RecordBatch]) -> str:
         """Write ``batches`` (one partition's rows, one schema) into a new spill file.

@@ -52,11 +52,11 @@ from recorder.storage.paths import PartitionKey, data_file_name, instance_wal_di
 from recorder.storage.pending import PendingRecords
 from recorder.storage.publisher import SealedFile
 from recorder.storage.recovery import RecoveryReport, recover_leftovers
-from recorder.storage.seal_jobs import SealJob, SealJobs, SealResult, publish_job
+from recorder.storage.seal_jobs import SealJob, SealJobs, SealResult, publish_job, sealed_marker
 from recorder.storage.sealing import OpenPartition, SealPolicy, SealReason
 from recorder.storage.segment_chain import SegmentChain
 from recorder.storage.spill import SPILL_DIR_NAME, SpillFiles
-from recorder.storage.wal import RecordType, SealedMarker, WalRecord, encode_batch, encode_json
+from recorder.storage.wal import RecordType, WalRecord, encode_batch, encode_json
 from recorder.storage.wal_batch import build_flush_batch, newest_event_ms
 
 
@@ -88,11 +88,9 @@ class DatasetWriter:
         clock: monotonic time for the age rule and retries, wall time for the session stamp.
         buffer_budget: buffered Arrow bytes above which the largest partitions are sealed
             early (:class:`~recorder.storage.sealing.SealPolicy`); ``None`` for no budget.
-        publish_budget: Arrow bytes of the partitions handed over for publication at once:
-            due partitions beyond it stay buffered (and due) until the publisher has room.
-            With ``buffer_budget``, it also bounds the durable rows held in memory: above the
-            two together, the largest partitions' rows are moved to spill files
-            (:mod:`recorder.storage.spill`). ``None`` for no bound.
+        publish_budget: Arrow bytes of partitions handed over for publication at once (the
+            rest stays buffered and due); with ``buffer_budget``, the bound above which the
+            largest partitions' rows move to :mod:`recorder.storage.spill` files.
 
     Raises:
         ConfigError: a limit is not positive.
@@ -127,13 +125,12 @@ class DatasetWriter:
         self._session = ""
         wal_dir = instance_wal_dir(root, self._instance_id)
         self._segments = SegmentChain(wal_dir)
-        self._spill = SpillFiles(wal_dir / SPILL_DIR_NAME)
+        self.spill = SpillFiles(wal_dir / SPILL_DIR_NAME)
+        """Where rows go while publication lags: its ``files`` and ``failures`` are counts."""
         self._publish_budget = publish_budget
         self._spill_above = None
         if buffer_budget is not None and publish_budget is not None:
             self._spill_above = buffer_budget + publish_budget
-        self.spill_failures = 0
-        """Spills that could not be written (the rows stayed in memory)."""
         self._rotation_started_at = 0.0
         self._next_lsn = 1
         self._buffers = PartitionBuffers()
@@ -173,11 +170,6 @@ class DatasetWriter:
         """Arrow bytes of the buffered rows moved to spill files, waiting for publication."""
         partitions = [*self._buffers.partitions.values(), *(j.partition for j in self._jobs)]
         return sum(partition.spilled_nbytes for partition in partitions)
-
-    @property
-    def spill_files(self) -> int:
-        """Spill files in place."""
-        return self._spill.files
 
     @property
     def open_partitions(self) -> int:
@@ -357,16 +349,9 @@ class DatasetWriter:
                 raise StorageError(f"rotating the write-ahead segment failed: {exc}") from exc
             self._rotation_started_at = now
         jobs = self._jobs.due_retries(now)
-        in_flight = self._jobs.in_flight_nbytes
-        for key, reason in plan.seals:
-            held = self._buffers.partitions[key].held_nbytes
-            budget = self._publish_budget
-            if budget is not None and in_flight and in_flight + held > budget:
-                # The rest stays buffered and due: handed over as the publisher makes room,
-                # in partition order, so that none waits behind later ones for good.
-                break
-            in_flight += held
-            jobs.append(self._detach(key, reason))
+        sizes = [(key, self._buffers.partitions[key].held_nbytes) for key, _ in plan.seals]
+        room = self._jobs.room_for(sizes, self._publish_budget)
+        jobs.extend(self._detach(key, reason) for key, reason in plan.seals[:room])
         self._spill_over_budget()
         return jobs
 
@@ -394,7 +379,7 @@ class DatasetWriter:
             if result.error is not None:
                 failed.append(result)
                 continue
-            self._spill.remove(result.job.spilled)
+            self.spill.remove(result.job.spilled)
             self._queue_marker(result.job)
             if result.sealed is not None:
                 self._sealed_unreported.append(result.sealed)
@@ -445,7 +430,7 @@ class DatasetWriter:
         self._segments.close_and_delete()
         with contextlib.suppress(OSError):
             # Everything in them is published; a stray copy is removed on the next start.
-            self._spill.clear()
+            self.spill.clear()
         if self._lock is not None:
             self._lock.release(remove=True)
             self._lock = None
@@ -477,46 +462,15 @@ class DatasetWriter:
         return job
 
     def _spill_over_budget(self) -> None:
-        """Move the largest partitions' rows to spill files while memory is over its bound.
-
-        Only when publication lags: normally the early seals keep the buffers within
-        ``buffer_budget`` and the handed-over jobs within ``publish_budget``. Down to three
-        quarters of the bound, so that the next flushes do not spill again.
-        """
-        limit = self._spill_above
-        if limit is None:
-            return
-        held = self.buffered_bytes
-        if held <= limit:
-            return
-        target = limit * 3 // 4
-        partitions = sorted(self._buffers.partitions.values(), key=lambda p: -p.held_nbytes)
-        for partition in partitions:
-            if held <= target or not partition.held_nbytes:
-                break
-            batches = partition.batches
-            if not batches:
-                continue
-            try:
-                path = self._spill.write(batches)
-            except OSError:
-                # The rows stay in memory; storage is failing, which the log's appends report.
-                self.spill_failures += 1
-                return
-            held -= partition.held_nbytes
-            partition.spill(path)
+        """While publication lags, move the largest partitions' rows out of memory."""
+        if self._spill_above is not None:
+            self.spill.spill_largest(
+                self._buffers.partitions.values(), self.buffered_bytes, self._spill_above
+            )
 
     def _queue_marker(self, job: SealJob) -> None:
-        marker = SealedMarker(
-            date=job.key.date.isoformat(),
-            symbol=job.key.symbol,
-            file_name=job.name,
-            rows=job.rows,
-            first_lsn=job.partition.first_lsn,
-            last_lsn=job.partition.last_lsn,
-        )
-        record = WalRecord(RecordType.SEALED, self._take_lsn(), encode_json(marker))
-        self._unlogged.append(record)
+        marker = encode_json(sealed_marker(job))
+        self._unlogged.append(WalRecord(RecordType.SEALED, self._take_lsn(), marker))
 
     def _log_unlogged(self) -> None:
         """Append the unlogged records not held, oldest first, then account for them.
@@ -540,8 +494,6 @@ class DatasetWriter:
             self._unlogged.remove_first(len(chunk))
 
     def _oldest_buffered_lsn(self) -> int | None:
-        partitions = self._buffers.partitions.values()
-        oldest = [partition.first_lsn for partition in partitions]
-        if (in_flight := self._jobs.oldest_lsn) is not None:
-            oldest.append(in_flight)
-        return min(oldest, default=None)
+        oldest = [partition.first_lsn for partition in self._buffers.partitions.values()]
+        in_flight = self._jobs.oldest_lsn
+        return min(oldest if in_flight is None else [*oldest, in_flight], default=None)

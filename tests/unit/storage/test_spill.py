@@ -96,7 +96,7 @@ def test_a_lagging_publisher_spills_rows_instead_of_holding_them(lagging: Datase
     assert writer.spilled_bytes > 2 * (SEAL_BUDGET + PUBLISH_BUDGET)
     spilled = spilled_files(root)
     assert spilled
-    assert writer.spill_files == len(spilled)
+    assert writer.spill.files == len(spilled)
     assert all(path.suffix == ".arrow" for path in spilled)
     assert_layout(root)  # no spill file is a .parquet a reader would pick up
 
@@ -110,7 +110,7 @@ def test_a_published_partition_deletes_its_spill_files(lagging: DatasetWriter) -
 
     publish_everything(writer, jobs)
 
-    assert writer.spill_files == 0
+    assert writer.spill.files == 0
     assert not spilled_files(root)
     assert writer.spilled_bytes == 0
     assert dataset_rows(root) == rows_of(events)
@@ -164,7 +164,7 @@ def test_a_spill_that_cannot_be_written_keeps_the_rows_in_memory(lagging: Datase
     spill_dir(root).write_text("in the way")
     events, jobs, _ = record_without_publishing(writer, 300)
 
-    assert writer.spill_failures
+    assert writer.spill.failures
     assert writer.spilled_bytes == 0
     assert writer.buffered_rows == len(events)
     spill_dir(root).unlink()
