@@ -247,8 +247,14 @@ class ChaosRun:
 
         holders = staging_holders(self.root)
 
+        def staged(holder: Path) -> bool:
+            try:
+                return any(holder.glob("date=*/symbol=*"))
+            except FileNotFoundError:
+                return False  # compact removed the holder while it was listed
+
         def staging() -> str:
-            if any(any(holder.glob("date=*/symbol=*")) for holder in holders):
+            if any(staged(holder) for holder in holders):
                 return "while staging"
             return "" if compact.poll() is None else "after it ended"
 
