@@ -118,7 +118,7 @@ def read_spilled(paths: Iterable[str]) -> list[pa.RecordBatch]:
             # read_all copies out of the file: the rows must outlive its deletion.
             with pa.OSFile(path, "rb") as source:
                 batches.extend(pa.ipc.open_file(source).read_all().to_batches())
-        except pa.ArrowInvalid as exc:
+        except pa.ArrowException as exc:  # a torn or foreign file: retried like a full disk
             raise OSError(f"spill file {path} is unreadable: {exc}") from exc
     return batches
 

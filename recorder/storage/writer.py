@@ -456,8 +456,7 @@ class DatasetWriter:
         """Move ``key``'s buffer into a new job, issued now."""
         partition = self._buffers.partitions.pop(key)
         name = data_file_name(self._session, partition.first_lsn)
-        batches = tuple(partition.batches)
-        job = SealJob(key, name, reason, partition, batches, partition.spill_files)
+        job = SealJob(key, name, reason, partition, tuple(partition.batches), partition.spill_files)
         self._jobs.issue(job)
         return job
 

@@ -43,6 +43,23 @@ class HangingDisk:
             self.returned.set()
 
 
+async def run_with_a_hung_disk(
+    service: RecorderService, monkeypatch: pytest.MonkeyPatch
+) -> tuple[HangingDisk, asyncio.Event, asyncio.Task[None]]:
+    """Start ``service`` with publication hanging; return once the first publication hangs.
+
+    Returns:
+        The disk (release it with ``disk.released.set()``), the stop event and the run task.
+    """
+    disk = HangingDisk(service.writer)
+    monkeypatch.setattr(service.writer, "publish", disk.publish)
+    stop = asyncio.Event()
+    running = asyncio.create_task(service.run(stop))
+    # The first rotation hands partitions over; the first publication hangs.
+    await wait_for(disk.entered.is_set)
+    return disk, stop, running
+
+
 def recorded(root: Path) -> set[tuple[str, int]]:
     table = ds.dataset(root, partitioning="hive", format="parquet").to_table()
     return set(
@@ -71,12 +88,7 @@ async def test_a_hung_publication_stops_neither_the_flush_nor_the_watchdog_nor_a
             rng=random.Random(3),
             environ={"NOTIFY_SOCKET": str(notify_path), "WATCHDOG_USEC": "400000"},
         )
-        disk = HangingDisk(service.writer)
-        monkeypatch.setattr(service.writer, "publish", disk.publish)
-        stop = asyncio.Event()
-        running = asyncio.create_task(service.run(stop))
-        # The first rotation hands every partition over; the first publication hangs.
-        await wait_for(disk.entered.is_set)
+        disk, stop, running = await run_with_a_hung_disk(service, monkeypatch)
         while True:  # forget what was sent before the hang
             try:
                 notifications.recv(4096)
@@ -143,11 +155,7 @@ async def test_stop_timeout_bounds_a_stop_whose_publication_hangs_and_the_log_ke
             settings, service=dataclasses.replace(settings.service, stop_timeout=1.0)
         )
         service = RecorderService(settings, rng=random.Random(5))
-        disk = HangingDisk(service.writer)
-        monkeypatch.setattr(service.writer, "publish", disk.publish)
-        stop = asyncio.Event()
-        running = asyncio.create_task(service.run(stop))
-        await wait_for(disk.entered.is_set)  # the first rotation's publication hangs
+        disk, stop, running = await run_with_a_hung_disk(service, monkeypatch)
         for connection in exchange.connections():
             exchange.inject(
                 Fault(FaultKind.STALL, duration=60, connection_id=connection.connection_id)
@@ -190,11 +198,7 @@ async def test_rows_waiting_for_a_hung_publication_spill_and_memory_stays_within
             exchange, root, {"max_file_age": "500ms", "buffer_budget": f"{budget}B"}
         )
         service = RecorderService(settings, rng=random.Random(9))
-        disk = HangingDisk(service.writer)
-        monkeypatch.setattr(service.writer, "publish", disk.publish)
-        stop = asyncio.Event()
-        running = asyncio.create_task(service.run(stop))
-        await wait_for(disk.entered.is_set)  # the first rotation's publication hangs
+        disk, stop, running = await run_with_a_hung_disk(service, monkeypatch)
         held: list[int] = []
 
         def spilled_enough() -> bool:
