@@ -76,19 +76,21 @@ def test_every_delivered_event_is_recorded_once_and_exactly(
 def test_partition_date_is_the_utc_date_of_the_event_across_midnight(
     tmp_path: Path, start_simulator: StartSimulator, start_recorder: StartRecorder
 ) -> None:
-    # The event clock starts 60 s before a UTC midnight and runs 20x: the day rolls over. The
+    # The event clock starts 100 s before a UTC midnight and runs 10x: the day rolls over. The
     # exchange pushes only changed tickers, so the seed is fixed and the lead long enough for
-    # both symbols to have events on the finished day.
+    # both symbols to have events on the finished day. The clock runs from the simulator's
+    # start, so the lead (10 s of wall time) must also cover the recorder's start-up and first
+    # connection on a loaded machine: with 3 s it failed at load averages of 6 to 9.
     midnight_ms = 1_798_761_600_000  # 2027-01-01T00:00:00Z
     simulator = start_simulator(
         "--symbols",
         "BTCUSDT,ETHUSDT",
         "--speed",
-        "20",
+        "10",
         "--seed",
         "5",
         "--start-ms",
-        str(midnight_ms - 60_000),
+        str(midnight_ms - 100_000),
     )
     root = tmp_path / "data"
     recorder = start_recorder(

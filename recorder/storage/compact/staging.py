@@ -117,9 +117,12 @@ def choose_holder(root: Path) -> Path:
 
     Next to it when a directory made there can be renamed into the root (the rename fails
     across file systems and mounts, and where the parent is read-only); the probe leaves
-    nothing behind.
+    nothing behind. Probes a crashed run left (an empty ``_compact-probe-<pid>`` in either
+    place) are removed first: the caller holds the root's compaction lock, so no other run's
+    probe can be in flight.
     """
     outside = outside_holder(root)
+    remove_stale_probes(root, outside)
     if outside.parent == root.resolve():  # the root is "/"
         return root / STAGING_ROOT_NAME
     name = f"{_PROBE_PREFIX}{os.getpid()}"
@@ -141,6 +144,26 @@ def choose_holder(root: Path) -> Path:
             with contextlib.suppress(OSError):
                 outside.rmdir()  # made again, durably, when a partition is staged
     return outside
+
+
+def remove_stale_probes(*places: Path) -> list[Path]:
+    """Remove the empty probe directories a crashed :func:`choose_holder` left in ``places``.
+
+    Only empty directories are removed (``rmdir``): a probe never holds anything, so whatever
+    is not empty is not ours and stays. Returns what was removed.
+    """
+    removed: list[Path] = []
+    for place in places:
+        try:
+            entries = list(place.iterdir())
+        except OSError:  # not there (the holder next to the root usually is not)
+            continue
+        for entry in entries:
+            if entry.name.startswith(_PROBE_PREFIX):
+                with contextlib.suppress(OSError):
+                    entry.rmdir()
+                    removed.append(entry)
+    return removed
 
 
 def is_holder_name(name: str) -> bool:

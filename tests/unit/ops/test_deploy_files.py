@@ -236,8 +236,11 @@ def test_unit_data_root_is_its_writable_state_directory() -> None:
 
     root = environment["RECORDER_STORAGE__ROOT"]
     assert service["StateDirectory"] == ["recorder"]
-    assert root == "/var/lib/recorder"
-    assert root in service["ReadWritePaths"][0].split()
+    # Inside the state directory, so that compaction stages next to the root, in a directory
+    # the service's user can write.
+    assert root == "/var/lib/recorder/dataset"
+    writable = service["ReadWritePaths"][0].split()
+    assert any(root.startswith(f"{path}/") for path in writable)
     assert service["ProtectSystem"] == ["strict"]
     assert service["DynamicUser"] == ["yes"]
 

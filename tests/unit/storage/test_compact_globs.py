@@ -119,6 +119,24 @@ def test_the_holder_is_next_to_the_root_where_the_file_system_allows_and_the_pro
     assert (sorted(dataset.parent.iterdir()), sorted(dataset.rglob("*"))) == before
 
 
+def test_probes_a_crashed_run_left_are_removed_and_anything_else_is_left_alone(
+    dataset: Path,
+) -> None:
+    # A crash between the probe's rename into the root and its removal leaves it in the root;
+    # one before the rename, in the holder next to the root.
+    holder = outside_holder(dataset)
+    crashed_in_root, crashed_outside = dataset / "_compact-probe-1", holder / "_compact-probe-2"
+    not_a_probe = dataset / "_compact-probe-3"
+    crashed_in_root.mkdir()
+    crashed_outside.mkdir(parents=True)
+    not_a_probe.mkdir()
+    (not_a_probe / "kept").write_bytes(b"not ours")
+    assert choose_holder(dataset) == holder
+    assert not crashed_in_root.exists()
+    assert not crashed_outside.exists()
+    assert (not_a_probe / "kept").read_bytes() == b"not ours"
+
+
 def test_a_root_that_is_the_top_of_its_file_system_stages_inside_itself(small_disk: Path) -> None:
     # A Docker volume mounted as the root is such a case: a directory next to it is on another
     # file system, where no atomic exchange can reach.

@@ -159,6 +159,40 @@ def test_a_spilled_partition_that_cannot_be_written_keeps_its_rows_until_it_can(
     catch_up_and_close(writer, writer.take_seal_jobs(), events)
 
 
+def test_a_spill_file_damaged_while_running_holds_up_its_partition_alone_and_the_log_restores_it(
+    lagging: DatasetWriter, clock: ManualClock, tmp_path: Path, make_writer: WriterFactory
+) -> None:
+    writer, root = lagging, lagging.root
+    events, jobs, _ = record_without_publishing(writer, 300)
+    damaged = spilled_files(root)[0]
+    damaged.write_bytes(damaged.read_bytes()[:100])  # torn: not an Arrow file any more
+    clock.advance(MAX_AGE)
+    jobs += writer.take_seal_jobs()
+    failures = 0
+    for _ in range(40):
+        results = [writer.publish(job) for job in jobs]
+        try:
+            writer.finish_seals(results)
+        except StorageError:  # the damaged partition's job, retried with backoff
+            failures += 1
+        clock.advance(5.0)
+        jobs = writer.take_seal_jobs()
+
+    # One partition waits on its damaged spill file; every other one is published.
+    assert failures
+    published = {path.parent.name for path in data_files(root)}
+    waiting = {f"symbol={symbol}" for symbol in SYMBOLS} - published
+    assert len(waiting) == 1
+    # Its rows are still in the write-ahead log: the next start publishes them from there, once.
+    crashed = crash_copy(root, tmp_path / "crashed")
+    survivor = make_writer(crashed)
+    report = survivor.open()
+    survivor.close()
+    assert not report.problems
+    assert dataset_rows(crashed) == rows_of(events)
+    assert_layout(crashed)
+
+
 def test_a_spill_that_cannot_be_written_keeps_the_rows_in_memory(lagging: DatasetWriter) -> None:
     writer, root = lagging, lagging.root
     spill_dir(root).write_text("in the way")
