@@ -58,8 +58,14 @@ def render(figures: Figures) -> str:
         f"| rows read | {rows} |",
         f"| duplicates / rows never delivered | {figures.duplicates} / "
         f"{figures.rows_not_delivered} |",
-        f"| lost, delivered more than flush_interval + margin before a stop (must be 0) | "
+        f"| lost, delivered more than flush_interval + margin before a stop, and not unread "
+        f"(must be 0) | "
         f"{len(figures.lost_old)} |",
+        f"| of those sent earlier, unread by a recorder lagging behind its socket at the stop "
+        f"(after its last kept row of the symbol, and that row received within flush_interval "
+        f"+ margin of the stop): count, most seconds sent before the stop | "
+        f"{len(figures.lost_unread)}, "
+        f"{max((lost[2] for lost in figures.lost_unread), default=0.0):.2f} s |",
         f"| lost, delivered in the last flush_interval + margin before a stop | "
         f"{figures.lost_last_interval} of {figures.delivered_last_interval} |",
         f"| lost, written into a killed recorder's socket after the kill | "

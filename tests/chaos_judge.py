@@ -70,6 +70,12 @@ class Figures:
     """(symbol, E, seconds before the kill) of events lost although delivered long enough."""
     lost_last_interval: int = 0
     delivered_last_interval: int = 0
+    lost_unread: list[tuple[str, int, float]] = field(default_factory=list)
+    """(symbol, E, seconds sent before the stop) of events sent long before a stop but that the
+    recorder, lagging behind its socket, had not yet read (or read after its last flush): each
+    comes after every row its recorder kept of that symbol, and that recorder's newest row was
+    received within the flush interval plus slack of the stop, so every flush up to then ran.
+    Not a loss of the recorder's making: it cannot make durable what it has not received."""
     lost_after_kill: int = 0
     outages: int = 0
     restart_gaps: int = 0
@@ -203,6 +209,7 @@ def judge(
     # it up to the next launch: the last interval may not be durable, and what the exchange
     # wrote into the dead socket before it noticed was never received.
     stops = [(cycle.ended, after.launched) for cycle, after in itertools.pairwise(cycles)]
+    kept = kept_by_cycle(root, cycles)
     missing: list[tuple[str, int]] = []
     for event in events:
         row = payload_row(event["payload"])
@@ -218,7 +225,11 @@ def judge(
         exempt = next((end for end, launch in stops if high >= end - old_s and low <= launch), None)
         if exempt is None:
             before_stop = min((end - high for end, _ in stops if end > high), default=-1.0)
-            figures.lost_old.append((row[0], row[1], before_stop))
+            lost = (row[0], row[1], before_stop)
+            if unread_at_stop(kept, cycles, row[0], row[1], low, old_s):
+                figures.lost_unread.append(lost)
+            else:
+                figures.lost_old.append(lost)
         elif low <= exempt:
             figures.delivered_last_interval += 1
             figures.lost_last_interval += 1
@@ -229,6 +240,54 @@ def judge(
     verify = recorder_cli("verify", "--root", str(root))
     figures.verify_exit = verify.returncode
     figures.verify_output = (verify.stdout + verify.stderr)[-2000:]
+
+
+@dataclass(slots=True)
+class Kept:
+    """What one recorder (one cycle) kept of each symbol: its last E and when it was received."""
+
+    last_event_time: dict[str, int] = field(default_factory=dict)
+    newest_receive_s: dict[str, float] = field(default_factory=dict)
+
+
+def kept_by_cycle(root: Path, cycles: list[Cycle]) -> list[Kept]:
+    """For each cycle, what its recorder made durable (a row's cycle is its ``receive_time``'s)."""
+    import pyarrow.dataset as ds  # noqa: PLC0415 - the analyst's reader, as in support
+
+    columns = ["symbol", "event_time", "receive_time"]
+    table = ds.dataset(root, partitioning="hive", format="parquet").to_table(columns=columns)
+    launches = [cycle.launched for cycle in cycles]
+    kept = [Kept() for _ in cycles]
+    for row in table.to_pylist():
+        received = row["receive_time"].timestamp()
+        run = kept[bisect_right(launches, received) - 1]
+        event_time = round(row["event_time"].timestamp() * 1000)
+        symbol = row["symbol"]
+        run.last_event_time[symbol] = max(run.last_event_time.get(symbol, event_time), event_time)
+        run.newest_receive_s[symbol] = max(run.newest_receive_s.get(symbol, received), received)
+    return kept
+
+
+def unread_at_stop(
+    kept: list[Kept], cycles: list[Cycle], symbol: str, event_time: int, sent_s: float, old_s: float
+) -> bool:
+    """Tell whether a lost event was still unread (or unflushed) when its recorder was stopped.
+
+    Frames of a connection are read in order and a flush takes everything read before it. So
+    an event sent while cycle ``c`` ran is lost without fault only if it comes after every row
+    ``c`` kept of its symbol (it was not read before the last flush), and ``c``'s newest row of
+    that symbol was received no more than ``old_s`` before the stop (the flushes kept taking
+    that symbol's rows until then). A flush that stopped early, a symbol's rows dropped, or a
+    hole in the middle of a recording fail one or the other.
+    """
+    launches = [cycle.launched for cycle in cycles]
+    index = bisect_right(launches, sent_s) - 1
+    if index < 0 or index >= len(cycles) - 1:
+        return False
+    run, cycle = kept[index], cycles[index]
+    if not cycle.connected or run.newest_receive_s.get(symbol, 0.0) < cycle.ended - old_s:
+        return False
+    return event_time > run.last_event_time[symbol]
 
 
 def recordings(root: Path, cycles: list[Cycle]) -> dict[str, list[tuple[int, int]]]:

@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from chaos_judge import Figures
+from chaos_judge import Cycle, Figures, Kept, unread_at_stop
 from chaos_support import KINDS, ChaosPlan, run_plan, schedule
 
 pytestmark = pytest.mark.e2e
@@ -38,6 +38,27 @@ def test_every_schedule_has_each_kind_first_and_recovers_only_after_a_crash() ->
         assert ("compact", "recovery") not in set(itertools.pairwise(kinds)), seed
     assert schedule(ChaosPlan(seed=3)) == schedule(ChaosPlan(seed=3))
     assert len({tuple(schedule(ChaosPlan(seed=seed, cycles=12))) for seed in range(5)}) > 1
+
+
+def test_a_loss_is_unread_only_after_the_last_kept_row_with_flushes_to_the_stop() -> None:
+    # Cycle 0 ran from t=100 to t=200 and kept BTCUSDT up to E=5000, received at t=199.8; the
+    # flush interval plus slack is 0.5 s.
+    cycles = [Cycle("random", 100.0, 200.0), Cycle("stop", 210.0, 300.0)]
+    kept = [Kept({"BTCUSDT": 5_000}, {"BTCUSDT": 199.8}), Kept()]
+
+    def unread(symbol: str, event_time: int, sent_s: float, runs: list[Kept] = kept) -> bool:
+        return unread_at_stop(runs, cycles, symbol, event_time, sent_s, 0.5)
+
+    # Sent 10 s before the kill, after every kept row: the recorder had not read it yet.
+    assert unread("BTCUSDT", 5_500, 190.0)
+    # A hole: a later row of the symbol was kept, so this one was read and then dropped.
+    assert not unread("BTCUSDT", 4_000, 150.0)
+    # The symbol's newest row is older than the flush interval before the kill: flushes stopped.
+    stalled = [Kept({"BTCUSDT": 5_000}, {"BTCUSDT": 195.0}), Kept()]
+    assert not unread("BTCUSDT", 5_500, 190.0, stalled)
+    # A symbol the recorder kept nothing of, and the last cycle, have no such excuse.
+    assert not unread("ETHUSDT", 5_500, 190.0)
+    assert not unread("BTCUSDT", 9_000, 250.0)
 
 
 @pytest.mark.timeout(240)
