@@ -7,10 +7,12 @@ rate) are in :mod:`recorder.simulate.liveness`.
 Requests and replies follow Binance's documentation of live subscribing::
 
     {"method": "SUBSCRIBE", "params": ["btcusdt@miniTicker"], "id": 1} -> {"result": null, "id": 1}
-    {"method": "LIST_SUBSCRIPTIONS", "id": 3} -> {"result": ["btcusdt@miniTicker"], "id": 3}
+    {"method": "LIST_SUBSCRIPTIONS", "id": "a1"} -> {"result": ["btcusdt@miniTicker"], "id": "a1"}
 
 and errors are ``{"error": {"code": N, "msg": "..."}, "id": ...}`` with Binance's codes: 0 unknown
-property, 1 invalid value type, 2 invalid request, 3 invalid JSON.
+property, 1 invalid value type, 2 invalid request, 3 invalid JSON. A request id is an unsigned
+64-bit integer or any string (Binance's own SDKs send UUID strings); it comes back exactly as sent,
+a string as a string.
 """
 
 import json
@@ -21,6 +23,11 @@ from recorder.symbols import ALL_MARKET_STREAM, STREAM_SUFFIX
 
 ROUTED_PREFIX = "/market"
 """Since 2026-04-23 Binance serves market streams only under this path."""
+
+RequestId = int | str
+"""A client's request ``id``: an unsigned 64-bit integer or a string, echoed as it came."""
+MAX_INTEGER_ID = 2**64 - 1
+"""Binance reads integer ids as unsigned 64-bit numbers; a larger one is refused."""
 
 METHODS = ("SUBSCRIBE", "UNSUBSCRIBE", "LIST_SUBSCRIPTIONS", "SET_PROPERTY", "GET_PROPERTY")
 COMBINED_PROPERTY = "combined"
@@ -110,12 +117,12 @@ class MethodCall:
     Attributes:
         method: one of :data:`METHODS`.
         params: the ``params`` array (empty when absent).
-        request_id: the client's ``id``.
+        request_id: the client's ``id``, as sent.
     """
 
     method: str
     params: tuple[object, ...]
-    request_id: int
+    request_id: RequestId
 
 
 @dataclass(frozen=True, slots=True)
@@ -130,12 +137,21 @@ class ProtocolError:
 
     code: int
     msg: str
-    request_id: int | None = None
+    request_id: RequestId | None = None
 
 
-def _request_id(value: object) -> int | None:
+def request_id_of(value: object) -> RequestId | None:
+    """Return ``value`` if it is an id Binance accepts, else ``None``.
+
+    >>> request_id_of(7), request_id_of("1c9e-ab"), request_id_of(""), request_id_of(-1)
+    (7, '1c9e-ab', '', None)
+    >>> request_id_of(True), request_id_of(1.0), request_id_of(None), request_id_of(2**64)
+    (None, None, None, None)
+    """
+    if isinstance(value, str):
+        return value
     # bool is an int in Python but not an unsigned integer in JSON.
-    if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+    if isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= MAX_INTEGER_ID:
         return value
     return None
 
@@ -160,7 +176,7 @@ def parse_method_call(text: str) -> MethodCall | ProtocolError:  # noqa: PLR0911
         return ProtocolError(
             INVALID_REQUEST, f"Invalid request: invalid type: {kind}, expected map"
         )
-    request_id = _request_id(message.get("id"))
+    request_id = request_id_of(message.get("id"))
     method = message.get("method")
     if method is None:
         return ProtocolError(
@@ -189,7 +205,7 @@ def parse_method_call(text: str) -> MethodCall | ProtocolError:  # noqa: PLR0911
     return MethodCall(method, tuple(params), request_id)
 
 
-def result_reply(result: object, request_id: int) -> str:
+def result_reply(result: object, request_id: RequestId) -> str:
     """Build Binance's success reply ``{"result": ..., "id": ...}``."""
     return encode_json({"result": result, "id": request_id})
 

@@ -2,8 +2,11 @@ import json
 import re
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from recorder.simulate.protocol import (
+    MAX_INTEGER_ID,
     MethodCall,
     ProtocolError,
     Route,
@@ -116,13 +119,17 @@ def test_parse_list_without_params() -> None:
         ),
         ('{"method":"SUBSCRIBE","params":[]}', 2, r"request ID must be an unsigned integer", None),
         ('{"method":"SUBSCRIBE","params":[],"id":-1}', 2, r"unsigned integer", None),
-        ('{"method":"SUBSCRIBE","params":[],"id":"a"}', 2, r"unsigned integer", None),
+        ('{"method":"SUBSCRIBE","params":[],"id":1.5}', 2, r"unsigned integer", None),
+        ('{"method":"SUBSCRIBE","params":[],"id":null}', 2, r"unsigned integer", None),
+        ('{"method":"SUBSCRIBE","params":[],"id":{}}', 2, r"unsigned integer", None),
         ('{"method":"SUBSCRIBE","params":[],"id":true}', 2, r"unsigned integer", None),
+        ('{"method":"SUBSCRIBE","params":[],"id":18446744073709551616}', 2, r"unsigned", None),
+        ('{"params":[],"id":"u-1"}', 2, r"^Invalid request: missing field `method`", "u-1"),
         ('{"method":"SUBSCRIBE","params":"x","id":6}', 2, r"expected a sequence", 6),
     ],
 )
 def test_parse_errors_carry_binance_codes(
-    text: str, code: int, message: str, request_id: int | None
+    text: str, code: int, message: str, request_id: int | str | None
 ) -> None:
     error = parse_method_call(text)
     assert isinstance(error, ProtocolError)
@@ -250,6 +257,50 @@ def test_combined_frame_keeps_non_ascii_stream_names() -> None:
 def test_set_property_errors(params: list[object], code: int, msg: str) -> None:
     answer = reply(session(), {"method": "SET_PROPERTY", "params": params, "id": 11})
     assert answer == {"error": {"code": code, "msg": msg}, "id": 11}
+
+
+def test_parse_keeps_a_string_id_a_string() -> None:
+    call = parse_method_call('{"method":"SUBSCRIBE","params":[],"id":"7"}')
+    assert call == MethodCall("SUBSCRIBE", (), "7")
+
+
+ACCEPTED_IDS = st.one_of(st.text(), st.integers(min_value=0, max_value=MAX_INTEGER_ID))
+REFUSED_IDS = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.floats(allow_nan=False),
+    st.integers(max_value=-1),
+    st.integers(min_value=MAX_INTEGER_ID + 1),
+    st.lists(st.integers(), max_size=2),
+    st.dictionaries(st.text(max_size=3), st.integers(), max_size=2),
+)
+
+
+@given(request_id=ACCEPTED_IDS)
+def test_any_string_or_unsigned_id_is_echoed_exactly(request_id: int | str) -> None:
+    target = session()
+    text = target.handle(json.dumps({"method": "LIST_SUBSCRIPTIONS", "id": request_id}))
+    answer = json.loads(text)
+    assert answer == {"result": [], "id": request_id}
+    assert type(answer["id"]) is type(request_id)
+
+
+@given(request_id=ACCEPTED_IDS)
+def test_error_replies_echo_the_id_too(request_id: int | str) -> None:
+    request = {"method": "GET_PROPERTY", "params": ["nope"], "id": request_id}
+    answer = json.loads(session().handle(json.dumps(request)))
+    assert answer == {"error": {"code": 0, "msg": "Unknown property"}, "id": request_id}
+    assert type(answer["id"]) is type(request_id)
+
+
+@given(request_id=REFUSED_IDS)
+def test_other_ids_are_refused_as_binance_refuses_them(request_id: object) -> None:
+    text = json.dumps({"method": "SUBSCRIBE", "params": [], "id": request_id})
+    answer = json.loads(session().handle(text))
+    assert answer == {
+        "error": {"code": 2, "msg": "Invalid request: request ID must be an unsigned integer"},
+        "id": None,
+    }
 
 
 def test_invalid_json_reply_has_null_id() -> None:
