@@ -6,7 +6,11 @@ For a test or a demo that runs the exchange in another process (``recorder simul
 * ``GET /_sim/connections``: the open connections;
 * ``GET /_sim/faults``: the faults that fired; ``POST /_sim/faults``: inject faults (a body
   :func:`~recorder.simulate.faults.fault_from_json` reads), answered 202;
-* ``GET /_sim/status``: the clock, the symbols and the refusals still pending.
+* ``GET /_sim/status``: the clock, the symbols and the refusals still pending;
+* ``GET /_sim/listings``: the listed contracts; ``POST /_sim/listings`` with
+  ``{"symbol": "NEWUSDT", "status": "PENDING_TRADING"}`` lists a contract or moves a listed one
+  to ``PENDING_TRADING``, ``TRADING`` or ``SETTLING``, and ``"status": "DELISTED"`` removes it,
+  effective at once (answered 200 with the contract, ``null`` once delisted).
 """
 
 import json
@@ -20,6 +24,7 @@ from recorder.simulate.event_clock import EventClock
 from recorder.simulate.faults import fault_from_json
 from recorder.simulate.injector import FaultInjector
 from recorder.simulate.ledger import EventLedger
+from recorder.simulate.listings import ContractBook
 from recorder.simulate.market import encode_json
 
 
@@ -32,6 +37,7 @@ class ControlRoutes:
         ledger: the ground truth.
         connections: the open connections.
         injector: fires injected faults and keeps their record.
+        contracts: the listed contracts.
     """
 
     def __init__(
@@ -41,12 +47,15 @@ class ControlRoutes:
         ledger: EventLedger,
         connections: ConnectionTable,
         injector: FaultInjector,
+        *,
+        contracts: ContractBook,
     ) -> None:
         self._config = config
         self._clock = clock
         self._ledger = ledger
         self._connections = connections
         self._injector = injector
+        self._contracts = contracts
 
     def add_routes(self, router: web.UrlDispatcher) -> None:
         """Route the ``/_sim/*`` endpoints."""
@@ -55,6 +64,8 @@ class ControlRoutes:
         router.add_get("/_sim/faults", self._fault_log)
         router.add_post("/_sim/faults", self._inject)
         router.add_get("/_sim/status", self._status)
+        router.add_get("/_sim/listings", self._listings)
+        router.add_post("/_sim/listings", self._change_listing)
 
     async def _events(self, request: web.Request) -> web.Response:
         query = request.query
@@ -98,4 +109,25 @@ class ControlRoutes:
             "symbols": list(self._config.symbols),
             "refusals_pending": self._injector.refusals_pending,
         }
+        return web.json_response(body, dumps=encode_json)
+
+    async def _listings(self, _request: web.Request) -> web.Response:
+        body = {"contracts": [contract.to_json() for contract in self._contracts.contracts()]}
+        return web.json_response(body, dumps=encode_json)
+
+    async def _change_listing(self, request: web.Request) -> web.Response:
+        try:
+            change = json.loads(await request.text())
+        except json.JSONDecodeError as exc:
+            return web.json_response({"error": f"body is not JSON: {exc}"}, status=400)
+        symbol = change.get("symbol") if isinstance(change, dict) else None
+        status = change.get("status") if isinstance(change, dict) else None
+        if not isinstance(symbol, str) or not isinstance(status, str):
+            error = 'expected {"symbol": "...", "status": "..."}'
+            return web.json_response({"error": error}, status=400)
+        try:
+            contract = self._contracts.change(symbol, status, self._clock.simulated_now_ms())
+        except ValueError as exc:
+            return web.json_response({"error": str(exc)}, status=400)
+        body = {"contract": None if contract is None else contract.to_json()}
         return web.json_response(body, dumps=encode_json)

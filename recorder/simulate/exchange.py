@@ -25,8 +25,9 @@ from recorder.simulate.event_clock import EventClock, wall_ms
 from recorder.simulate.faults import Fault, HandshakeGate, parse_fault_spec
 from recorder.simulate.injector import FaultInjector, FaultRecord
 from recorder.simulate.ledger import EventLedger, EventRecord
+from recorder.simulate.listings import Contract, ContractBook, ContractStatus
 from recorder.simulate.market import MarketGenerator, TickBatch, encode_json
-from recorder.simulate.rest import CandleBook, WeightMeter
+from recorder.simulate.rest import DAY_MS, CandleBook, WeightMeter
 from recorder.simulate.rest_routes import RestRoutes
 from recorder.simulate.stream import CLOSE_TIMEOUT, StreamEndpoint
 
@@ -51,6 +52,7 @@ class SimulatedExchange:
         self._port = 0
         self._clock = EventClock(config.interval_ms, config.speed)
         self._candles: CandleBook | None = None
+        self._contracts: ContractBook | None = None
         self._ledger = EventLedger(config.event_log_limit)
         self._weights = WeightMeter(config.rest_weight_limit)
         self._gate = HandshakeGate()
@@ -123,11 +125,13 @@ class SimulatedExchange:
         generator = MarketGenerator(config, start_ms)
         self._clock.set_market(generator)
         self._candles = CandleBook(generator.profiles)
+        # Listed long before the run, as the contracts a recorder meets on Binance are.
+        self._contracts = ContractBook(generator, start_ms - 90 * DAY_MS)
         family = socket.AF_INET6 if ":" in config.host else socket.AF_INET
         sock = socket.create_server((config.host, config.port), family=family)
         self._port = sock.getsockname()[1]
         runner = web.AppRunner(
-            self._application(self._candles),
+            self._application(self._candles, self._contracts),
             access_log=None,
             handle_signals=False,
             shutdown_timeout=CLOSE_TIMEOUT,
@@ -193,6 +197,38 @@ class SimulatedExchange:
         """
         self._injector.inject(fault)
 
+    def contracts(self) -> list[Contract]:
+        """Return the listed contracts and their status, in listing order.
+
+        Raises:
+            RuntimeError: the exchange was never started.
+        """
+        return self._require_contracts().contracts()
+
+    def set_contract_status(self, symbol: str, status: ContractStatus | str) -> Contract | None:
+        """List ``symbol``, move it to another status, or delist it, effective at once.
+
+        ``exchangeInfo`` shows the change from now on; the ticker changes from the next tick
+        while the contract is ``TRADING`` only.
+
+        Args:
+            symbol: the contract, upper-case as Binance spells it.
+            status: ``PENDING_TRADING``, ``TRADING``, ``SETTLING``, or ``DELISTED`` to remove it.
+
+        Returns:
+            The contract as it is now, or ``None`` once delisted.
+
+        Raises:
+            ValueError: an unknown status, a malformed symbol, or delisting what is not listed.
+            RuntimeError: the exchange was never started.
+        """
+        return self._require_contracts().change(symbol, status, self._clock.simulated_now_ms())
+
+    def _require_contracts(self) -> ContractBook:
+        if self._contracts is None:
+            raise RuntimeError("the simulated exchange was never started")
+        return self._contracts
+
     def _publish(self, batch: TickBatch) -> None:
         entries = self._ledger.record(batch.events)
         candles = self._candles
@@ -202,12 +238,14 @@ class SimulatedExchange:
         if entries:
             self._connections.publish(entries, self._clock.monotonic())
 
-    def _application(self, candles: CandleBook) -> web.Application:
+    def _application(self, candles: CandleBook, contracts: ContractBook) -> web.Application:
         app = web.Application()
         clock, connections = self._clock, self._connections
         StreamEndpoint(self.config, clock, connections, self._gate).add_routes(app.router)
-        RestRoutes(clock, self._weights, candles).add_routes(app.router)
-        control = ControlRoutes(self.config, clock, self._ledger, connections, self._injector)
+        RestRoutes(clock, self._weights, candles, contracts).add_routes(app.router)
+        control = ControlRoutes(
+            self.config, clock, self._ledger, connections, self._injector, contracts=contracts
+        )
         control.add_routes(app.router)
         return app
 

@@ -245,6 +245,32 @@ def assign_profiles(config: SimulatorConfig) -> tuple[SymbolProfile, ...]:
     return tuple(profiles)
 
 
+def listing_profile(config: SimulatorConfig, symbol: str) -> SymbolProfile:
+    """Decide the profile of a contract listed while the exchange runs, from the seed.
+
+    The draws come from a generator seeded with ``(seed, symbol)`` alone, so a listing gets the
+    same profile whenever it happens and whatever else was listed before it.
+
+    Args:
+        config: the exchange's settings (seed, activity, ``pair_fraction``).
+        symbol: the new contract.
+
+    Returns:
+        Its profile: a well-known base's usual one, else one drawn from :data:`PRICE_PROFILES`.
+    """
+    rng = random.Random(f"{config.seed}:listing:{symbol}")  # noqa: S311 - simulation only
+    price = _known_profile(symbol) or rng.choice(PRICE_PROFILES)
+    drawn_activity = 0.9 + rng.randint(0, 100) / 1000
+    activity = config.activity if config.activity is not None else drawn_activity
+    return SymbolProfile(
+        symbol=symbol,
+        pair=pair_of(symbol),
+        carries_pair=rng.random() < config.pair_fraction,
+        activity=activity,
+        price=price,
+    )
+
+
 class _SymbolMarket:
     """The mutable state of one symbol's ticker, advanced one tick at a time."""
 
@@ -331,7 +357,9 @@ class MarketGenerator:
 
     ``E`` of a symbol's event in tick ``n`` is ``start_ms + n * interval_ms + jitter`` with
     ``jitter`` in ``0..jitter_ms``; since ``interval_ms > jitter_ms`` it strictly increases per
-    symbol. A symbol whose ticker did not change in a tick has no event in it.
+    symbol. A symbol whose ticker did not change in a tick has no event in it, and neither has a
+    halted one (a contract not ``TRADING``): its ticker stands still, drawing nothing, until it
+    resumes.
 
     Args:
         config: the exchange's settings (symbols, seed, interval, jitter, activity).
@@ -342,13 +370,55 @@ class MarketGenerator:
         self.start_ms = start_ms
         self.interval_ms = config.interval_ms
         self.jitter_ms = config.jitter_ms
+        self._config = config
         self.profiles: dict[str, SymbolProfile] = {
             profile.symbol: profile for profile in assign_profiles(config)
         }
         self._markets = [_SymbolMarket(profile, config.seed) for profile in self.profiles.values()]
         self._by_symbol = {market.profile.symbol: market for market in self._markets}
+        self._halted: set[str] = set()
         self._last_event_time: dict[str, int] = {}
         self.next_tick = 0
+
+    def add_symbol(self, symbol: str) -> SymbolProfile:
+        """Start a market for a contract listed now (:func:`listing_profile`), halted.
+
+        Raises:
+            ValueError: ``symbol`` already has a market.
+        """
+        if symbol in self._by_symbol:
+            raise ValueError(f"{symbol} is already listed")
+        profile = listing_profile(self._config, symbol)
+        market = _SymbolMarket(profile, self._config.seed)
+        self.profiles[symbol] = profile
+        self._markets.append(market)
+        self._by_symbol[symbol] = market
+        self._halted.add(symbol)
+        return profile
+
+    def halt(self, symbol: str) -> None:
+        """Stop ``symbol``'s ticker from changing (its contract stopped trading).
+
+        Raises:
+            KeyError: ``symbol`` has no market.
+        """
+        if symbol not in self._by_symbol:
+            raise KeyError(symbol)
+        self._halted.add(symbol)
+
+    def resume(self, symbol: str) -> None:
+        """Let ``symbol``'s ticker change again from the next tick.
+
+        Raises:
+            KeyError: ``symbol`` has no market.
+        """
+        if symbol not in self._by_symbol:
+            raise KeyError(symbol)
+        self._halted.discard(symbol)
+
+    def is_trading(self, symbol: str) -> bool:
+        """Whether ``symbol`` has a market that is not halted."""
+        return symbol in self._by_symbol and symbol not in self._halted
 
     def tick_time(self, tick: int) -> int:
         """Return the simulated time of ``tick`` before jitter, in ms since the epoch."""
@@ -361,6 +431,8 @@ class MarketGenerator:
         base = self.tick_time(tick)
         events = []
         for market in self._markets:
+            if market.profile.symbol in self._halted:
+                continue
             change = market.advance(self.jitter_ms)
             if change is None:
                 continue

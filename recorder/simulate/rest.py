@@ -1,16 +1,16 @@
 """The REST side of the simulated exchange, sans-IO: request parameters in, status and JSON out.
 
-Three endpoints, honest but small: ``/fapi/v1/exchangeInfo``, ``/fapi/v1/ticker/24hr`` and
-``/fapi/v1/klines`` (candles built from the events the exchange actually generated). Request
-weights and the per-minute weight limit follow Binance's documentation, and errors carry
-Binance's ``{"code": -11xx, "msg": "..."}`` bodies.
+The endpoints, honest but small: ``/fapi/v1/ping``, ``/fapi/v1/time``, ``/fapi/v1/ticker/24hr``
+and ``/fapi/v1/klines`` (candles built from the events the exchange actually generated);
+``/fapi/v1/exchangeInfo`` is built by :mod:`recorder.simulate.exchange_info`. Request weights
+and the per-minute weight limit follow Binance's documentation, and errors carry Binance's
+``{"code": -11xx, "msg": "..."}`` bodies.
 """
 
-import datetime as dt
 import math
 import re
 from bisect import bisect_left, bisect_right
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from decimal import ROUND_HALF_EVEN, Decimal
 
@@ -41,9 +41,6 @@ KLINE_INTERVALS_MS: dict[str, int] = {
 """Fixed-width intervals; calendar ones (``1w``, ``1M``) are not simulated."""
 KLINES_DEFAULT_LIMIT = 500
 KLINES_MAX_LIMIT = 1_500
-PERPETUAL_DELIVERY_MS = 4_133_404_800_000
-"""The delivery date Binance gives perpetual contracts (2100-12-25 08:00 UTC)."""
-QUOTE_ASSETS = ("FDUSD", "USDT", "USDC", "BUSD", "BTC", "ETH")
 USED_WEIGHT_HEADER = "X-MBX-USED-WEIGHT-1M"
 
 KlineRow = tuple[int, str, str, str, str, str, int, str, int, str, str, str]
@@ -84,6 +81,13 @@ def _illegal(name: str) -> RestReply:
 
 
 INVALID_SYMBOL = binance_error(-1121, "Invalid symbol.")
+PING = RestReply(200, {}, 1)
+"""``GET /fapi/v1/ping``: an empty object."""
+
+
+def server_time(now_ms: int) -> RestReply:
+    """Answer ``GET /fapi/v1/time``: the exchange's clock, ms since the epoch."""
+    return RestReply(200, {"serverTime": now_ms}, 1)
 
 
 class WeightMeter:
@@ -115,101 +119,6 @@ class WeightMeter:
         return max(1, math.ceil(60 - now % 60))
 
 
-def split_pair(pair: str) -> tuple[str, str]:
-    """Split a pair into base and quote assets.
-
-    >>> split_pair("BTCUSDT"), split_pair("币安人生USDT"), split_pair("ETHBTC")
-    (('BTC', 'USDT'), ('币安人生', 'USDT'), ('ETH', 'BTC'))
-    """
-    for quote in QUOTE_ASSETS:
-        if pair.endswith(quote) and len(pair) > len(quote):
-            return pair[: -len(quote)], quote
-    return pair, "USDT"
-
-
-def delivery_date_ms(symbol: str) -> int:
-    """Return the delivery time of a ``_YYMMDD`` contract (08:00 UTC), else the perpetual one.
-
-    >>> delivery_date_ms("BTCUSDT_260327")
-    1774598400000
-    """
-    _, _, suffix = symbol.partition("_")
-    if re.fullmatch(r"\d{6}", suffix):
-        try:
-            delivery = dt.datetime(
-                2000 + int(suffix[:2]), int(suffix[2:4]), int(suffix[4:]), 8, tzinfo=dt.UTC
-            )
-        except ValueError:
-            return PERPETUAL_DELIVERY_MS
-        return int(delivery.timestamp() * 1000)
-    return PERPETUAL_DELIVERY_MS
-
-
-def exchange_info(
-    profiles: Iterable[SymbolProfile], server_time: int, weight_limit: int
-) -> dict[str, object]:
-    """Build the body of ``GET /fapi/v1/exchangeInfo``: every listed symbol is TRADING."""
-    symbols = []
-    assets = set()
-    for profile in profiles:
-        base, quote = split_pair(profile.pair)
-        assets.add(quote)
-        price = profile.price
-        symbols.append(
-            {
-                "symbol": profile.symbol,
-                "pair": profile.pair,
-                "contractType": "CURRENT_QUARTER" if "_" in profile.symbol else "PERPETUAL",
-                "deliveryDate": delivery_date_ms(profile.symbol),
-                "onboardDate": server_time - 90 * DAY_MS,
-                "status": "TRADING",
-                "baseAsset": base,
-                "quoteAsset": quote,
-                "marginAsset": quote,
-                "pricePrecision": price.price_decimals,
-                "quantityPrecision": price.quantity_decimals,
-                "baseAssetPrecision": 8,
-                "quotePrecision": 8,
-                "underlyingType": "COIN",
-                "filters": [
-                    {
-                        "filterType": "PRICE_FILTER",
-                        "minPrice": price.tick_size,
-                        "maxPrice": "10000000",
-                        "tickSize": price.tick_size,
-                    },
-                    {
-                        "filterType": "LOT_SIZE",
-                        "minQty": price.step_size,
-                        "maxQty": "100000000000",
-                        "stepSize": price.step_size,
-                    },
-                ],
-                "orderTypes": ["LIMIT", "MARKET"],
-                "timeInForce": ["GTC", "IOC", "FOK", "GTX"],
-            }
-        )
-    return {
-        "timezone": "UTC",
-        "serverTime": server_time,
-        "futuresType": "U_MARGINED",
-        "rateLimits": [
-            {
-                "rateLimitType": "REQUEST_WEIGHT",
-                "interval": "MINUTE",
-                "intervalNum": 1,
-                "limit": weight_limit,
-            }
-        ],
-        "exchangeFilters": [],
-        "assets": [
-            {"asset": asset, "marginAvailable": True, "autoAssetExchange": "0"}
-            for asset in sorted(assets)
-        ],
-        "symbols": symbols,
-    }
-
-
 def ticker_body(snapshot: TickerSnapshot, price_decimals: int) -> dict[str, object]:
     """Build one ``GET /fapi/v1/ticker/24hr`` object from a symbol's snapshot."""
     close, open_ = Decimal(snapshot.close), Decimal(snapshot.open)
@@ -237,19 +146,28 @@ def ticker_body(snapshot: TickerSnapshot, price_decimals: int) -> dict[str, obje
     }
 
 
-def ticker_24hr(generator: MarketGenerator, params: Mapping[str, str]) -> RestReply:
-    """Answer ``GET /fapi/v1/ticker/24hr``: one symbol (weight 1) or all (weight 40)."""
+def ticker_24hr(
+    generator: MarketGenerator, listed: Collection[str], params: Mapping[str, str]
+) -> RestReply:
+    """Answer ``GET /fapi/v1/ticker/24hr``: one symbol (weight 1) or all (weight 40).
+
+    Args:
+        generator: the market.
+        listed: the symbols listed now, in listing order; any other is an invalid symbol.
+        params: the query.
+    """
     symbol = params.get("symbol")
     if symbol is None:
-        bodies = [
-            ticker_body(generator.snapshot(name), profile.price.price_decimals)
-            for name, profile in generator.profiles.items()
-        ]
+        bodies = [_ticker_of(generator, name) for name in listed]
         return RestReply(200, bodies, 40)
-    profile = generator.profiles.get(symbol)
-    if profile is None:
+    if symbol not in listed:
         return INVALID_SYMBOL
-    return RestReply(200, ticker_body(generator.snapshot(symbol), profile.price.price_decimals), 1)
+    return RestReply(200, _ticker_of(generator, symbol), 1)
+
+
+def _ticker_of(generator: MarketGenerator, symbol: str) -> dict[str, object]:
+    decimals = generator.profiles[symbol].price.price_decimals
+    return ticker_body(generator.snapshot(symbol), decimals)
 
 
 def klines_weight(limit: int) -> int:
@@ -301,19 +219,20 @@ class CandleBook:
     events between two that have some are flat candles at the previous close.
 
     Args:
-        profiles: the listed symbols (for their decimals).
+        profiles: the symbols with a market (for their decimals); one added to it later, when a
+            contract is listed, has candles from its first event on.
     """
 
     def __init__(self, profiles: Mapping[str, SymbolProfile]) -> None:
         self._profiles = profiles
-        self._symbols: dict[str, _SymbolCandles] = {name: _SymbolCandles() for name in profiles}
+        self._symbols: dict[str, _SymbolCandles] = {}
 
     def __contains__(self, symbol: object) -> bool:
-        return symbol in self._symbols
+        return symbol in self._profiles
 
     def add(self, event: MarketEvent) -> None:
         """Account one generated event."""
-        book = self._symbols[event.symbol]
+        book = self._symbols.setdefault(event.symbol, _SymbolCandles())
         minute = event.event_time // MINUTE_MS * MINUTE_MS
         price = event.close_units
         taker = book.last_close is None or price >= book.last_close
@@ -350,8 +269,8 @@ class CandleBook:
         With ``start_time``, the first ``limit`` candles opening at or after it; otherwise the
         last ``limit`` candles opening at or before ``end_time`` (or the newest).
         """
-        book = self._symbols[symbol]
-        if not book.minutes:
+        book = self._symbols.get(symbol)
+        if book is None or not book.minutes:
             return []
         low = book.minutes[0] // interval_ms * interval_ms
         high = book.minutes[-1] // interval_ms * interval_ms

@@ -10,35 +10,48 @@ from collections.abc import Awaitable, Callable
 from aiohttp import web
 
 from recorder.simulate.event_clock import EventClock
+from recorder.simulate.exchange_info import exchange_info
+from recorder.simulate.listings import ContractBook
 from recorder.simulate.market import encode_json
 from recorder.simulate.rest import (
+    PING,
     USED_WEIGHT_HEADER,
     CandleBook,
     RestReply,
     WeightMeter,
     binance_error,
-    exchange_info,
     klines,
+    server_time,
     ticker_24hr,
 )
 
 
 class RestRoutes:
-    """Serves ``exchangeInfo``, ``ticker/24hr`` and ``klines`` under ``/fapi/v1``.
+    """Serves ``ping``, ``time``, ``exchangeInfo``, ``ticker/24hr`` and ``klines`` (``/fapi/v1``).
 
     Args:
         clock: the exchange's clock (the market and the server time).
         weights: the weight used this minute and its limit, shared by every REST endpoint.
         candles: the candles ``klines`` answers from.
+        contracts: the listed contracts.
     """
 
-    def __init__(self, clock: EventClock, weights: WeightMeter, candles: CandleBook) -> None:
+    def __init__(
+        self,
+        clock: EventClock,
+        weights: WeightMeter,
+        candles: CandleBook,
+        contracts: ContractBook,
+    ) -> None:
         self._clock = clock
         self._weights = weights
         self._candles = candles
+        self._contracts = contracts
 
     def add_routes(self, router: web.UrlDispatcher) -> None:
-        """Route the three REST endpoints."""
+        """Route the REST endpoints."""
+        router.add_get("/fapi/v1/ping", self._metered(lambda _request: PING))
+        router.add_get("/fapi/v1/time", self._metered(self._time))
         router.add_get("/fapi/v1/exchangeInfo", self._metered(self._exchange_info))
         router.add_get("/fapi/v1/ticker/24hr", self._metered(self._ticker))
         router.add_get("/fapi/v1/klines", self._metered(self._klines))
@@ -67,16 +80,18 @@ class RestRoutes:
 
         return handler
 
+    def _time(self, _request: web.Request) -> RestReply:
+        return server_time(self._clock.simulated_now_ms())
+
     def _exchange_info(self, _request: web.Request) -> RestReply:
         body = exchange_info(
-            self._clock.generator.profiles.values(),
-            self._clock.simulated_now_ms(),
-            self._weights.limit,
+            self._contracts.contracts(), self._clock.simulated_now_ms(), self._weights.limit
         )
         return RestReply(200, body, 1)
 
     def _ticker(self, request: web.Request) -> RestReply:
-        return ticker_24hr(self._clock.generator, request.query)
+        listed = [contract.symbol for contract in self._contracts.contracts()]
+        return ticker_24hr(self._clock.generator, listed, request.query)
 
     def _klines(self, request: web.Request) -> RestReply:
         return klines(self._candles, request.query)

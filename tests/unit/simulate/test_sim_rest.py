@@ -4,17 +4,22 @@ from decimal import Decimal
 import pytest
 
 from recorder.simulate.config import SimulatorConfig
+from recorder.simulate.exchange_info import (
+    PERPETUAL_DELIVERY_MS,
+    delivery_date_ms,
+    exchange_info,
+    split_pair,
+)
+from recorder.simulate.listings import ContractBook, ContractStatus
 from recorder.simulate.market import MarketEvent, MarketGenerator
 from recorder.simulate.rest import (
     MINUTE_MS,
-    PERPETUAL_DELIVERY_MS,
+    PING,
     CandleBook,
     WeightMeter,
-    delivery_date_ms,
-    exchange_info,
     klines,
     klines_weight,
-    split_pair,
+    server_time,
     ticker_24hr,
 )
 
@@ -73,15 +78,23 @@ def test_delivery_dates() -> None:
     assert delivery_date_ms("BTCUSDT_991399") == PERPETUAL_DELIVERY_MS
 
 
-def test_exchange_info_lists_every_symbol_trading() -> None:
+def test_ping_and_server_time_weigh_1() -> None:
+    assert (PING.status, PING.body, PING.weight) == (200, {}, 1)
+    reply = server_time(START_MS)
+    assert (reply.status, reply.body, reply.weight) == (200, {"serverTime": START_MS}, 1)
+
+
+def test_exchange_info_lists_every_configured_symbol_trading() -> None:
     generator, _, _ = market(0)
-    body = exchange_info(generator.profiles.values(), START_MS, 2_400)
+    onboard = START_MS - 86_400_000
+    body = exchange_info(ContractBook(generator, onboard).contracts(), START_MS, 2_400)
     assert body["serverTime"] == START_MS
     symbols = body["symbols"]
     assert isinstance(symbols, list)
     by_name = {entry["symbol"]: entry for entry in symbols}
-    assert set(by_name) == set(CONFIG.symbols)
+    assert list(by_name) == list(CONFIG.symbols)
     assert all(entry["status"] == "TRADING" for entry in symbols)
+    assert {entry["onboardDate"] for entry in symbols} == {onboard}
     assert by_name["BTCUSDT"]["contractType"] == "PERPETUAL"
     assert by_name["BTCUSDT_260327"]["contractType"] == "CURRENT_QUARTER"
     assert by_name["BTCUSDT_260327"]["pair"] == "BTCUSDT"
@@ -92,9 +105,70 @@ def test_exchange_info_lists_every_symbol_trading() -> None:
     assert tick["tickSize"] == "0.10"
 
 
+def test_exchange_info_has_binance_s_fields_and_types() -> None:
+    generator, _, _ = market(0)
+    body = exchange_info(ContractBook(generator, START_MS).contracts(), START_MS, 2_400)
+    assert list(body) == [
+        "timezone",
+        "serverTime",
+        "futuresType",
+        "rateLimits",
+        "exchangeFilters",
+        "assets",
+        "symbols",
+    ]
+    assert body["futuresType"] == "U_MARGINED"
+    assert body["assets"] == [{"asset": "USDT", "marginAvailable": True, "autoAssetExchange": "0"}]
+    symbols = body["symbols"]
+    assert isinstance(symbols, list)
+    entry = symbols[0]
+    strings = {
+        "symbol", "pair", "contractType", "status", "maintMarginPercent", "requiredMarginPercent",
+        "baseAsset", "quoteAsset", "marginAsset", "underlyingType", "triggerProtect",
+        "liquidationFee", "marketTakeBound",
+    }  # fmt: skip
+    integers = {
+        "deliveryDate", "onboardDate", "pricePrecision", "quantityPrecision",
+        "baseAssetPrecision", "quotePrecision", "settlePlan", "maxMoveOrderLimit",
+    }  # fmt: skip
+    lists = {"underlyingSubType", "filters", "orderTypes", "timeInForce"}
+    assert set(entry) == strings | integers | lists
+    assert all(type(entry[name]) is str for name in strings)
+    assert all(type(entry[name]) is int for name in integers)
+    assert all(type(entry[name]) is list for name in lists)
+    filters = {item["filterType"]: item for item in entry["filters"]}
+    assert set(filters) == {
+        "PRICE_FILTER", "LOT_SIZE", "MARKET_LOT_SIZE", "MAX_NUM_ORDERS", "MAX_NUM_ALGO_ORDERS",
+        "MIN_NOTIONAL", "PERCENT_PRICE",
+    }  # fmt: skip
+    assert type(filters["MAX_NUM_ORDERS"]["limit"]) is int
+    assert type(filters["PERCENT_PRICE"]["multiplierDecimal"]) is str
+
+
+def test_exchange_info_follows_the_listing() -> None:
+    generator, _, _ = market(0)
+    book = ContractBook(generator, START_MS)
+    book.set_status("NEWUSDC", ContractStatus.PENDING_TRADING, START_MS + 5)
+    book.set_status("ETHUSDT", ContractStatus.SETTLING, START_MS + 6)
+    book.delist("BTCUSDT_260327")
+    body = exchange_info(book.contracts(), START_MS + 7, 2_400)
+    symbols = body["symbols"]
+    assert isinstance(symbols, list)
+    assert [(entry["symbol"], entry["status"]) for entry in symbols] == [
+        ("BTCUSDT", "TRADING"),
+        ("ETHUSDT", "SETTLING"),
+        ("NEWUSDC", "PENDING_TRADING"),
+    ]
+    assert symbols[2]["onboardDate"] == START_MS + 5
+    assert (symbols[2]["baseAsset"], symbols[2]["marginAsset"]) == ("NEW", "USDC")
+    assets = body["assets"]
+    assert isinstance(assets, list)
+    assert [asset["asset"] for asset in assets] == ["USDC", "USDT"]
+
+
 def test_ticker_of_one_symbol() -> None:
     generator, _, generated = market(5)
-    reply = ticker_24hr(generator, {"symbol": "BTCUSDT"})
+    reply = ticker_24hr(generator, CONFIG.symbols, {"symbol": "BTCUSDT"})
     assert reply.status == 200
     assert reply.weight == 1
     body = reply.body
@@ -110,7 +184,7 @@ def test_ticker_of_one_symbol() -> None:
 
 def test_ticker_of_all_symbols_weighs_40() -> None:
     generator, _, _ = market(1)
-    reply = ticker_24hr(generator, {})
+    reply = ticker_24hr(generator, CONFIG.symbols, {})
     assert reply.weight == 40
     assert isinstance(reply.body, list)
     assert [entry["symbol"] for entry in reply.body] == list(CONFIG.symbols)
@@ -118,8 +192,16 @@ def test_ticker_of_all_symbols_weighs_40() -> None:
 
 def test_ticker_of_an_unknown_symbol() -> None:
     generator, _, _ = market(1)
-    reply = ticker_24hr(generator, {"symbol": "NOPEUSDT"})
+    reply = ticker_24hr(generator, CONFIG.symbols, {"symbol": "NOPEUSDT"})
     assert (reply.status, reply.body) == (400, {"code": -1121, "msg": "Invalid symbol."})
+
+
+def test_ticker_of_a_delisted_symbol() -> None:
+    generator, _, _ = market(1)
+    assert ticker_24hr(generator, ("BTCUSDT",), {"symbol": "ETHUSDT"}).status == 400
+    every = ticker_24hr(generator, ("BTCUSDT",), {}).body
+    assert isinstance(every, list)
+    assert [entry["symbol"] for entry in every] == ["BTCUSDT"]
 
 
 def test_one_minute_candles_follow_the_events() -> None:
