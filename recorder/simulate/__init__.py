@@ -17,6 +17,7 @@ truth of every event it generated and where it went, and injects faults on reque
 * :mod:`~recorder.simulate.exchange_info`: the sans-IO ``exchangeInfo`` body;
 * :mod:`~recorder.simulate.event_clock`: the event clock that ticks the market;
 * :mod:`~recorder.simulate.connections`: open connections and :class:`ConnectionInfo`;
+* :mod:`~recorder.simulate.all_market`: the one-second pace of ``!miniTicker@arr``;
 * :mod:`~recorder.simulate.stream`: the websocket endpoint and its connection loops;
 * :mod:`~recorder.simulate.injector`: firing faults, and :class:`FaultRecord`;
 * :mod:`~recorder.simulate.rest_routes`: the REST endpoints on aiohttp;

@@ -187,6 +187,13 @@ class Connection:
             held=self._held is not None,
         )
 
+    def send_data(self, item: OutboundFrame, now: float) -> None:
+        """Queue market data, unless a ``stall`` or ``blackhole`` withholds it at ``now``."""
+        if self.is_stalled(now):
+            self.withhold(item.entries)
+        else:
+            self.enqueue(item)
+
     def enqueue(self, item: OutboundFrame) -> None:
         """Queue a frame for the writer; a connection with too many pending is dropped instead."""
         if self._held is not None:
@@ -260,33 +267,38 @@ class ConnectionTable:
         return [conn.info(now) for conn in self._open.values()]
 
     def publish(self, entries: Sequence[LedgerEntry], now: float) -> None:
-        """Queue one tick's events to every routed connection that subscribed them.
+        """Queue one tick's events to every routed connection that subscribed their symbols.
 
         A connection under a ``stall`` or ``blackhole`` gets none: the ledger shows them
-        withheld from it.
+        withheld from it. ``!miniTicker@arr`` has its own pace: :meth:`publish_array`.
 
         Args:
             entries: the tick's ledger entries, one per event.
             now: the loop's monotonic time.
         """
         by_symbol = {entry.event.symbol: entry for entry in entries}
-        for conn in self:
+        for conn in self._routed():
             session = conn.session
-            if conn.ended or not session.route.routed:
-                continue
-            outgoing = [
-                OutboundFrame(session.frame(stream, entry.event.payload_json), (entry,))
-                for stream in session.streams
-                if (symbol := stream_symbol(stream)) is not None
-                and (entry := by_symbol.get(symbol)) is not None
-            ]
-            if session.all_market:
-                items = array_json([entry.event.payload_json for entry in entries])
-                outgoing.append(
-                    OutboundFrame(session.frame(ALL_MARKET_STREAM, items), tuple(entries))
-                )
-            for item in outgoing:
-                if conn.is_stalled(now):
-                    conn.withhold(item.entries)
-                else:
-                    conn.enqueue(item)
+            for stream in session.streams:
+                symbol = stream_symbol(stream)
+                entry = by_symbol.get(symbol) if symbol is not None else None
+                if entry is not None:
+                    frame = OutboundFrame(session.frame(stream, entry.event.payload_json), (entry,))
+                    conn.send_data(frame, now)
+
+    def publish_array(self, entries: Sequence[LedgerEntry], now: float) -> None:
+        """Queue one second's ``!miniTicker@arr`` array to every routed connection subscribed.
+
+        Args:
+            entries: the ledger entries of the events whose ``E`` fell in that second; none
+                gives an empty array.
+            now: the loop's monotonic time.
+        """
+        items = array_json([entry.event.payload_json for entry in entries])
+        for conn in self._routed():
+            if conn.session.all_market:
+                frame = OutboundFrame(conn.session.frame(ALL_MARKET_STREAM, items), tuple(entries))
+                conn.send_data(frame, now)
+
+    def _routed(self) -> Iterator[Connection]:
+        return (conn for conn in self if not conn.ended and conn.session.route.routed)

@@ -117,6 +117,12 @@ class EventClock:
         elapsed = self.monotonic() - self._origin
         return self.start_ms + math.floor(elapsed * self.speed * 1000)
 
+    async def sleep_until(self, simulated_ms: int) -> None:
+        """Return once the event clock reads ``simulated_ms`` (at once if it already does)."""
+        loop = self.require_loop()
+        due = self._origin + (simulated_ms - self.start_ms) / 1000 / self.speed
+        await asyncio.sleep(max(0.0, due - loop.time()))
+
     async def wait_for_ticks(self, count: int) -> None:
         """Return once at least ``count`` ticks have been published.
 

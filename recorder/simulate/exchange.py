@@ -2,8 +2,10 @@
 
 :class:`SimulatedExchange` owns the parts and wires them: the event clock
 (:mod:`~recorder.simulate.event_clock`) ticks the market, and each tick's events go into the
-ground-truth ledger, the candles and out to every routed connection that subscribed them
-(:mod:`~recorder.simulate.connections`). The routes are the websocket endpoint
+ground-truth ledger, the candles and out to every routed connection that subscribed their
+symbols (:mod:`~recorder.simulate.connections`); ``!miniTicker@arr`` gets each second's events
+once a second (:mod:`~recorder.simulate.all_market`). Which contracts tick is the listing's
+call (:mod:`~recorder.simulate.listings`). The routes are the websocket endpoint
 (:mod:`~recorder.simulate.stream`), the REST endpoints (:mod:`~recorder.simulate.rest_routes`)
 and the ``/_sim/*`` control endpoints (:mod:`~recorder.simulate.control`); faults fire through
 :mod:`~recorder.simulate.injector`. :func:`serve` runs one for the ``recorder simulate`` command.
@@ -18,6 +20,7 @@ from typing import Self
 
 from aiohttp import WSCloseCode, web
 
+from recorder.simulate.all_market import ArrayWindows
 from recorder.simulate.config import SimulatorConfig
 from recorder.simulate.connections import ConnectionInfo, ConnectionTable
 from recorder.simulate.control import ControlRoutes
@@ -59,6 +62,8 @@ class SimulatedExchange:
         self._connections = ConnectionTable()
         self._injector = FaultInjector(config.symbols, self._clock, self._connections, self._gate)
         self._clock_task: asyncio.Task[None] | None = None
+        self._array_task: asyncio.Task[None] | None = None
+        self._windows: ArrayWindows | None = None
 
     async def __aenter__(self) -> Self:
         await self.start()
@@ -125,6 +130,7 @@ class SimulatedExchange:
         generator = MarketGenerator(config, start_ms)
         self._clock.set_market(generator)
         self._candles = CandleBook(generator.profiles)
+        self._windows = ArrayWindows(start_ms, config.interval_ms)
         # Listed long before the run, as the contracts a recorder meets on Binance are.
         self._contracts = ContractBook(generator, start_ms - 90 * DAY_MS)
         family = socket.AF_INET6 if ":" in config.host else socket.AF_INET
@@ -148,6 +154,9 @@ class SimulatedExchange:
         self._clock_task = asyncio.create_task(
             self._clock.run(self._publish), name="simulator-clock"
         )
+        self._array_task = asyncio.create_task(
+            self._send_arrays(self._windows), name="simulator-arrays"
+        )
         log.info("simulated exchange listening on %s (start_ms=%d)", self.base_url, start_ms)
 
     async def stop(self) -> None:
@@ -156,9 +165,10 @@ class SimulatedExchange:
         if runner is None:
             return
         self._injector.cancel_pending()
-        if self._clock_task is not None:
-            self._clock_task.cancel()
-            await asyncio.gather(self._clock_task, return_exceptions=True)
+        tasks = [task for task in (self._clock_task, self._array_task) if task is not None]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
         for conn in self._connections:
             conn.close(WSCloseCode.GOING_AWAY, "server shutting down")
         closers = [conn.closer for conn in self._connections if conn.closer]
@@ -235,8 +245,20 @@ class SimulatedExchange:
         if candles is not None:
             for event in batch.events:
                 candles.add(event)
+        if self._windows is not None:
+            self._windows.add(entries)
         if entries:
             self._connections.publish(entries, self._clock.monotonic())
+
+    async def _send_arrays(self, windows: ArrayWindows) -> None:
+        """Send ``!miniTicker@arr`` once a second of simulated time, each second's events."""
+        window = 0
+        while True:
+            await self._clock.sleep_until(windows.due_ms(window))
+            # The tick that completes the second is due at the same instant and may run after.
+            await self._clock.wait_for_ticks(windows.ticks_needed(window))
+            self._connections.publish_array(windows.take(window), self._clock.monotonic())
+            window += 1
 
     def _application(self, candles: CandleBook, contracts: ContractBook) -> web.Application:
         app = web.Application()

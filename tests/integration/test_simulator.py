@@ -199,31 +199,66 @@ async def test_bad_requests_get_binance_errors(
     assert unknown["id"] == 7
 
 
-@pytest.mark.parametrize("path", ["/ws/!miniTicker@arr", "/stream?streams=!miniTicker@arr"])
+@pytest.mark.parametrize(
+    ("path", "interval_ms", "jitter_ms"),
+    [
+        ("/ws/!miniTicker@arr", 2_000, 150),
+        ("/stream?streams=!miniTicker@arr", 2_000, 150),
+        ("/stream?streams=!miniTicker@arr", 300, 250),
+        ("/stream?streams=!miniTicker@arr", 1_500, 1_400),
+    ],
+)
 @pytest.mark.asyncio
-async def test_all_market_stream_sends_the_tickers_that_changed(
-    http: aiohttp.ClientSession, path: str
+async def test_all_market_stream_sends_each_second_s_tickers_once_a_second(
+    http: aiohttp.ClientSession, path: str, interval_ms: int, jitter_ms: int
 ) -> None:
-    config = replace(FAST, activity=None, quiet_symbols=("ETHUSDT",), quiet_activity=0.1)
+    config = replace(
+        FAST,
+        activity=None,
+        quiet_symbols=("ETHUSDT",),
+        quiet_activity=0.1,
+        interval_ms=interval_ms,
+        jitter_ms=jitter_ms,
+        speed=100 * interval_ms / 2_000,
+    )
     async with SimulatedExchange(config) as exchange:
         async with http.ws_connect(exchange.base_url + path) as ws:
-            frames = [await next_json(ws) for _ in range(15)]
+            connection_id = await only_connection(exchange)
+            frames = [await next_json(ws) for _ in range(12)]
         events = exchange.events()
-    by_tick: dict[int, set[tuple[str, int]]] = {}
+        start_ms = exchange.start_ms
+    by_second: dict[int, set[tuple[str, int]]] = {}
     for record in events:
-        by_tick.setdefault(record.tick, set()).add((record.symbol, record.event_time))
-    sizes = set()
+        by_second.setdefault((record.event_time - start_ms) // 1_000, set()).add(
+            (record.symbol, record.event_time)
+        )
+    arrays: list[list[dict[str, object]]] = []
     for frame in frames:
         if isinstance(frame, dict):
             assert frame["stream"] == "!miniTicker@arr"
-            array = frame["data"]
-        else:
-            array = frame
+        array = frame["data"] if isinstance(frame, dict) else frame
         assert isinstance(array, list)
-        items = {(item["s"], item["E"]) for item in array}
-        assert items in by_tick.values()
-        sizes.add(len(items))
-    assert len(sizes) > 1  # not every symbol changes in every tick
+        arrays.append(array)
+    truth = {(record.symbol, record.event_time): record for record in events}
+    received = []
+    paces = []
+    for index, array in enumerate(arrays):
+        items = [(str(item["s"]), int(str(item["E"]))) for item in array]
+        assert all(truth[key].payload == item for key, item in zip(items, array, strict=True))
+        assert all(connection_id in truth[key].delivered_to for key in items)
+        received.extend(items)
+        found = {(event_time - start_ms) // 1_000 for _, event_time in items}
+        assert len(found) <= 1, found  # one second per array
+        if found:
+            [second] = found
+            assert set(items) == by_second[second]  # all of that second's events
+            paces.append(second - index)
+    # One array per second, empty seconds included: an array's index keeps pace with its second.
+    assert len(set(paces)) == 1, paces
+    assert len(received) == len(set(received))  # every event once
+    if jitter_ms < 1_000 and interval_ms == 2_000:
+        assert [] in arrays  # a second without a tick still gets its array
+    assert len({len(array) for array in arrays}) > 1  # not every symbol changes every second
 
 
 @pytest.mark.parametrize(
