@@ -23,6 +23,10 @@ from recorder.symbols import ALL_MARKET_STREAM, STREAM_SUFFIX
 
 ROUTED_PREFIX = "/market"
 """Since 2026-04-23 Binance serves market streams only under this path."""
+OTHER_PREFIXES = ("/public", "/private")
+"""Binance's other routed paths (book tickers and depth; user data): no miniTicker there.
+
+Binance's SDKs open one connection on each; the simulator accepts them and delivers nothing."""
 
 RequestId = int | str
 """A client's request ``id``: an unsigned 64-bit integer or a string, echoed as it came."""
@@ -59,13 +63,16 @@ def route_request(path: str, streams_query: str | None) -> Route | None:
     """Tell what a websocket request path and its ``streams`` query parameter ask for.
 
     ``/market/stream?streams=a/b`` is combined, ``/market/ws/a/b`` is raw, ``/market/ws`` and
-    ``/market/stream`` start empty; the same without ``/market`` are the old unrouted paths.
+    ``/market/stream`` start empty; the same without ``/market`` are the old unrouted paths, and
+    under ``/public`` or ``/private`` paths of other streams: neither is ``routed``.
 
     >>> route = route_request("/market/ws/btcusdt@miniTicker", None)
     >>> route.routed, route.combined, route.streams
     (True, False, ('btcusdt@miniTicker',))
     >>> route_request("/stream", "a@miniTicker/a@miniTicker").streams
     ('a@miniTicker',)
+    >>> route_request("/public/stream", "a@miniTicker").routed
+    False
     >>> route_request("/api/v3", None) is None
     True
 
@@ -78,6 +85,9 @@ def route_request(path: str, streams_query: str | None) -> Route | None:
     """
     routed = path == ROUTED_PREFIX or path.startswith(ROUTED_PREFIX + "/")
     rest = path[len(ROUTED_PREFIX) :] if routed else path
+    for prefix in OTHER_PREFIXES:
+        if not routed and rest.startswith(prefix + "/"):
+            rest = rest[len(prefix) :]
     if rest == "/stream":
         names = streams_query.split("/") if streams_query else []
         return Route(path, routed, combined=True, streams=_unique(names))

@@ -15,7 +15,7 @@ from recorder.simulate.connections import Connection, ConnectionTable, OutboundF
 from recorder.simulate.event_clock import EventClock
 from recorder.simulate.faults import HandshakeGate
 from recorder.simulate.liveness import Keepalive, KeepaliveAction, MessageRateLimiter
-from recorder.simulate.protocol import StreamSession, route_request
+from recorder.simulate.protocol import OTHER_PREFIXES, StreamSession, route_request
 
 log = logging.getLogger(__name__)
 
@@ -26,8 +26,14 @@ STREAM_PATHS = (
     "/stream",
     "/ws",
     "/ws/{streams:.+}",
+    *(
+        f"{prefix}{path}"
+        for prefix in OTHER_PREFIXES
+        for path in ("/stream", "/ws", "/ws/{streams:.+}")
+    ),
 )
-"""The routed market-stream paths, then the old unrouted ones (which never get data)."""
+"""The routed market-stream paths, then those that never get data: the old unrouted ones, and
+the ``/public`` and ``/private`` ones Binance's SDKs open besides ``/market``."""
 MAX_CLIENT_MESSAGE = 1024 * 1024
 CLOSE_TIMEOUT = 2.0
 """Seconds a close handshake, or the server's shutdown, may take."""

@@ -263,7 +263,14 @@ async def test_all_market_stream_sends_each_second_s_tickers_once_a_second(
 
 @pytest.mark.parametrize(
     "path",
-    ["/stream?streams=btcusdt@miniTicker", "/ws/btcusdt@miniTicker", "/ws", "/stream"],
+    [
+        "/stream?streams=btcusdt@miniTicker",
+        "/ws/btcusdt@miniTicker",
+        "/ws",
+        "/stream",
+        "/public/stream?streams=btcusdt@miniTicker",
+        "/private/ws/btcusdt@miniTicker",
+    ],
 )
 @pytest.mark.asyncio
 async def test_unrouted_paths_accept_and_subscribe_but_deliver_nothing(

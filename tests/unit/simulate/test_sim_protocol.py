@@ -59,6 +59,12 @@ from recorder.simulate.protocol import (
             ),
         ),
         ("/ws", None, Route("/ws", routed=False, combined=False, streams=())),
+        (
+            "/public/stream",
+            "btcusdt@bookTicker",
+            Route("/public/stream", routed=False, combined=True, streams=("btcusdt@bookTicker",)),
+        ),
+        ("/private/ws", None, Route("/private/ws", routed=False, combined=False, streams=())),
     ],
 )
 def test_routes(path: str, query: str | None, expected: Route) -> None:
@@ -71,7 +77,10 @@ def test_raw_path_may_name_several_streams_and_duplicates_collapse() -> None:
     assert route.streams == ("a@miniTicker", "b@miniTicker")
 
 
-@pytest.mark.parametrize("path", ["/", "/api/v3/ping", "/marketing/stream", "/market/streams"])
+@pytest.mark.parametrize(
+    "path",
+    ["/", "/api/v3/ping", "/marketing/stream", "/market/streams", "/market/public/stream"],
+)
 def test_other_paths_are_not_stream_paths(path: str) -> None:
     assert route_request(path, "btcusdt@miniTicker") is None
 
