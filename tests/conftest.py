@@ -1,13 +1,15 @@
-"""Shared fixtures: recorder and simulator subprocesses, and writers on a manual clock."""
+"""Shared fixtures: recorder and simulator processes, writers on a manual clock, an HTTP client."""
 
 import contextlib
 import subprocess
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import pytest
+import pytest_asyncio
 from hypothesis import settings
 from support import RecorderProcess, SimulatorProcess
 from writer_support import GRACE_MS, MAX_AGE, WriterFactory
@@ -19,6 +21,13 @@ from recorder.storage.writer import DatasetWriter
 # A shared, slower CI machine must not turn a slow example into a failure: no deadline.
 settings.register_profile("recorder", deadline=None)
 settings.load_profile("recorder")
+
+
+@pytest_asyncio.fixture
+async def http() -> AsyncIterator[aiohttp.ClientSession]:
+    """A real aiohttp client session, for talking to a simulated exchange over loopback."""
+    async with aiohttp.ClientSession() as session:
+        yield session
 
 
 @pytest.fixture

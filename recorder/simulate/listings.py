@@ -113,10 +113,7 @@ class ContractBook:
         else:
             contract = replace(current, status=status)
         self._contracts[symbol] = contract
-        if status is ContractStatus.TRADING:
-            self._generator.resume(symbol)
-        else:
-            self._generator.halt(symbol)
+        self._generator.set_trading(symbol, trading=status is ContractStatus.TRADING)
         return contract
 
     def delist(self, symbol: str) -> Contract:
@@ -131,5 +128,5 @@ class ContractBook:
         contract = self._contracts.pop(symbol, None)
         if contract is None:
             raise ValueError(f"{symbol!r} is not listed")
-        self._generator.halt(symbol)
+        self._generator.set_trading(symbol, trading=False)
         return contract

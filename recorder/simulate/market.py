@@ -396,29 +396,18 @@ class MarketGenerator:
         self._halted.add(symbol)
         return profile
 
-    def halt(self, symbol: str) -> None:
-        """Stop ``symbol``'s ticker from changing (its contract stopped trading).
+    def set_trading(self, symbol: str, *, trading: bool) -> None:
+        """Let ``symbol``'s ticker change from the next tick on, or stop it (halted).
 
         Raises:
             KeyError: ``symbol`` has no market.
         """
         if symbol not in self._by_symbol:
             raise KeyError(symbol)
-        self._halted.add(symbol)
-
-    def resume(self, symbol: str) -> None:
-        """Let ``symbol``'s ticker change again from the next tick.
-
-        Raises:
-            KeyError: ``symbol`` has no market.
-        """
-        if symbol not in self._by_symbol:
-            raise KeyError(symbol)
-        self._halted.discard(symbol)
-
-    def is_trading(self, symbol: str) -> bool:
-        """Whether ``symbol`` has a market that is not halted."""
-        return symbol in self._by_symbol and symbol not in self._halted
+        if trading:
+            self._halted.discard(symbol)
+        else:
+            self._halted.add(symbol)
 
     def tick_time(self, tick: int) -> int:
         """Return the simulated time of ``tick`` before jitter, in ms since the epoch."""

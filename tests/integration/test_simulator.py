@@ -36,12 +36,6 @@ async def exchange() -> AsyncIterator[SimulatedExchange]:
         yield running
 
 
-@pytest_asyncio.fixture
-async def http() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession() as session:
-        yield session
-
-
 async def next_text(ws: aiohttp.ClientWebSocketResponse) -> str:
     message = await ws.receive(timeout=RECEIVE_TIMEOUT)
     assert message.type is WSMsgType.TEXT, message

@@ -22,12 +22,6 @@ async def exchange() -> AsyncIterator[SimulatedExchange]:
         yield running
 
 
-@pytest_asyncio.fixture
-async def http() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession() as session:
-        yield session
-
-
 async def get_json(http: aiohttp.ClientSession, url: str) -> object:
     async with http.get(url) as response:
         assert response.status == 200, await response.text()

@@ -22,6 +22,7 @@ import aiohttp
 import pytest
 import pytest_asyncio
 from binance_common.configuration import ConfigurationRestAPI, ConfigurationWebSocketStreams
+from binance_common.models import ApiResponse
 from binance_sdk_derivatives_trading_usds_futures.derivatives_trading_usds_futures import (
     DerivativesTradingUsdsFutures,
 )
@@ -44,6 +45,7 @@ from recorder.simulate.ledger import EventRecord
 pytestmark = pytest.mark.integration
 
 T = TypeVar("T")
+M = TypeVar("M", bound=BaseModel)
 
 CONFIG = SimulatorConfig(
     symbols=("BTCUSDT", "ETHUSDT", "币安人生USDT", "BTCUSDT_260327"),
@@ -125,6 +127,14 @@ async def list_subscriptions(streams: StreamsClient) -> dict[str, object]:
     return reply
 
 
+async def call_rest(call: Callable[[], ApiResponse[M]], model: type[M]) -> tuple[M, ApiResponse[M]]:
+    """Call the SDK's blocking REST method in a thread; its answer must be a ``model``."""
+    response = await asyncio.to_thread(call)
+    data = response.data()
+    assert isinstance(data, model), data
+    return data, response
+
+
 def unset_fields(model: BaseModel) -> list[str]:
     return [name for name in type(model).model_fields if getattr(model, name) is None]
 
@@ -157,9 +167,9 @@ async def test_exchange_information_parses_whole_into_the_sdk_model(
     exchange: SimulatedExchange, client: DerivativesTradingUsdsFutures, sdk_complaints: list[str]
 ) -> None:
     before = exchange.simulated_now_ms()
-    response = await asyncio.to_thread(client.rest_api.exchange_information)
-    info = response.data()
-    assert isinstance(info, ExchangeInformationResponse)
+    info, response = await call_rest(
+        client.rest_api.exchange_information, ExchangeInformationResponse
+    )
     assert unset_fields(info) == []
     assert info.additional_properties == {"futuresType": "U_MARGINED"}
     assert info.timezone == "UTC"
@@ -205,9 +215,7 @@ async def test_server_time_and_connectivity(
     exchange: SimulatedExchange, client: DerivativesTradingUsdsFutures, sdk_complaints: list[str]
 ) -> None:
     before = exchange.simulated_now_ms()
-    time_response = await asyncio.to_thread(client.rest_api.check_server_time)
-    server_time = time_response.data()
-    assert isinstance(server_time, CheckServerTimeResponse)
+    server_time, _ = await call_rest(client.rest_api.check_server_time, CheckServerTimeResponse)
     assert server_time.server_time is not None
     assert before <= server_time.server_time <= exchange.simulated_now_ms()
     assert server_time.additional_properties == {}
@@ -285,8 +293,7 @@ async def test_a_scheduled_listing_shows_in_the_sdk_s_model_and_trades_only_when
             assert response.status == 200, await response.text()
 
     async def sdk_statuses() -> dict[str, str | None]:
-        info = (await asyncio.to_thread(client.rest_api.exchange_information)).data()
-        assert isinstance(info, ExchangeInformationResponse)
+        info, _ = await call_rest(client.rest_api.exchange_information, ExchangeInformationResponse)
         assert info.symbols is not None
         assert all(unset_fields(entry) == [] for entry in info.symbols)
         return {str(entry.symbol): entry.status for entry in info.symbols}
