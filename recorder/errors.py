@@ -28,3 +28,45 @@ class StorageError(RecorderError, OSError):
 
 class UnsafePathError(StorageError):
     """A name taken from the network would resolve outside the storage root."""
+
+
+class RestError(RecorderError, ConnectionError):
+    """A REST request failed: no connection, a timeout, or an HTTP error status.
+
+    Attributes:
+        reason: a short code for logs and metrics (``"connection"``, ``"timeout"``,
+            ``"http_500"``...), never an error message.
+    """
+
+    def __init__(self, message: str, reason: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
+class RateLimitedError(RestError):
+    """The exchange refused a REST request for its rate limit (HTTP 429) or a ban (HTTP 418).
+
+    Attributes:
+        retry_after: seconds the exchange asked to wait (``Retry-After``), if it said.
+    """
+
+    def __init__(self, message: str, reason: str, retry_after: float | None) -> None:
+        super().__init__(message, reason)
+        self.retry_after = retry_after
+
+
+class ExchangeInfoError(RecorderError, ValueError):
+    """An ``exchangeInfo`` answer cannot be used: not JSON, too large, or not its shape.
+
+    Attributes:
+        reason: a short code for logs and metrics (``"malformed"``, ``"too_large"``,
+            ``"empty"``...).
+    """
+
+    def __init__(self, message: str, reason: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
+class NoContractsError(RecorderError, ValueError):
+    """``symbols = "all"``, and the exchange's first answer lists no contract to record."""

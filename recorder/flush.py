@@ -84,6 +84,9 @@ class StorageFlush:
     ) -> None:
         self._settings = settings
         self._instance_id = instance_id
+        # The symbols the state file names as recorded; the service replaces the tuple (one
+        # assignment, safe beside the flush thread) when symbols = "all" resolves or changes.
+        self.recorded_symbols = settings.source.listed_symbols
         self._writer = writer
         self._gap_log = gap_log
         self._quarantine = quarantine
@@ -130,7 +133,7 @@ class StorageFlush:
         dropped = self._drop_over_budget()
         if durable:
             state = self.drops.last_durable
-            root, symbols = self._settings.storage.root, self._settings.source.symbols
+            root, symbols = self._settings.storage.root, self.recorded_symbols
             run_storage_step(lambda: write_state(root, self._instance_id, state, symbols))
         sealed = run_storage_step(lambda: writer.finish_seals(results)) or []
         jobs: list[SealJob] = []

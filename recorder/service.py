@@ -30,6 +30,7 @@ it is writing and leaves the rest in the log, too.
 """
 
 import asyncio
+import dataclasses
 import functools
 import random
 import threading
@@ -60,6 +61,7 @@ from recorder.storage.quarantine import QuarantineLog
 from recorder.storage.recovery import RecoveryReport
 from recorder.storage.seal_jobs import SealJob, SealResult
 from recorder.storage.writer import DatasetWriter
+from recorder.whole_market import WholeMarket
 
 log = get_logger(__name__)
 
@@ -69,21 +71,6 @@ SEAL_REST_RATIO = 1.0
 """After publishing a file, the publisher rests this many times as long as the file took: a
 rotation or a day end then uses at most half of a core and is spread over time, and the flush
 and the event loop keep theirs."""
-
-
-def restored_event_times(persisted: Mapping[str, int], report: RecoveryReport) -> dict[str, int]:
-    """Merge the persisted newest ``E`` per symbol with the rows crash recovery found.
-
-    The state file is written after the write-ahead log, so recovered rows can be newer: those
-    recovery published now, and those an earlier run published from the same log (a crash
-    after the rename, or a recovery stopped part way) that the log still holds.
-    """
-    merged = dict(persisted)
-    for sealed in report.files_published:
-        merged[sealed.symbol] = max(merged.get(sealed.symbol, 0), sealed.last_event_ms)
-    for symbol, newest in report.newest_event_ms.items():
-        merged[symbol] = max(merged.get(symbol, 0), newest)
-    return merged
 
 
 class RecorderService:
@@ -120,9 +107,15 @@ class RecorderService:
         else:
             self.instance_id = settings.service.instance_id
         self.metrics = RecorderMetrics(clock=self.clock)
-        self.metrics.track_symbols(settings.source.symbols)
+        self.metrics.track_symbols(settings.source.listed_symbols)
         self.notifier = SystemdNotifier(environ)
         self.queue: asyncio.Queue[StreamItem] = asyncio.Queue(settings.service.queue_size)
+        self._rng = rng
+        # symbols = "all": the list exchangeInfo gives replaces it in run(), before connecting.
+        self.market: WholeMarket | None = None
+        if settings.source.records_all:
+            jitter = rng or random.Random()  # noqa: S311 - jitter, not cryptography
+            self.market = WholeMarket(settings.source, self.clock, self.metrics, jitter)
         self.source = MarketSource(settings.source, self.clock, self.queue, rng)
         budgets = WriterBudgets.of(storage.buffer_budget)
         self.writer = DatasetWriter(
@@ -182,14 +175,14 @@ class RecorderService:
 
     def _build_pipeline(self, restored: Mapping[str, int]) -> EventPipeline:
         return EventPipeline(
-            frozenset(self.settings.source.symbols),
+            frozenset(self.settings.source.listed_symbols),
             self.settings.source.max_frame_bytes,
             GapDetector(self.settings.gaps.interval_ms, restored),
             self.metrics,
             event_times=EventTimeGuard(
                 self._max_event_time_skew_ms,
                 restored,
-                quorum_for(len(self.settings.source.symbols)),
+                quorum_for(len(self.settings.source.listed_symbols)),
             ),
         )
 
@@ -251,15 +244,17 @@ class RecorderService:
         if report.interrupted:
             await self._stop_during_recovery(report)
             return
+        if self.market is not None and not await self._resolve_all(self.market, stop):
+            return
         persisted = await asyncio.to_thread(
             merged_last_event_times,
             self.settings.storage.root,
-            self.settings.source.symbols,
+            self.settings.source.listed_symbols,
             skip_invalid=True,
         )
         # An older version may have persisted (or logged) a far-future E: never restore it.
         restored, implausible = screen_restored(
-            restored_event_times(persisted, report),
+            report.restored_event_times(persisted),
             self.clock.wall_us() // 1000,
             self._max_event_time_skew_ms,
         )
@@ -272,7 +267,7 @@ class RecorderService:
             instance_id=self.instance_id,
             root=str(self.settings.storage.root),
             url=self.settings.source.url,
-            symbols=len(self.settings.source.symbols),
+            symbols=len(self.settings.source.listed_symbols),
             connections=len(self.source.shards),
             instances_recovered=len(report.instances_recovered),
             segments_replayed=report.segments_replayed,
@@ -294,6 +289,9 @@ class RecorderService:
                     tg.create_task(self._flush_periodically(), name="flush scheduler"),
                     tg.create_task(self._publish_continuously(), name="publisher"),
                 ]
+                if self.market is not None:
+                    following = self.market.follow()
+                    tasks.append(tg.create_task(following, name="exchangeInfo refresh"))
                 stopping = tg.create_task(stop.wait(), name="stop")
                 await asyncio.wait([*tasks, stopping], return_when=asyncio.FIRST_COMPLETED)
                 log.info("stopping")
@@ -312,6 +310,26 @@ class RecorderService:
         if not self.flush_health.ok:
             msg = f"the final flush failed: {self.flush_health.last_error or 'deadline exceeded'}"
             raise StorageError(msg)
+
+    async def _resolve_all(self, market: WholeMarket, stop: asyncio.Event) -> bool:
+        """Replace ``symbols = "all"`` by exchangeInfo's list; ``False`` when stopped first.
+
+        :meth:`WholeMarket.first` waits for the first answer or the stop; either way, or when
+        it raises (no contract to record), the writer recovery opened is closed.
+        """
+        try:
+            symbols = await market.first(stop)
+        finally:
+            if not market.symbols:
+                await asyncio.to_thread(self.writer.close)
+        if symbols is None:
+            log.info("recorder stopped before exchangeInfo answered", instance_id=self.instance_id)
+            return False
+        source = dataclasses.replace(self.settings.source, symbols=symbols)
+        self.settings = dataclasses.replace(self.settings, source=source)
+        self.source = MarketSource(source, self.clock, self.queue, self._rng)
+        self.storage_flush.recorded_symbols = symbols
+        return True
 
     async def _stop_during_recovery(self, report: RecoveryReport) -> None:
         """Close the writer opened by an interrupted recovery; the log keeps the rest."""

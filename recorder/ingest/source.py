@@ -418,7 +418,7 @@ class MarketSource:
         self._clock = clock
         self._sink = sink
         self._rng = rng or random.Random()  # noqa: S311 - jitter, not cryptography
-        self.shards = plan_shards(settings.symbols, settings.max_streams_per_connection)
+        self.shards = plan_shards(settings.listed_symbols, settings.max_streams_per_connection)
         self.supervisors: list[ShardSupervisor] = []
 
     async def run(self) -> None:

@@ -27,6 +27,7 @@ from prometheus_client.exposition import choose_encoder
 
 from recorder import __version__
 from recorder.clock import Clock, SystemClock
+from recorder.ops.market_metrics import MarketListMetrics
 
 __all__ = ["GAP_CAUSES", "RecorderMetrics"]
 
@@ -181,6 +182,7 @@ class RecorderMetrics:
         registry = self.registry
         self._hot = _HotPathCollector(self._clock)
         registry.register(self._hot)
+        self.market = MarketListMetrics(registry)
         self._reconnects = Counter(
             "recorder_reconnects",
             "Websocket connections replaced, by reason (dropped, stalled, no data, lifetime "

@@ -21,11 +21,16 @@ from recorder.settings.keys import (
 )
 from recorder.settings.units import format_duration, format_size
 from recorder.settings.values import (
+    AllSymbols,
+    SymbolSelection,
     parse_address,
+    parse_contract_types,
     parse_instance_id,
+    parse_rest_url,
     parse_root,
     parse_symbols,
     parse_ws_url,
+    render_contract_types,
     render_path,
     render_symbols,
 )
@@ -44,6 +49,7 @@ _EXCHANGE_CONNECTION_LIMIT: Final = 24 * _HOUR
 _MAX_STREAMS_PER_CONNECTION: Final = 1024
 
 _positive_duration: Final = duration_key()
+_DEFAULT_SYMBOLS: Final[SymbolSelection] = ("BTCUSDT", "ETHUSDT")
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,13 +59,20 @@ class SourceSettings:
     Attributes:
         url: websocket base URL (``ws://`` or ``wss://``, no trailing ``/``, no query string);
             the stream path and ``?streams=`` are added by the source.
-        symbols: the contracts to record, upper-case, valid, unique, in the given order.
+        symbols: the contracts to record, upper-case, valid, unique, in the given order; or
+            :data:`~recorder.settings.values.ALL_SYMBOLS`: every contract ``exchangeInfo``
+            lists as ``TRADING`` with a type in ``contract_types``, followed while running.
+        rest_url: the REST base URL ``exchangeInfo`` is read from (``symbols = "all"``).
+        contract_types: the ``contractType`` values recorded with ``symbols = "all"``.
+        refresh_interval: seconds between two readings of ``exchangeInfo`` while recording
+            ``"all"`` (one request of weight 1 each; Binance allows 2400 a minute).
         max_streams_per_connection: streams subscribed on one connection (Binance allows 200).
         connection_lifetime: age in seconds after which a connection is replaced by a planned
             handover (Binance closes connections at 24 h).
         handover_timeout: seconds the replacement connection may take to deliver its first data
             (in a handover and in a silence check).
-        open_timeout: seconds allowed for the websocket handshake.
+        open_timeout: seconds allowed for the websocket handshake, and for each REST request
+            (``exchangeInfo``) with its answer.
         ping_interval: seconds between client heartbeats; a dead peer is detected within 1.5x.
         stall_timeout: seconds an open connection may deliver nothing before a silence check
             tells whether it stalled (replaced) or its symbols are quiet (kept).
@@ -75,7 +88,13 @@ class SourceSettings:
     """
 
     url: str = setting("wss://fstream.binance.com/market", parse_ws_url)
-    symbols: tuple[str, ...] = setting(("BTCUSDT", "ETHUSDT"), parse_symbols, render_symbols)
+    # A tuple or an enum member, both immutable; ruff cannot see through the alias.
+    symbols: SymbolSelection = setting(_DEFAULT_SYMBOLS, parse_symbols, render_symbols)  # noqa: RUF009
+    rest_url: str = setting("https://fapi.binance.com", parse_rest_url)
+    contract_types: tuple[str, ...] = setting(
+        ("PERPETUAL",), parse_contract_types, render_contract_types
+    )
+    refresh_interval: float = setting(60.0, duration_key(minimum=1.0), format_duration)
     max_streams_per_connection: int = setting(200, int_key(1, _MAX_STREAMS_PER_CONNECTION))
     connection_lifetime: float = setting(23 * _HOUR, _positive_duration, format_duration)
     handover_timeout: float = setting(60.0, _positive_duration, format_duration)
@@ -87,6 +106,20 @@ class SourceSettings:
     backoff_max: float = setting(60.0, _positive_duration, format_duration)
     max_frame_bytes: int = setting(1 * _MIB, size_key(), format_size)
     max_event_time_skew: float = setting(24 * _HOUR, duration_key(minimum=1.0), format_duration)
+
+    @property
+    def records_all(self) -> bool:
+        """Whether ``symbols`` is ``"all"``: the list comes from ``exchangeInfo``."""
+        return isinstance(self.symbols, AllSymbols)
+
+    @property
+    def listed_symbols(self) -> tuple[str, ...]:
+        """The symbols listed in the settings; none while ``symbols`` is ``"all"``.
+
+        The service replaces ``"all"`` by the contracts ``exchangeInfo`` lists before it
+        builds anything that records them.
+        """
+        return () if isinstance(self.symbols, AllSymbols) else self.symbols
 
 
 @dataclass(frozen=True, slots=True)

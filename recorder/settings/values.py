@@ -1,10 +1,11 @@
-"""The recorder's own kinds of value: websocket URL, symbols, dataset root, instance id, address.
+"""The recorder's own kinds of value: URLs, symbols, contract types, root, instance id, address.
 
 Each parser takes the raw value of any settings layer and returns the typed setting, or raises
 :class:`~recorder.settings.invalid.InvalidValueError` saying what was expected; the generic kinds
 (durations, sizes, integers, choices) are in :mod:`recorder.settings.keys`.
 """
 
+import enum
 import unicodedata
 from os import PathLike, fspath
 from pathlib import Path
@@ -12,7 +13,7 @@ from typing import Final
 from urllib.parse import urlsplit
 
 from recorder.instance import INSTANCE_ID_RULE, is_valid_instance_id
-from recorder.settings.invalid import InvalidValueError, show_value
+from recorder.settings.invalid import InvalidValueError, closest_match, show_value
 from recorder.symbols import MAX_SYMBOL_LENGTH, is_valid_symbol
 
 _URL_EXPECTED: Final = (
@@ -56,28 +57,46 @@ def parse_ws_url(value: object) -> str:
     return url.rstrip("/")
 
 
+class AllSymbols(enum.Enum):
+    """``symbols = "all"``: every contract ``exchangeInfo`` lists as trading, followed live."""
+
+    ALL = "all"
+
+
+ALL_SYMBOLS: Final = AllSymbols.ALL
+"""The value of ``source.symbols`` that records the whole market."""
+
+SymbolSelection = tuple[str, ...] | AllSymbols
+"""What ``source.symbols`` holds: the listed symbols, or :data:`ALL_SYMBOLS`."""
+
 _SYMBOLS_EXPECTED: Final = (
-    "a non-empty list of symbols such as ['BTCUSDT', 'ETHUSDT'] (or the text 'BTCUSDT,ETHUSDT'); "
-    f"a symbol is letters and digits of any script, '_' allowed after the first character, "
-    f"at most {MAX_SYMBOL_LENGTH} characters"
+    "'all', or a non-empty list of symbols such as ['BTCUSDT', 'ETHUSDT'] (or the text "
+    "'BTCUSDT,ETHUSDT'); a symbol is letters and digits of any script, '_' allowed after the "
+    f"first character, at most {MAX_SYMBOL_LENGTH} characters"
 )
 
 
-def parse_symbols(value: object) -> tuple[str, ...]:
-    """Parse the symbols to record: a list, or comma-separated text.
+def parse_symbols(value: object) -> SymbolSelection:
+    """Parse the symbols to record: ``"all"``, a list, or comma-separated text.
 
     Args:
         value: a raw value from any settings layer.
 
     Returns:
-        The symbols upper-case and NFC-composed, each once, in the given order.
+        :data:`ALL_SYMBOLS` for ``"all"`` (any case, alone or as a one-item list), else the
+        symbols upper-case and NFC-composed, each once, in the given order.
 
     Raises:
-        InvalidValueError: the list is empty, or an item is not a valid symbol.
+        InvalidValueError: the list is empty, an item is not a valid symbol, or ``"all"`` is
+            mixed with symbols.
 
     >>> parse_symbols(" btcusdt , ETHUSDT,btcusdt")
     ('BTCUSDT', 'ETHUSDT')
+    >>> parse_symbols("ALL") is ALL_SYMBOLS
+    True
     """
+    if isinstance(value, AllSymbols):
+        return value
     items: list[object]
     if isinstance(value, str):
         items = list(value.split(","))
@@ -103,12 +122,128 @@ def parse_symbols(value: object) -> tuple[str, ...]:
     if not symbols:
         raise InvalidValueError(_SYMBOLS_EXPECTED)
     if symbols == ["ALL"]:
-        # "ALL" passes as a symbol and would silently record nothing; say what is going on.
-        raise InvalidValueError(
-            f"{_SYMBOLS_EXPECTED}; recording every symbol ('all') is not supported by this "
-            "version, list the symbols instead"
-        )
+        return ALL_SYMBOLS
+    if "ALL" in symbols:
+        # "ALL" passes as a symbol; beside others it is a mistake, not a contract.
+        raise InvalidValueError(f"{_SYMBOLS_EXPECTED}; 'all' stands alone, not among symbols")
     return tuple(symbols)
+
+
+def render_symbols(symbols: SymbolSelection) -> list[str] | str:
+    """Render symbols as TOML writes them: ``"all"`` or the list.
+
+    >>> render_symbols(("BTCUSDT", "ETHUSDT")), render_symbols(ALL_SYMBOLS)
+    (['BTCUSDT', 'ETHUSDT'], 'all')
+    """
+    if isinstance(symbols, AllSymbols):
+        return symbols.value
+    return list(symbols)
+
+
+CONTRACT_TYPES: Final = (
+    "PERPETUAL",
+    "CURRENT_MONTH",
+    "NEXT_MONTH",
+    "CURRENT_QUARTER",
+    "NEXT_QUARTER",
+    "PERPETUAL_DELIVERING",
+    "TRADIFI_PERPETUAL",
+)
+"""The ``contractType`` values Binance's USDⓈ-M ``exchangeInfo`` uses."""
+
+_CONTRACT_TYPES_EXPECTED: Final = (
+    "a non-empty list of Binance contract types such as ['PERPETUAL'] (or the text "
+    "'PERPETUAL,CURRENT_QUARTER'), each one of " + ", ".join(CONTRACT_TYPES)
+)
+
+
+def parse_contract_types(value: object) -> tuple[str, ...]:
+    """Parse the contract types recorded with ``symbols = "all"``.
+
+    Args:
+        value: a raw value from any settings layer.
+
+    Returns:
+        The types upper-case, each once, in the given order.
+
+    Raises:
+        InvalidValueError: the list is empty or an item is not a Binance contract type
+            (with a "did you mean" for a typo).
+
+    >>> parse_contract_types("perpetual, CURRENT_QUARTER")
+    ('PERPETUAL', 'CURRENT_QUARTER')
+    """
+    items: list[object]
+    if isinstance(value, str):
+        items = list(value.split(","))
+    elif isinstance(value, list | tuple):
+        items = list(value)
+    else:
+        raise InvalidValueError(_CONTRACT_TYPES_EXPECTED)
+    types: list[str] = []
+    for position, item in enumerate(items, start=1):
+        name = item.strip().upper() if isinstance(item, str) else None
+        if name not in CONTRACT_TYPES:
+            hint = f"; item {position} {show_value(item)} is not one"
+            close = closest_match(name or "", CONTRACT_TYPES)
+            if close:
+                hint += f"; did you mean {close!r}?"
+            raise InvalidValueError(_CONTRACT_TYPES_EXPECTED + hint)
+        if name not in types:
+            types.append(name)
+    if not types:
+        raise InvalidValueError(_CONTRACT_TYPES_EXPECTED)
+    return tuple(types)
+
+
+def render_contract_types(types: tuple[str, ...]) -> list[str]:
+    """Render contract types as the list TOML writes.
+
+    >>> render_contract_types(("PERPETUAL",))
+    ['PERPETUAL']
+    """
+    return list(types)
+
+
+_REST_URL_EXPECTED: Final = (
+    "an HTTP base URL: http:// or https://, a host, no path beyond '/', no query string, "
+    "such as 'https://fapi.binance.com'"
+)
+
+
+def parse_rest_url(value: object) -> str:
+    """Parse the REST base URL (``/fapi/v1/...`` is added), without its trailing ``/``.
+
+    Args:
+        value: a raw value from any settings layer.
+
+    Returns:
+        The URL, stripped of surrounding space and of a trailing ``/``.
+
+    Raises:
+        InvalidValueError: not an ``http://`` or ``https://`` URL with a host, or it has a
+            path, a query string or a bad port.
+
+    >>> parse_rest_url(" https://fapi.binance.com/ ")
+    'https://fapi.binance.com'
+    """
+    if not isinstance(value, str):
+        raise InvalidValueError(_REST_URL_EXPECTED)
+    url = value.strip()
+    if any(character.isspace() or not character.isprintable() for character in url):
+        raise InvalidValueError(_REST_URL_EXPECTED)
+    split = urlsplit(url)
+    if split.scheme.lower() not in ("http", "https") or not split.hostname:
+        raise InvalidValueError(_REST_URL_EXPECTED)
+    if "?" in url or "#" in url or split.path.strip("/"):
+        raise InvalidValueError(_REST_URL_EXPECTED)
+    try:
+        _ = split.port
+    except ValueError:
+        raise InvalidValueError(
+            f"{_REST_URL_EXPECTED}; the port is not a number from 0 to 65535"
+        ) from None
+    return url.rstrip("/")
 
 
 _ROOT_EXPECTED: Final = "a local directory path such as 'data' or '/var/lib/recorder'"
@@ -167,15 +302,6 @@ def parse_instance_id(value: object) -> str | None:
     if isinstance(value, str) and is_valid_instance_id(value.strip()):
         return value.strip()
     raise InvalidValueError(_INSTANCE_ID_EXPECTED)
-
-
-def render_symbols(symbols: tuple[str, ...]) -> list[str]:
-    """Render symbols as the list TOML writes.
-
-    >>> render_symbols(("BTCUSDT", "ETHUSDT"))
-    ['BTCUSDT', 'ETHUSDT']
-    """
-    return list(symbols)
 
 
 def render_path(path: Path) -> str:

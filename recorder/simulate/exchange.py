@@ -31,6 +31,7 @@ from recorder.simulate.ledger import EventLedger, EventRecord
 from recorder.simulate.listings import Contract, ContractBook, ContractStatus
 from recorder.simulate.market import MarketGenerator, TickBatch, encode_json
 from recorder.simulate.rest import DAY_MS, CandleBook, WeightMeter
+from recorder.simulate.rest_faults import RestFaultGate
 from recorder.simulate.rest_routes import RestRoutes
 from recorder.simulate.stream import CLOSE_TIMEOUT, StreamEndpoint
 
@@ -59,8 +60,11 @@ class SimulatedExchange:
         self._ledger = EventLedger(config.event_log_limit)
         self._weights = WeightMeter(config.rest_weight_limit)
         self._gate = HandshakeGate()
+        self._rest_gate = RestFaultGate()
         self._connections = ConnectionTable()
-        self._injector = FaultInjector(config.symbols, self._clock, self._connections, self._gate)
+        self._injector = FaultInjector(
+            config.symbols, self._clock, self._connections, self._gate, self._rest_gate
+        )
         self._clock_task: asyncio.Task[None] | None = None
         self._array_task: asyncio.Task[None] | None = None
         self._windows: ArrayWindows | None = None
@@ -264,7 +268,7 @@ class SimulatedExchange:
         app = web.Application()
         clock, connections = self._clock, self._connections
         StreamEndpoint(self.config, clock, connections, self._gate).add_routes(app.router)
-        RestRoutes(clock, self._weights, candles, contracts).add_routes(app.router)
+        RestRoutes(clock, self._weights, candles, contracts, self._rest_gate).add_routes(app.router)
         control = ControlRoutes(
             self.config, clock, self._ledger, connections, self._injector, contracts=contracts
         )

@@ -6,6 +6,8 @@ A fault spec is a comma-separated list of faults (whitespace around items is ign
     fault   = KIND ["@" TIME] ["+" TIME] ["*" COUNT] *(";" OPTION)
     TIME    = NUMBER ["ms" | "s" | "m" | "h"]        (no unit: seconds)
     OPTION  = "conn=" ID | "status=" (503 | 429) | "retry_after=" TIME | "size=" SIZE
+            | "reply=" REPLY
+    REPLY   = "500" | "429" | "418" | "malformed" | "truncated" | "empty" | "slow"
     SIZE    = INTEGER ["B" | "KiB" | "MiB"]
 
 ``@TIME`` is the delay before the fault fires, counted from when it is submitted (for the
@@ -18,6 +20,7 @@ hits every connection open when it fires. Examples::
     drop@10s,stall@20s+15s,garbage@5s
     refuse*3;status=429;retry_after=2s
     huge@1s;size=3MiB;conn=c1
+    rest_fail*2;reply=429;retry_after=3s
 
 Kinds: ``drop`` (abort TCP, no close frame), ``close`` (close frame), ``stall`` (no data,
 pings still answered), ``blackhole`` (nothing at all, pings unanswered: a dead peer),
@@ -27,7 +30,11 @@ pings still answered), ``blackhole`` (nothing at all, pings unanswered: a dead p
 subscribe), ``huge`` (a frame of ``size`` bytes), ``refuse`` (HTTP 503, or 429 with
 ``Retry-After``, for the next COUNT handshakes), ``slow_start`` (the next COUNT connections
 opened hold their data back for +TIME, then send it all, late but complete; replies to requests
-are not held).
+are not held), ``rest_fail`` (the next COUNT REST requests fail as ``reply`` says: HTTP 500, 429
+or 418 with ``Retry-After`` when ``retry_after`` is given, ``malformed`` (a 200 whose body is
+not JSON), ``truncated`` (a 200 whose JSON is cut in the middle), ``empty`` (an
+``exchangeInfo`` listing no contract; other endpoints answer normally) or ``slow`` (the answer
+held back for +TIME, default 60 s)).
 
 Hostile frames, each within the recorder's default 1 MiB frame limit: ``nested`` (a combined
 frame whose data is 50,000 nested arrays, about 100 KB), ``deep_extra`` (a *valid* payload
@@ -79,12 +86,31 @@ class FaultKind(enum.StrEnum):
     BAD_BYTES = "bad_bytes"
     REFUSE = "refuse"
     SLOW_START = "slow_start"
+    REST_FAIL = "rest_fail"
 
 
-TIMED_KINDS = frozenset({FaultKind.STALL, FaultKind.BLACKHOLE, FaultKind.SLOW_START})
+class RestFailure(enum.StrEnum):
+    """How a ``rest_fail`` fault answers a REST request."""
+
+    HTTP_500 = "500"
+    HTTP_429 = "429"
+    HTTP_418 = "418"
+    MALFORMED = "malformed"
+    TRUNCATED = "truncated"
+    EMPTY = "empty"
+    SLOW = "slow"
+
+
+TIMED_KINDS = frozenset(
+    {FaultKind.STALL, FaultKind.BLACKHOLE, FaultKind.SLOW_START, FaultKind.REST_FAIL}
+)
 """Kinds that last (``+TIME``)."""
 HANDSHAKE_KINDS = frozenset({FaultKind.REFUSE, FaultKind.SLOW_START})
 """Kinds that act on the next handshakes (``*COUNT`` of them), not on open connections."""
+REQUEST_KINDS = frozenset({FaultKind.REST_FAIL})
+"""Kinds that act on the next REST requests (``*COUNT`` of them)."""
+DEFAULT_SLOW_REST = 60.0
+"""Seconds a ``rest_fail`` with ``reply=slow`` and no ``+TIME`` holds its answer back."""
 FRAME_KINDS = frozenset(
     {
         FaultKind.GARBAGE,
@@ -132,6 +158,7 @@ class Fault:
         retry_after: seconds announced in ``Retry-After`` by a ``refuse`` (whole seconds, rounded
             up); ``None`` sends no header.
         size: bytes of a ``huge`` frame.
+        reply: how a ``rest_fail`` answers (``None``: HTTP 500).
     """
 
     kind: FaultKind
@@ -142,6 +169,7 @@ class Fault:
     status: int = DEFAULT_REFUSE_STATUS
     retry_after: float | None = None
     size: int = DEFAULT_HUGE_SIZE
+    reply: RestFailure | None = None
 
     def __post_init__(self) -> None:
         where = f"fault {self.kind.value}"
@@ -150,15 +178,16 @@ class Fault:
         if self.duration is not None:
             if self.kind not in TIMED_KINDS:
                 raise ConfigError(
-                    f"{where}: a duration applies only to stall, blackhole and slow_start"
+                    f"{where}: a duration applies only to stall, blackhole, slow_start and "
+                    "rest_fail"
                 )
             if not math.isfinite(self.duration) or self.duration <= 0:
                 raise ConfigError(f"{where}: duration={self.duration!r}: expected seconds above 0")
         if self.count < 1:
             raise ConfigError(f"{where}: count={self.count!r}: expected 1 or more")
-        if self.count != 1 and self.kind not in FRAME_KINDS | HANDSHAKE_KINDS:
+        if self.count != 1 and self.kind not in FRAME_KINDS | HANDSHAKE_KINDS | REQUEST_KINDS:
             raise ConfigError(
-                f"{where}: a count applies only to frame faults, refuse and slow_start"
+                f"{where}: a count applies only to frame faults, refuse, slow_start and rest_fail"
             )
         if self.status not in REFUSE_STATUSES:
             raise ConfigError(f"{where}: status={self.status!r}: expected 503 or 429")
@@ -172,6 +201,12 @@ class Fault:
             raise ConfigError(
                 f"{where}: {self.kind.value} applies to new handshakes, not to a connection"
             )
+        if self.kind in REQUEST_KINDS and self.connection_id is not None:
+            raise ConfigError(
+                f"{where}: {self.kind.value} applies to new requests, not to a connection"
+            )
+        if self.reply is not None and self.kind is not FaultKind.REST_FAIL:
+            raise ConfigError(f"{where}: a reply applies only to rest_fail")
 
     def to_json(self) -> dict[str, object]:
         """Describe the fault as the JSON object ``POST /_sim/faults`` accepts."""
@@ -184,6 +219,7 @@ class Fault:
             "status": self.status,
             "retry_after": self.retry_after,
             "size": self.size,
+            "reply": None if self.reply is None else self.reply.value,
         }
 
 
@@ -219,6 +255,7 @@ class _FaultFields(TypedDict, total=False):
     status: int
     retry_after: float | None
     size: int
+    reply: RestFailure | None
 
 
 def _parse_fault(item: str) -> Fault:
@@ -264,10 +301,20 @@ def _option(fields: _FaultFields, item: str, key: str, value: str) -> None:
         fields["retry_after"] = parse_duration(value)
     elif key == "size":
         fields["size"] = parse_size(value)
+    elif key == "reply":
+        fields["reply"] = _rest_failure(f"fault {item!r}: reply", value)
     else:
         raise ConfigError(
-            f"fault {item!r}: unknown option {key!r}; one of conn, status, retry_after, size"
+            f"fault {item!r}: unknown option {key!r}; one of conn, status, retry_after, size, reply"
         )
+
+
+def _rest_failure(where: str, value: object) -> RestFailure:
+    try:
+        return RestFailure(str(value))
+    except ValueError:
+        replies = ", ".join(reply.value for reply in RestFailure)
+        raise ConfigError(f"{where}={value!r}: expected one of {replies}") from None
 
 
 def format_fault(fault: Fault) -> str:
@@ -291,10 +338,22 @@ def format_fault(fault: Fault) -> str:
         text += f";retry_after={fault.retry_after:g}s"
     if fault.size != DEFAULT_HUGE_SIZE:
         text += f";size={fault.size}B"
+    if fault.reply is not None:
+        text += f";reply={fault.reply.value}"
     return text
 
 
-_JSON_KEYS = ("kind", "at", "duration", "count", "connection", "status", "retry_after", "size")
+_JSON_KEYS = (
+    "kind",
+    "at",
+    "duration",
+    "count",
+    "connection",
+    "status",
+    "retry_after",
+    "size",
+    "reply",
+)
 
 
 def fault_from_json(document: object) -> tuple[Fault, ...]:
@@ -343,6 +402,8 @@ def _json_fields(document: Mapping[str, object]) -> _FaultFields:
         fields["retry_after"] = _json_seconds("retry_after", document["retry_after"])
     if "size" in document:
         fields["size"] = _json_integer("size", document["size"])
+    if document.get("reply") is not None:
+        fields["reply"] = _rest_failure("faults: reply", document["reply"])
     return fields
 
 

@@ -3,7 +3,8 @@
 What a fault is and how it is written lives in :mod:`recorder.simulate.faults`; here a fault
 acts. ``drop`` aborts the TCP connection, ``close`` sends a close frame, ``stall`` and
 ``blackhole`` mark the connection until their end, frame faults queue their bad frames behind
-the connection's data, and ``refuse`` arms the handshake gate. Every firing is recorded.
+the connection's data, ``refuse`` arms the handshake gate and ``rest_fail`` the REST one. Every
+firing is recorded.
 """
 
 import asyncio
@@ -36,6 +37,7 @@ from recorder.simulate.faults import (
 )
 from recorder.simulate.market import encode_json, pair_of
 from recorder.simulate.protocol import array_json
+from recorder.simulate.rest_faults import RestFaultGate
 from recorder.symbols import ALL_MARKET_STREAM, stream_name
 
 log = logging.getLogger(__name__)
@@ -78,6 +80,7 @@ class FaultInjector:
         clock: the exchange's clock (timers, monotonic and simulated time, the market).
         connections: the open connections faults hit.
         gate: the handshake gate ``refuse`` arms.
+        rest_gate: the REST gate ``rest_fail`` arms.
     """
 
     def __init__(
@@ -86,11 +89,13 @@ class FaultInjector:
         clock: EventClock,
         connections: ConnectionTable,
         gate: HandshakeGate,
+        rest_gate: RestFaultGate,
     ) -> None:
         self._symbols = symbols
         self._clock = clock
         self._connections = connections
         self._gate = gate
+        self._rest_gate = rest_gate
         self._frame_serial = 0
         self._records: list[FaultRecord] = []
         self._timers: set[asyncio.TimerHandle] = set()
@@ -131,13 +136,14 @@ class FaultInjector:
     def _fire(self, fault: Fault) -> None:
         now = self._clock.monotonic()
         samples: list[str] = []
+        targets: list[Connection] = []
         if fault.kind is FaultKind.REFUSE:
             self._gate.arm(fault)
-            targets: list[Connection] = []
+        elif fault.kind is FaultKind.REST_FAIL:
+            self._rest_gate.arm(fault)
         elif fault.kind is FaultKind.SLOW_START:
             hold = DEFAULT_SLOW_START if fault.duration is None else fault.duration
             self._connections.slow_next_starts(hold, fault.count)
-            targets = []
         else:
             targets = [
                 conn

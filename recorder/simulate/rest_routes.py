@@ -2,8 +2,11 @@
 
 Every request is charged its weight against the per-minute limit; one over it is refused with
 Binance's HTTP 429 and ``Retry-After``, and every answer reports the weight used this minute.
+A request that an armed ``rest_fail`` fault takes gets the failing answer
+:func:`~recorder.simulate.rest_faults.failed_answer` builds instead.
 """
 
+import asyncio
 import time
 from collections.abc import Awaitable, Callable
 
@@ -24,6 +27,7 @@ from recorder.simulate.rest import (
     server_time,
     ticker_24hr,
 )
+from recorder.simulate.rest_faults import RestFaultGate, failed_answer
 
 
 class RestRoutes:
@@ -34,6 +38,7 @@ class RestRoutes:
         weights: the weight used this minute and its limit, shared by every REST endpoint.
         candles: the candles ``klines`` answers from.
         contracts: the listed contracts.
+        faults: the REST requests ``rest_fail`` faults fail.
     """
 
     def __init__(
@@ -42,11 +47,13 @@ class RestRoutes:
         weights: WeightMeter,
         candles: CandleBook,
         contracts: ContractBook,
+        faults: RestFaultGate,
     ) -> None:
         self._clock = clock
         self._weights = weights
         self._candles = candles
         self._contracts = contracts
+        self._faults = faults
 
     def add_routes(self, router: web.UrlDispatcher) -> None:
         """Route the REST endpoints."""
@@ -74,8 +81,23 @@ class RestRoutes:
             else:
                 headers = {}
             headers[USED_WEIGHT_HEADER] = str(self._weights.used)
+            fault = self._faults.take()
+            if fault is None:
+                return web.json_response(
+                    reply.body, status=reply.status, headers=headers, dumps=encode_json
+                )
+            failed = failed_answer(fault, reply, encode_json(reply.body).encode())
+            await asyncio.sleep(failed.delay)
+            headers.update(failed.headers)
+            if failed.raw is not None:
+                return web.Response(
+                    body=failed.raw,
+                    status=failed.reply.status,
+                    headers=headers,
+                    content_type="application/json",
+                )
             return web.json_response(
-                reply.body, status=reply.status, headers=headers, dumps=encode_json
+                failed.reply.body, status=failed.reply.status, headers=headers, dumps=encode_json
             )
 
         return handler

@@ -96,6 +96,20 @@ class RecoveryReport:
         """Rows in :attr:`files_published`."""
         return sum(sealed.rows for sealed in self.files_published)
 
+    def restored_event_times(self, persisted: Mapping[str, int]) -> dict[str, int]:
+        """Merge the persisted newest ``E`` per symbol with the rows this recovery found.
+
+        The state file is written after the write-ahead log, so recovered rows can be newer:
+        those recovery published now, and those an earlier run published from the same log (a
+        crash after the rename, or a recovery stopped part way) that the log still holds.
+        """
+        merged = dict(persisted)
+        for sealed in self.files_published:
+            merged[sealed.symbol] = max(merged.get(sealed.symbol, 0), sealed.last_event_ms)
+        for symbol, newest in self.newest_event_ms.items():
+            merged[symbol] = max(merged.get(symbol, 0), newest)
+        return merged
+
 
 def _never() -> bool:
     return False

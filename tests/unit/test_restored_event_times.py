@@ -3,7 +3,6 @@
 import datetime as dt
 from pathlib import Path
 
-from recorder.service import restored_event_times
 from recorder.storage.publisher import SealedFile
 from recorder.storage.recovery import RecoveryReport
 from recorder.storage.sealing import SealReason
@@ -30,13 +29,13 @@ def test_rows_recovery_published_after_the_last_state_write_move_the_symbol_forw
     persisted = {"BTCUSDT": 10_000, "ETHUSDT": 10_000}
     report = RecoveryReport(files_published=(recovered("BTCUSDT", 8_000, 14_000),))
 
-    assert restored_event_times(persisted, report) == {"BTCUSDT": 14_000, "ETHUSDT": 10_000}
+    assert report.restored_event_times(persisted) == {"BTCUSDT": 14_000, "ETHUSDT": 10_000}
 
 
 def test_a_symbol_only_recovery_knows_is_restored() -> None:
     report = RecoveryReport(files_published=(recovered("SOLUSDT", 2_000, 6_000),))
 
-    assert restored_event_times({}, report) == {"SOLUSDT": 6_000}
+    assert report.restored_event_times({}) == {"SOLUSDT": 6_000}
 
 
 def test_the_newest_of_several_recovered_files_wins_and_older_ones_never_move_back() -> None:
@@ -49,13 +48,13 @@ def test_the_newest_of_several_recovered_files_wins_and_older_ones_never_move_ba
         )
     )
 
-    assert restored_event_times(persisted, report) == {"BTCUSDT": 20_000, "ETHUSDT": 30_000}
+    assert report.restored_event_times(persisted) == {"BTCUSDT": 20_000, "ETHUSDT": 30_000}
 
 
 def test_the_persisted_mapping_is_not_changed() -> None:
     persisted = {"BTCUSDT": 10_000}
-    restored_event_times(
-        persisted, RecoveryReport(files_published=(recovered("BTCUSDT", 0, 12_000),))
+    RecoveryReport(files_published=(recovered("BTCUSDT", 0, 12_000),)).restored_event_times(
+        persisted
     )
 
     assert persisted == {"BTCUSDT": 10_000}
@@ -68,4 +67,4 @@ def test_rows_an_earlier_run_published_from_the_log_still_move_the_symbol_forwar
     persisted = {"BTCUSDT": 10_000, "ETHUSDT": 10_000}
     report = RecoveryReport(files_already_published=1, newest_event_ms={"BTCUSDT": 14_000})
 
-    assert restored_event_times(persisted, report) == {"BTCUSDT": 14_000, "ETHUSDT": 10_000}
+    assert report.restored_event_times(persisted) == {"BTCUSDT": 14_000, "ETHUSDT": 10_000}

@@ -263,8 +263,8 @@ def test_symbols_are_normalised(value: object, symbols: tuple[str, ...]) -> None
         ([], "non-empty list"),
         ([42], "item 1 42 is not text"),
         (42, "non-empty list"),
-        ("all", "recording every symbol ('all') is not supported"),
-        (["All"], "recording every symbol ('all') is not supported"),
+        ("BTCUSDT,all", "'all' stands alone, not among symbols"),
+        (["ALL", "ETHUSDT"], "'all' stands alone, not among symbols"),
     ],
 )
 def test_invalid_symbols_are_rejected(value: object, detail: str) -> None:
