@@ -94,6 +94,8 @@ class ConnectionChange(enum.Enum):
     """The connection answered a silence check's probe: alive, whatever data it delivers."""
     QUIET_CONFIRMED = "quiet_confirmed"
     """A silence check found the connection alive and its symbols quiet: it is kept."""
+    STREAMS_CHANGED = "streams_changed"
+    """A ``SUBSCRIBE`` or ``UNSUBSCRIBE`` was confirmed: the connection carries ``symbols`` now."""
     STALLED = "stalled"
     """The watchdog found the connection open but silent, and is replacing it."""
     DROPPED = "dropped"

@@ -262,6 +262,8 @@ class RecorderService:
             log.warning("restored event times ignored: implausibly far ahead", symbols=implausible)
         self.pipeline = self._build_pipeline(restored)
         self.storage_flush.restore(restored)
+        if self.market is not None:
+            self.market.attach(self.pipeline, self.source, self.storage_flush)
         log.info(
             "recorder started",
             instance_id=self.instance_id,
@@ -314,8 +316,7 @@ class RecorderService:
     async def _resolve_all(self, market: WholeMarket, stop: asyncio.Event) -> bool:
         """Replace ``symbols = "all"`` by exchangeInfo's list; ``False`` when stopped first.
 
-        :meth:`WholeMarket.first` waits for the first answer or the stop; either way, or when
-        it raises (no contract to record), the writer recovery opened is closed.
+        Stopped first, or no contract to record (raised), the writer recovery opened is closed.
         """
         try:
             symbols = await market.first(stop)

@@ -294,6 +294,19 @@ class GapDetector:
         self._move_last(event.symbol, previous, event.event_time, connection_id, track)
         return gap
 
+    def forget(self, symbol: str) -> None:
+        """Follow ``symbol`` afresh: its next event is its first, never a gap.
+
+        For a contract listed (or listed again) while recording: whatever its newest ``E``
+        was, restored or received, the time it was not recorded is no missed update.
+        """
+        previous = self._last.pop(symbol, None)
+        if previous is not None and previous.connection_id is not None:
+            track = self._connections.get(previous.connection_id)
+            if track is not None:
+                track.symbols_last_seen_here -= 1
+                self._forget_if_unused(previous.connection_id, track)
+
     def last_event_times(self) -> dict[str, int]:
         """Return the newest ``E`` of every symbol, received or restored (for the state file)."""
         return {symbol: last.event_time for symbol, last in self._last.items()}

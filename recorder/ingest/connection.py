@@ -41,13 +41,14 @@ from dataclasses import dataclass
 from typing import Final
 from urllib.parse import quote
 
+from recorder.ingest.subscriptions import MAX_REPLY_BYTES, small_reply_object
 from recorder.symbols import stream_name
 
 SAME_DATA_GRACE: Final = 1.0
 """Seconds the silent connection may lag its replacement delivering the same event."""
 MAX_SILENCE_FACTOR: Final = 8
 """The most ``stall_timeout`` is multiplied by after quiet checks."""
-MAX_PROBE_REPLY_BYTES: Final = 64 * 1024
+MAX_PROBE_REPLY_BYTES: Final = MAX_REPLY_BYTES
 """A ``LIST_SUBSCRIPTIONS`` reply for 1024 streams is well under this; larger is not one."""
 
 
@@ -277,16 +278,8 @@ def is_probe_reply(data: str | bytes, request_id: int) -> bool:
     >>> is_probe_reply('{"result":[],"id":8}', 7), is_probe_reply(b"[[[", 7)
     (False, False)
     """
-    raw = data.encode("utf-8", "replace") if isinstance(data, str) else data
-    # Market data frames carry no "id": most frames are turned away before any parsing.
-    if len(raw) > MAX_PROBE_REPLY_BYTES or b'"id"' not in raw:
-        return False
-    try:
-        message = json.loads(raw)
-    except (ValueError, RecursionError):
-        # ValueError covers invalid JSON and invalid UTF-8 in a binary frame.
-        return False
-    if not isinstance(message, dict):
+    message = small_reply_object(data)
+    if message is None:
         return False
     reply_id = message.get("id")
     return (

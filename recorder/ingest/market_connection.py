@@ -5,7 +5,10 @@ A :class:`MarketConnection` reads one shard's frames into the bounded queue in a
 :class:`~recorder.ingest.connection.ConnectionWatchdog`, and tells its supervisor
 (:mod:`recorder.ingest.source`) when a handover is due or a silence needs checking. It sends the
 silence check's ``LIST_SUBSCRIPTIONS`` probe and recognises the reply; deciding what the
-evidence means is :class:`~recorder.ingest.connection.SilenceCheck`'s job.
+evidence means is :class:`~recorder.ingest.connection.SilenceCheck`'s job. It also sends the
+``SUBSCRIBE`` and ``UNSUBSCRIBE`` requests of live stream changes and hands back their replies,
+matched by id (:meth:`MarketConnection.request`); every control message, probes included, is
+paced by a :class:`~recorder.ingest.subscriptions.ControlRateLimiter`.
 """
 
 import asyncio
@@ -22,6 +25,12 @@ from recorder.ingest.connection import (
     Verdict,
     is_probe_reply,
     probe_request,
+)
+from recorder.ingest.subscriptions import (
+    ControlRateLimiter,
+    ControlReply,
+    control_request,
+    parse_control_reply,
 )
 from recorder.model import ConnectionChange, ConnectionEvent, ReceivedFrame
 from recorder.ops.logs import get_logger
@@ -59,7 +68,7 @@ class MarketConnection:
     Args:
         ws: the open websocket.
         connection_id: ``"<shard>.<serial>"``.
-        symbols: the symbols subscribed through the URL.
+        symbols: the symbols subscribed through the URL; :meth:`carry` changes them.
         url: where it is connected (for logs).
         settings: source settings (watchdog bounds).
         clock: the injectable clock.
@@ -99,8 +108,11 @@ class MarketConnection:
         self.data_again = asyncio.Event()
         """Set by data once :meth:`probe` cleared it: the silent connection delivers again."""
         self.probe_answered = asyncio.Event()
+        # One series of request ids for probes and stream changes: replies never mix up.
         self._probe_ids = itertools.count(1)
         self._probe_id: int | None = None
+        self._pacing = ControlRateLimiter()
+        self._replies: dict[int, asyncio.Future[ControlReply]] = {}
         self._stalled = False
         self._retiring = False
         self._held: deque[StreamItem] | None = deque() if held else None
@@ -160,11 +172,52 @@ class MarketConnection:
         """
         self.data_again.clear()
         self.probe_answered.clear()
-        self._probe_id = next(self._probe_ids)
+        probe_id = next(self._probe_ids)
+        await self._pace()
+        self._probe_id = probe_id
         try:
-            await self._ws.send_str(probe_request(self._probe_id))
+            await self._ws.send_str(probe_request(probe_id))
         except (aiohttp.ClientError, ConnectionError) as exc:
             log.warning("probe not sent", connection_id=self.connection_id, error=repr(exc))
+
+    async def request(
+        self, method: str, symbols: tuple[str, ...], reply_within: float
+    ) -> ControlReply | None:
+        """Send a ``SUBSCRIBE`` or ``UNSUBSCRIBE`` of ``symbols``; its reply, ``None`` if none.
+
+        ``None`` also when the request cannot be sent (the connection is closing): either way
+        the caller tries again or replaces the connection.
+        """
+        request_id = next(self._probe_ids)
+        await self._pace()
+        reply: asyncio.Future[ControlReply] = asyncio.get_running_loop().create_future()
+        self._replies[request_id] = reply
+        try:
+            await self._ws.send_str(control_request(method, symbols, request_id))
+            async with asyncio.timeout(reply_within):
+                return await reply
+        except (TimeoutError, aiohttp.ClientError, ConnectionError):
+            return None
+        finally:
+            self._replies.pop(request_id, None)
+
+    async def carry(self, symbols: tuple[str, ...]) -> None:
+        """The exchange confirmed a change: the connection carries ``symbols`` now."""
+        self.symbols = symbols
+        await self._emit(self.event(ConnectionChange.STREAMS_CHANGED))
+
+    def request_handover(self) -> None:
+        """Ask the supervisor for a planned handover to a fresh connection, now."""
+        self.watchdog.handover_requested = True
+        self.handover_due.set()
+
+    async def _pace(self) -> None:
+        """Wait until another control message may go, and count it as sent."""
+        # The wait is for the rate window to pass, not for an event.
+        while (delay := self._pacing.delay(self._clock.monotonic())) > 0:  # noqa: ASYNC110
+            await asyncio.sleep(delay)
+        # No await between the check and the count: two senders cannot both pass.
+        self._pacing.sent(self._clock.monotonic())
 
     def quiet_confirmed(self) -> None:
         """The silence check found the connection alive and quiet: keep watching it."""
@@ -183,6 +236,8 @@ class MarketConnection:
         while True:
             message = await ws.receive()
             if message.type in (aiohttp.WSMsgType.TEXT, aiohttp.WSMsgType.BINARY):
+                if self._replies and self._answer(message.data):
+                    continue  # not data, like a probe's reply
                 if self._probe_id is not None and is_probe_reply(message.data, self._probe_id):
                     # Not data: neither the watchdog nor the health check may take it for the
                     # end of the silence. The gap detector hears of it in stream order.
@@ -205,6 +260,16 @@ class MarketConnection:
                 aiohttp.WSMsgType.CLOSED,
             ):
                 return f"closed by peer (code {ws.close_code})"
+
+    def _answer(self, data: str | bytes) -> bool:
+        """Hand a reply to its pending request; ``False`` when ``data`` is not one."""
+        reply = parse_control_reply(data, self._replies)
+        if reply is None:
+            return False
+        waiting = self._replies.pop(reply.request_id)
+        if not waiting.done():
+            waiting.set_result(reply)
+        return True
 
     def _on_data(self) -> None:
         self.watchdog.on_data(self._clock.monotonic())

@@ -129,6 +129,16 @@ class EventPipeline:
         self.connections: dict[str, ConnectionState] = {}
         """Connections opened and not yet ended, by id."""
 
+    def accept(self, symbols: Sequence[str]) -> None:
+        """Record ``symbols`` too from now on, each from its next event, without a gap."""
+        self._subscribed = self._subscribed | frozenset(symbols)
+        for symbol in symbols:
+            self._detector.forget(symbol)
+
+    def refuse(self, symbols: Sequence[str]) -> None:
+        """Record ``symbols`` no more: their events are rejected as unsubscribed from now on."""
+        self._subscribed = self._subscribed - frozenset(symbols)
+
     def feed(self, item: ReceivedFrame | ConnectionEvent) -> None:
         """Process one queued item."""
         if isinstance(item, ConnectionEvent):
@@ -152,6 +162,10 @@ class EventPipeline:
         metrics = self._metrics
         if event.change is ConnectionChange.OPENED:
             self.connections[event.connection_id] = ConnectionState(event.symbols)
+        elif event.change is ConnectionChange.STREAMS_CHANGED:
+            state = self.connections.get(event.connection_id)
+            if state is not None:
+                state.symbols = event.symbols
         elif event.change is ConnectionChange.QUIET_CONFIRMED:
             state = self.connections.get(event.connection_id)
             if state is not None:

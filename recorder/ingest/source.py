@@ -17,7 +17,10 @@ that keeps exactly one live connection for its symbols, forever:
 * before the connection's planned lifetime ends, a replacement is opened, and the old one is
   closed only once the replacement delivers, so the handover loses nothing (the pipeline drops
   the overlap's duplicates); when the old connection dies first, the replacement already open
-  becomes the connection.
+  becomes the connection;
+* its symbols can change while it runs (:meth:`MarketSource.apply`): a
+  :class:`~recorder.ingest.live_streams.StreamController` changes the open connection's
+  streams, and every connection opened later subscribes the current set in its URL.
 
 Frames and :class:`~recorder.model.ConnectionEvent` values go, in arrival order, into one
 bounded queue: when the pipeline falls behind, reading pauses (backpressure), nothing is dropped.
@@ -39,12 +42,14 @@ from recorder.ingest.connection import (
     combined_stream_url,
     plan_shards,
 )
+from recorder.ingest.live_streams import StreamController
 from recorder.ingest.market_connection import (
     CLOSE_TIMEOUT,
     ConnectionEnd,
     MarketConnection,
     StreamItem,
 )
+from recorder.ingest.subscriptions import plan_changes
 from recorder.model import ConnectionChange
 from recorder.ops.logs import get_logger
 from recorder.settings import SourceSettings
@@ -83,14 +88,19 @@ class ShardSupervisor:
         rng: random.Random,
     ) -> None:
         self._shard = shard
-        self._symbols = symbols
+        self.index = shard
+        self.symbols = symbols
+        """The symbols the shard should carry; :meth:`change_streams` changes them."""
+        self.current: MarketConnection | None = None
+        """The connection followed now."""
+        self.streams_changed = asyncio.Event()
         self._settings = settings
         self._session = session
         self._clock = clock
         self._sink = sink
         self._rng = rng
         self._serial = 0
-        self._url = combined_stream_url(settings.url, symbols)
+        self.controller = StreamController(self, settings.open_timeout)
         self.reconnects = 0
         """Times the shard was left without a connection and connected again."""
         self.silence_checks: Counter[SilenceOutcome] = Counter()
@@ -100,6 +110,7 @@ class ShardSupervisor:
         """Connect, follow connections through handovers, reconnect after failures; forever."""
         attempt = 0
         async with asyncio.TaskGroup() as tg:
+            tg.create_task(self.controller.run(), name=f"streams of shard {self._shard}")
             while True:
                 try:
                     connection = await self._open()
@@ -130,6 +141,17 @@ class ShardSupervisor:
                 )
                 await asyncio.sleep(delay)
 
+    @property
+    def _url(self) -> str:
+        return combined_stream_url(self._settings.url, self.symbols)
+
+    def change_streams(self, add: tuple[str, ...], remove: tuple[str, ...]) -> None:
+        """Carry ``add`` and no longer ``remove`` from now on (the controller does it)."""
+        gone = frozenset(remove)
+        kept = tuple(symbol for symbol in self.symbols if symbol not in gone)
+        self.symbols = kept + tuple(symbol for symbol in add if symbol not in kept)
+        self.streams_changed.set()
+
     async def _open(self, *, held: bool = False) -> MarketConnection:
         self._serial += 1
         connection_id = f"{self._shard}.{self._serial}"
@@ -146,16 +168,14 @@ class ShardSupervisor:
         connection = MarketConnection(
             ws,
             connection_id=connection_id,
-            symbols=self._symbols,
+            symbols=self.symbols,
             url=self._url,
             settings=settings,
             clock=self._clock,
             sink=self._sink,
             held=held,
         )
-        log.info(
-            "connected", connection_id=connection_id, url=self._url, streams=len(self._symbols)
-        )
+        log.info("connected", connection_id=connection_id, url=self._url, streams=len(self.symbols))
         await self._sink.put(connection.event(ConnectionChange.OPENED))
         return connection
 
@@ -163,6 +183,9 @@ class ShardSupervisor:
         """Run ``connection`` and its successors until one ends with no replacement open."""
         task = tg.create_task(connection.run(), name=f"connection {connection.connection_id}")
         while True:
+            # A new connection, or a handover that failed: the controller looks at it again.
+            self.current = connection
+            self.streams_changed.set()
             await _first_of((task,), (connection.handover_due, connection.silence_due))
             if task.done():
                 end = task.result()
@@ -398,7 +421,7 @@ def _gather_evidence(
 
 
 class MarketSource:
-    """All shards of the configured symbols, under one task group.
+    """All shards of the recorded symbols, under one task group.
 
     Args:
         settings: source settings.
@@ -420,19 +443,58 @@ class MarketSource:
         self._rng = rng or random.Random()  # noqa: S311 - jitter, not cryptography
         self.shards = plan_shards(settings.listed_symbols, settings.max_streams_per_connection)
         self.supervisors: list[ShardSupervisor] = []
+        self._running: tuple[aiohttp.ClientSession, asyncio.TaskGroup] | None = None
+        self._tasks: dict[int, asyncio.Task[None]] = {}
+        self._next_index = len(self.shards)
 
     async def run(self) -> None:
         """Run every shard until cancelled."""
         async with aiohttp.ClientSession() as session, asyncio.TaskGroup() as tg:
+            self._running = (session, tg)
             for index, symbols in enumerate(self.shards):
-                supervisor = ShardSupervisor(
-                    index,
-                    symbols,
-                    settings=self._settings,
-                    session=session,
-                    clock=self._clock,
-                    sink=self._sink,
-                    rng=self._rng,
-                )
-                self.supervisors.append(supervisor)
-                tg.create_task(supervisor.run(), name=f"shard {index}")
+                self._start(index, symbols)
+
+    def apply(self, listed: tuple[str, ...], delisted: tuple[str, ...]) -> int:
+        """Record ``listed`` too and ``delisted`` no more, on the running connections.
+
+        New symbols go to shards with room (:func:`~recorder.ingest.subscriptions.plan_changes`);
+        a shard is opened only when all are full, and a shard left with no symbol is stopped.
+
+        Returns:
+            How many shards were opened.
+        """
+        limit = self._settings.max_streams_per_connection
+        if self._running is None:
+            # Not connected yet: the shards open with the new lists.
+            plan = plan_changes(self.shards, listed, delisted, limit)
+            self.shards = plan.applied_to(self.shards)
+            self._next_index = len(self.shards)
+            return len(plan.new_shards)
+        plan = plan_changes([shard.symbols for shard in self.supervisors], listed, delisted, limit)
+        for position, supervisor in enumerate(self.supervisors):
+            add, remove = plan.subscribe.get(position, ()), plan.unsubscribe.get(position, ())
+            if add or remove:
+                supervisor.change_streams(add, remove)
+        for symbols in plan.new_shards:
+            self._start(self._next_index, symbols)
+            self._next_index += 1
+        for supervisor in [shard for shard in self.supervisors if not shard.symbols]:
+            self._tasks.pop(supervisor.index).cancel()
+            self.supervisors.remove(supervisor)
+        self.shards = [supervisor.symbols for supervisor in self.supervisors]
+        return len(plan.new_shards)
+
+    def _start(self, index: int, symbols: tuple[str, ...]) -> None:
+        assert self._running is not None  # noqa: S101 - only called while running
+        session, tg = self._running
+        supervisor = ShardSupervisor(
+            index,
+            symbols,
+            settings=self._settings,
+            session=session,
+            clock=self._clock,
+            sink=self._sink,
+            rng=self._rng,
+        )
+        self.supervisors.append(supervisor)
+        self._tasks[index] = tg.create_task(supervisor.run(), name=f"shard {index}")

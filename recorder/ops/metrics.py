@@ -348,6 +348,14 @@ class RecorderMetrics:
             hot.written.setdefault(symbol, 0)
             hot.last_receive_us.setdefault(symbol, now_us)
 
+    def untrack_symbols(self, symbols: Iterable[str]) -> None:
+        """Stop exporting the event age of ``symbols`` (delisted): it would only grow.
+
+        Their counters stay: a counter that vanishes looks like a reset.
+        """
+        for symbol in symbols:
+            self._hot.last_receive_us.pop(symbol, None)
+
     # --- per connection, gap and flush ------------------------------------------------------
 
     def reconnect(self, reason: str) -> None:

@@ -37,24 +37,7 @@ def parse_ws_url(value: object) -> str:
     >>> parse_ws_url(" wss://fstream.binance.com/market/ ")
     'wss://fstream.binance.com/market'
     """
-    if not isinstance(value, str):
-        raise InvalidValueError(_URL_EXPECTED)
-    url = value.strip()
-    if any(character.isspace() or not character.isprintable() for character in url):
-        raise InvalidValueError(_URL_EXPECTED)
-    # urlsplit accepts nearly anything, so every rule is checked on its result.
-    split = urlsplit(url)
-    if split.scheme.lower() not in ("ws", "wss") or not split.hostname:
-        raise InvalidValueError(_URL_EXPECTED)
-    if "?" in url or "#" in url:
-        raise InvalidValueError(_URL_EXPECTED)
-    try:
-        _ = split.port
-    except ValueError:
-        raise InvalidValueError(
-            f"{_URL_EXPECTED}; the port is not a number from 0 to 65535"
-        ) from None
-    return url.rstrip("/")
+    return _base_url(value, ("ws", "wss"), _URL_EXPECTED, path_allowed=True)
 
 
 class AllSymbols(enum.Enum):
@@ -97,13 +80,7 @@ def parse_symbols(value: object) -> SymbolSelection:
     """
     if isinstance(value, AllSymbols):
         return value
-    items: list[object]
-    if isinstance(value, str):
-        items = list(value.split(","))
-    elif isinstance(value, list | tuple):
-        items = list(value)
-    else:
-        raise InvalidValueError(_SYMBOLS_EXPECTED)
+    items = _list_items(value, _SYMBOLS_EXPECTED)
     symbols: list[str] = []
     for position, item in enumerate(items, start=1):
         if not isinstance(item, str):
@@ -127,6 +104,15 @@ def parse_symbols(value: object) -> SymbolSelection:
         # "ALL" passes as a symbol; beside others it is a mistake, not a contract.
         raise InvalidValueError(f"{_SYMBOLS_EXPECTED}; 'all' stands alone, not among symbols")
     return tuple(symbols)
+
+
+def _list_items(value: object, expected: str) -> list[object]:
+    """The items of a list, or of comma-separated text (from the environment or a flag)."""
+    if isinstance(value, str):
+        return list(value.split(","))
+    if isinstance(value, list | tuple):
+        return list(value)
+    raise InvalidValueError(expected)
 
 
 def render_symbols(symbols: SymbolSelection) -> list[str] | str:
@@ -173,13 +159,7 @@ def parse_contract_types(value: object) -> tuple[str, ...]:
     >>> parse_contract_types("perpetual, CURRENT_QUARTER")
     ('PERPETUAL', 'CURRENT_QUARTER')
     """
-    items: list[object]
-    if isinstance(value, str):
-        items = list(value.split(","))
-    elif isinstance(value, list | tuple):
-        items = list(value)
-    else:
-        raise InvalidValueError(_CONTRACT_TYPES_EXPECTED)
+    items = _list_items(value, _CONTRACT_TYPES_EXPECTED)
     types: list[str] = []
     for position, item in enumerate(items, start=1):
         name = item.strip().upper() if isinstance(item, str) else None
@@ -227,22 +207,26 @@ def parse_rest_url(value: object) -> str:
     >>> parse_rest_url(" https://fapi.binance.com/ ")
     'https://fapi.binance.com'
     """
+    return _base_url(value, ("http", "https"), _REST_URL_EXPECTED, path_allowed=False)
+
+
+def _base_url(value: object, schemes: tuple[str, ...], expected: str, *, path_allowed: bool) -> str:
+    """Check a base URL of one of ``schemes``; the URL without its trailing ``/``."""
     if not isinstance(value, str):
-        raise InvalidValueError(_REST_URL_EXPECTED)
+        raise InvalidValueError(expected)
     url = value.strip()
     if any(character.isspace() or not character.isprintable() for character in url):
-        raise InvalidValueError(_REST_URL_EXPECTED)
+        raise InvalidValueError(expected)
+    # urlsplit accepts nearly anything, so every rule is checked on its result.
     split = urlsplit(url)
-    if split.scheme.lower() not in ("http", "https") or not split.hostname:
-        raise InvalidValueError(_REST_URL_EXPECTED)
-    if "?" in url or "#" in url or split.path.strip("/"):
-        raise InvalidValueError(_REST_URL_EXPECTED)
+    if split.scheme.lower() not in schemes or not split.hostname:
+        raise InvalidValueError(expected)
+    if "?" in url or "#" in url or (not path_allowed and split.path.strip("/")):
+        raise InvalidValueError(expected)
     try:
         _ = split.port
     except ValueError:
-        raise InvalidValueError(
-            f"{_REST_URL_EXPECTED}; the port is not a number from 0 to 65535"
-        ) from None
+        raise InvalidValueError(f"{expected}; the port is not a number from 0 to 65535") from None
     return url.rstrip("/")
 
 

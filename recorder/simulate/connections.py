@@ -129,6 +129,7 @@ class Connection:
         self.outbox: asyncio.Queue[OutboundFrame] = asyncio.Queue()
         self.stalled_until = -math.inf
         self.blackholed_until = -math.inf
+        self.deaf_until = -math.inf
         self.events_delivered = 0
         self.events_withheld = 0
         self.frames_sent = 0
@@ -158,6 +159,10 @@ class Connection:
     def is_blackholed(self, now: float) -> bool:
         """Whether a ``blackhole`` is in force at ``now`` (monotonic seconds)."""
         return now < self.blackholed_until
+
+    def is_deaf(self, now: float) -> bool:
+        """Whether a ``deaf`` fault ignores requests at ``now`` (monotonic seconds)."""
+        return now < self.deaf_until
 
     def is_stalled(self, now: float) -> bool:
         """Whether a ``stall`` or a ``blackhole`` is in force at ``now``."""

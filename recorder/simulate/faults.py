@@ -23,7 +23,9 @@ hits every connection open when it fires. Examples::
     rest_fail*2;reply=429;retry_after=3s
 
 Kinds: ``drop`` (abort TCP, no close frame), ``close`` (close frame), ``stall`` (no data,
-pings still answered), ``blackhole`` (nothing at all, pings unanswered: a dead peer),
+pings still answered), ``deaf`` (requests such as ``SUBSCRIBE`` get no reply and change
+nothing, for +TIME or until the connection ends; data and pings go on), ``blackhole``
+(nothing at all, pings unanswered: a dead peer),
 ``garbage`` (a non-JSON frame), ``bad_field`` (a wrong type or a non-numeric number),
 ``future_time`` (a valid event of the connection's first symbol with ``E`` ten years ahead),
 ``hostile_symbol`` (``"s": "../../x"``), ``unsubscribed`` (a symbol the connection did not
@@ -53,6 +55,7 @@ from typing import TypedDict
 
 from recorder.errors import ConfigError
 from recorder.settings.units import parse_duration, parse_size
+from recorder.simulate.countdown import Countdown
 
 DEFAULT_HUGE_SIZE = 3 * 1024 * 1024
 DEFAULT_REFUSE_STATUS = 503
@@ -87,6 +90,7 @@ class FaultKind(enum.StrEnum):
     REFUSE = "refuse"
     SLOW_START = "slow_start"
     REST_FAIL = "rest_fail"
+    DEAF = "deaf"
 
 
 class RestFailure(enum.StrEnum):
@@ -102,7 +106,13 @@ class RestFailure(enum.StrEnum):
 
 
 TIMED_KINDS = frozenset(
-    {FaultKind.STALL, FaultKind.BLACKHOLE, FaultKind.SLOW_START, FaultKind.REST_FAIL}
+    {
+        FaultKind.STALL,
+        FaultKind.BLACKHOLE,
+        FaultKind.SLOW_START,
+        FaultKind.REST_FAIL,
+        FaultKind.DEAF,
+    }
 )
 """Kinds that last (``+TIME``)."""
 HANDSHAKE_KINDS = frozenset({FaultKind.REFUSE, FaultKind.SLOW_START})
@@ -178,8 +188,8 @@ class Fault:
         if self.duration is not None:
             if self.kind not in TIMED_KINDS:
                 raise ConfigError(
-                    f"{where}: a duration applies only to stall, blackhole, slow_start and "
-                    "rest_fail"
+                    f"{where}: a duration applies only to stall, blackhole, slow_start, "
+                    "rest_fail and deaf"
                 )
             if not math.isfinite(self.duration) or self.duration <= 0:
                 raise ConfigError(f"{where}: duration={self.duration!r}: expected seconds above 0")
@@ -452,25 +462,18 @@ class HandshakeGate:
     """Counts down the handshakes that ``refuse`` faults still have to refuse, in order."""
 
     def __init__(self) -> None:
-        self._pending: list[tuple[Refusal, int]] = []
+        self._refusals: Countdown[Refusal] = Countdown()
 
     def arm(self, fault: Fault) -> None:
         """Refuse the next ``fault.count`` handshakes (after those already armed)."""
         retry_after = None if fault.retry_after is None else math.ceil(fault.retry_after)
-        self._pending.append((Refusal(fault.status, retry_after), fault.count))
+        self._refusals.arm(Refusal(fault.status, retry_after), fault.count)
 
     def admit(self) -> Refusal | None:
         """Decide one handshake: ``None`` to accept it, else how to refuse it."""
-        if not self._pending:
-            return None
-        refusal, remaining = self._pending[0]
-        if remaining > 1:
-            self._pending[0] = (refusal, remaining - 1)
-        else:
-            self._pending.pop(0)
-        return refusal
+        return self._refusals.take()
 
     @property
     def pending(self) -> int:
         """How many handshakes will still be refused."""
-        return sum(remaining for _, remaining in self._pending)
+        return self._refusals.pending

@@ -166,10 +166,12 @@ class FaultInjector:
             conn.drop()
         elif fault.kind is FaultKind.CLOSE:
             conn.close(WSCloseCode.GOING_AWAY, "closed by the exchange")
-        elif fault.kind in {FaultKind.STALL, FaultKind.BLACKHOLE}:
+        elif fault.kind in {FaultKind.STALL, FaultKind.BLACKHOLE, FaultKind.DEAF}:
             until = math.inf if fault.duration is None else now + fault.duration
             if fault.kind is FaultKind.STALL:
                 conn.stalled_until = max(conn.stalled_until, until)
+            elif fault.kind is FaultKind.DEAF:
+                conn.deaf_until = max(conn.deaf_until, until)
             else:
                 conn.blackholed_until = max(conn.blackholed_until, until)
         elif fault.kind in FRAME_KINDS:

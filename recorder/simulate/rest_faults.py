@@ -11,6 +11,7 @@ import math
 from dataclasses import dataclass, field
 from http import HTTPStatus
 
+from recorder.simulate.countdown import Countdown
 from recorder.simulate.faults import DEFAULT_SLOW_REST, Fault, RestFailure
 from recorder.simulate.rest import RestReply, binance_error
 
@@ -44,27 +45,20 @@ class RestFaultGate:
     """Counts down the REST requests ``rest_fail`` faults still have to fail, in order."""
 
     def __init__(self) -> None:
-        self._pending: list[tuple[Fault, int]] = []
+        self._faults: Countdown[Fault] = Countdown()
 
     def arm(self, fault: Fault) -> None:
         """Fail the next ``fault.count`` requests (after those already armed)."""
-        self._pending.append((fault, fault.count))
+        self._faults.arm(fault, fault.count)
 
     def take(self) -> Fault | None:
         """Decide one request: ``None`` to answer it normally, else the fault it gets."""
-        if not self._pending:
-            return None
-        fault, remaining = self._pending[0]
-        if remaining > 1:
-            self._pending[0] = (fault, remaining - 1)
-        else:
-            self._pending.pop(0)
-        return fault
+        return self._faults.take()
 
     @property
     def pending(self) -> int:
         """How many requests will still fail."""
-        return sum(remaining for _, remaining in self._pending)
+        return self._faults.pending
 
 
 def failed_answer(fault: Fault, normal: RestReply, encoded: bytes) -> FailedAnswer:

@@ -156,6 +156,8 @@ class StreamEndpoint:
                     )
                 )
                 continue
+            if message.type in {WSMsgType.TEXT, WSMsgType.BINARY} and conn.is_deaf(now):
+                continue  # a deaf connection ignores requests, and answers none
             if message.type is WSMsgType.TEXT:
                 reply = conn.session.handle(message.data)
                 conn.outbox.put_nowait(OutboundFrame(reply, is_data=False))

@@ -21,7 +21,7 @@ ALLOWED: dict[str, set[str]] = {
     "simulate": BASE | {"settings"},
     "flush": BASE | {"settings", "ops", "gaps", "storage", "ingest"},
     "flush_reports": BASE | {"settings", "ops", "gaps", "storage", "ingest", "flush"},
-    "whole_market": BASE | {"settings", "ops", "gaps", "ingest"},
+    "whole_market": BASE | {"settings", "ops", "gaps", "storage", "ingest", "flush"},
     "service": BASE
     | {"settings", "ops", "gaps", "storage", "ingest", "flush", "flush_reports", "whole_market"},
     "cli": BASE

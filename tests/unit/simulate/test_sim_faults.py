@@ -67,7 +67,7 @@ def test_empty_spec_means_no_fault() -> None:
     [
         ("explode@1s", "unknown kind 'explode'"),
         ("drop@soon", "expected KIND"),
-        ("drop+5s", "duration applies only to stall, blackhole, slow_start and rest_fail"),
+        ("drop+5s", "duration applies only to stall, blackhole, slow_start, rest_fail and deaf"),
         ("slow_start;conn=c1", "slow_start applies to new handshakes"),
         ("stall*2", "count applies only"),
         ("refuse;status=404", "expected 503 or 429"),
