@@ -209,6 +209,16 @@ CANDIDATES: tuple[Candidate, ...] = (
             "compression_level": 19,
         },
     ),
+    Candidate(
+        "smallest readable: timestamps DELTA + zstd 19, no Arrow schema, statistics on "
+        "timestamps only",
+        {
+            "column_encoding": DELTA_TIMES,
+            "compression_level": 19,
+            "store_schema": False,
+            "write_statistics": list(TIMESTAMPS),
+        },
+    ),
     Candidate("shipped: `parquet_options()`", shipped=True),
 )
 

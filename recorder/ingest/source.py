@@ -94,6 +94,8 @@ class ShardSupervisor:
         self.current: MarketConnection | None = None
         """The connection followed now."""
         self.streams_changed = asyncio.Event()
+        self.emptied = asyncio.Event()
+        """Set once the shard carries no symbol: its connection is closed and the shard ends."""
         self._settings = settings
         self._session = session
         self._clock = clock
@@ -110,8 +112,8 @@ class ShardSupervisor:
         """Connect, follow connections through handovers, reconnect after failures; forever."""
         attempt = 0
         async with asyncio.TaskGroup() as tg:
-            tg.create_task(self.controller.run(), name=f"streams of shard {self._shard}")
-            while True:
+            controlling = tg.create_task(self.controller.run(), name=f"streams {self._shard}")
+            while not self.emptied.is_set():
                 try:
                     connection = await self._open()
                 except _CONNECT_ERRORS as exc:
@@ -127,6 +129,8 @@ class ShardSupervisor:
                     await asyncio.sleep(delay)
                     continue
                 end = await self._follow(connection, tg)
+                if self.emptied.is_set():
+                    break
                 attempt = 0 if end.stable else attempt + 1
                 self.reconnects += 1
                 delay = backoff_delay(
@@ -140,6 +144,7 @@ class ShardSupervisor:
                     retry_in=round(delay, 3),
                 )
                 await asyncio.sleep(delay)
+            controlling.cancel()
 
     @property
     def _url(self) -> str:
@@ -186,7 +191,11 @@ class ShardSupervisor:
             # A new connection, or a handover that failed: the controller looks at it again.
             self.current = connection
             self.streams_changed.set()
-            await _first_of((task,), (connection.handover_due, connection.silence_due))
+            due = (connection.handover_due, connection.silence_due, self.emptied)
+            await _first_of((task,), due)
+            if self.emptied.is_set() and not task.done():
+                await connection.retire()  # its end is reported below, as any other end
+                await asyncio.wait([task])
             if task.done():
                 end = task.result()
                 await self._report_end(connection, end)
@@ -444,7 +453,6 @@ class MarketSource:
         self.shards = plan_shards(settings.listed_symbols, settings.max_streams_per_connection)
         self.supervisors: list[ShardSupervisor] = []
         self._running: tuple[aiohttp.ClientSession, asyncio.TaskGroup] | None = None
-        self._tasks: dict[int, asyncio.Task[None]] = {}
         self._next_index = len(self.shards)
 
     async def run(self) -> None:
@@ -479,7 +487,8 @@ class MarketSource:
             self._start(self._next_index, symbols)
             self._next_index += 1
         for supervisor in [shard for shard in self.supervisors if not shard.symbols]:
-            self._tasks.pop(supervisor.index).cancel()
+            # It closes its connection and reports the end, then its task ends by itself.
+            supervisor.emptied.set()
             self.supervisors.remove(supervisor)
         self.shards = [supervisor.symbols for supervisor in self.supervisors]
         return len(plan.new_shards)
@@ -497,4 +506,4 @@ class MarketSource:
             rng=self._rng,
         )
         self.supervisors.append(supervisor)
-        self._tasks[index] = tg.create_task(supervisor.run(), name=f"shard {index}")
+        tg.create_task(supervisor.run(), name=f"shard {index}")

@@ -97,6 +97,15 @@ async def test_listings_and_a_delisting_change_the_open_connections(tmp_path: Pa
             await wait_for(lambda: agreed(service, exchange))
             assert stream_name("ETHUSDT") not in {s for c in subscriptions(exchange) for s in c}
             assert open_ids(exchange) == ["c1", "c2", "c3"]
+
+            # Delisted, the only symbol of its connection: the recorder closes that connection
+            # on purpose and says so to the pipeline; the other two stay.
+            assert "2.1" in service.pipeline.connections
+            exchange.set_contract_status("NEXTUSDT", "DELISTED")
+            await wait_for(lambda: open_ids(exchange) == ["c1", "c2"])
+            await wait_for(lambda: "2.1" not in service.pipeline.connections)
+            assert len(service.source.supervisors) == 2
+            assert service.metrics.registry.get_sample_value("recorder_open_connections") == 2
             assert (
                 service.metrics.registry.get_sample_value(
                     "recorder_symbol_changes_total", {"change": "listed"}
@@ -107,12 +116,12 @@ async def test_listings_and_a_delisting_change_the_open_connections(tmp_path: Pa
                 service.metrics.registry.get_sample_value(
                     "recorder_symbol_changes_total", {"change": "delisted"}
                 )
-                == 1
+                == 2
             )
             # Long enough, in the exchange's time, for ETHUSDT to look stale if expected.
             settled_at = exchange.simulated_now_ms()
             await wait_for(lambda: exchange.simulated_now_ms() > settled_at + 60_000)
-            assert service.pipeline.connections.keys() >= {"0.1", "1.1", "2.1"}
+            assert service.pipeline.connections.keys() == {"0.1", "1.1"}
         delivered = delivered_events(exchange)
         now_ms = exchange.simulated_now_ms()
 
@@ -125,8 +134,7 @@ async def test_listings_and_a_delisting_change_the_open_connections(tmp_path: Pa
 
     report = run_check(tmp_path, CheckLimits(now_ms=now_ms, since_ms=0, max_age_ms=30_000))
     assert [p for p in report.problems if p.kind is ProblemKind.STALE] == []
-    assert "ETHUSDT" not in {health.symbol for health in report.symbols}
-    assert {health.symbol for health in report.symbols} == symbols - {"ETHUSDT"}
+    assert {health.symbol for health in report.symbols} == symbols - {"ETHUSDT", "NEXTUSDT"}
 
 
 @pytest.mark.asyncio
