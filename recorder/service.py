@@ -47,8 +47,9 @@ from recorder.gaps.log import GapLog
 from recorder.gaps.state import merged_last_event_times
 from recorder.ingest.connection import MAX_SILENCE_FACTOR
 from recorder.ingest.event_times import EventTimeGuard, quorum_for, screen_restored
+from recorder.ingest.market_connection import StreamItem
 from recorder.ingest.pipeline import EventPipeline
-from recorder.ingest.source import MarketSource, StreamItem
+from recorder.ingest.shards import MarketSource
 from recorder.instance import default_instance_id
 from recorder.ops.http import MetricsServer
 from recorder.ops.logs import get_logger

@@ -7,7 +7,7 @@ stop came first), hands it the parts that know the recorded symbols
 a later reading of exchangeInfo finds is applied to all of them at once, in the event loop, in
 this order: the pipeline accepts the new symbols (their first event is no gap), the source
 subscribes them on connections with room and unsubscribes the removed ones
-(:meth:`~recorder.ingest.source.MarketSource.apply`), the pipeline refuses the removed ones,
+(:meth:`~recorder.ingest.shards.MarketSource.apply`), the pipeline refuses the removed ones,
 the state file names the new set (so ``recorder check`` stops expecting a delisted symbol),
 and the metrics follow. Listings and delistings are logged and counted.
 """
@@ -19,7 +19,7 @@ from recorder.clock import Clock
 from recorder.flush import StorageFlush
 from recorder.ingest.market_list import ListChange, MarketListSource
 from recorder.ingest.pipeline import EventPipeline
-from recorder.ingest.source import MarketSource
+from recorder.ingest.shards import MarketSource
 from recorder.ops.logs import get_logger
 from recorder.ops.metrics import RecorderMetrics
 from recorder.settings import SourceSettings

@@ -18,7 +18,8 @@ that keeps exactly one live connection for its symbols, forever:
   closed only once the replacement delivers, so the handover loses nothing (the pipeline drops
   the overlap's duplicates); when the old connection dies first, the replacement already open
   becomes the connection;
-* its symbols can change while it runs (:meth:`MarketSource.apply`): a
+* its symbols can change while it runs
+  (:meth:`recorder.ingest.shards.MarketSource.apply`): a
   :class:`~recorder.ingest.live_streams.StreamController` changes the open connection's
   streams, and every connection opened later subscribes the current set in its URL.
 
@@ -40,7 +41,6 @@ from recorder.ingest.connection import (
     SilenceOutcome,
     backoff_delay,
     combined_stream_url,
-    plan_shards,
 )
 from recorder.ingest.live_streams import StreamController
 from recorder.ingest.market_connection import (
@@ -49,12 +49,11 @@ from recorder.ingest.market_connection import (
     MarketConnection,
     StreamItem,
 )
-from recorder.ingest.subscriptions import plan_changes
 from recorder.model import ConnectionChange
 from recorder.ops.logs import get_logger
 from recorder.settings import SourceSettings
 
-__all__ = ["MarketSource", "ShardSupervisor", "StreamItem"]
+__all__ = ["ShardSupervisor", "StreamItem"]
 
 _CONNECT_ERRORS: Final = (aiohttp.ClientError, TimeoutError, OSError)
 _HANDOVER_RETRY: Final = 30.0
@@ -427,83 +426,3 @@ def _gather_evidence(
         elif not new.first_data.is_set():
             check.replacement_failed = True
     return pending
-
-
-class MarketSource:
-    """All shards of the recorded symbols, under one task group.
-
-    Args:
-        settings: source settings.
-        clock: the injectable clock.
-        sink: the bounded queue the pipeline reads.
-        rng: randomness for backoff jitter.
-    """
-
-    def __init__(
-        self,
-        settings: SourceSettings,
-        clock: Clock,
-        sink: asyncio.Queue[StreamItem],
-        rng: random.Random | None = None,
-    ) -> None:
-        self._settings = settings
-        self._clock = clock
-        self._sink = sink
-        self._rng = rng or random.Random()  # noqa: S311 - jitter, not cryptography
-        self.shards = plan_shards(settings.listed_symbols, settings.max_streams_per_connection)
-        self.supervisors: list[ShardSupervisor] = []
-        self._running: tuple[aiohttp.ClientSession, asyncio.TaskGroup] | None = None
-        self._next_index = len(self.shards)
-
-    async def run(self) -> None:
-        """Run every shard until cancelled."""
-        async with aiohttp.ClientSession() as session, asyncio.TaskGroup() as tg:
-            self._running = (session, tg)
-            for index, symbols in enumerate(self.shards):
-                self._start(index, symbols)
-
-    def apply(self, listed: tuple[str, ...], delisted: tuple[str, ...]) -> int:
-        """Record ``listed`` too and ``delisted`` no more, on the running connections.
-
-        New symbols go to shards with room (:func:`~recorder.ingest.subscriptions.plan_changes`);
-        a shard is opened only when all are full, and a shard left with no symbol is stopped.
-
-        Returns:
-            How many shards were opened.
-        """
-        limit = self._settings.max_streams_per_connection
-        if self._running is None:
-            # Not connected yet: the shards open with the new lists.
-            plan = plan_changes(self.shards, listed, delisted, limit)
-            self.shards = plan.applied_to(self.shards)
-            self._next_index = len(self.shards)
-            return len(plan.new_shards)
-        plan = plan_changes([shard.symbols for shard in self.supervisors], listed, delisted, limit)
-        for position, supervisor in enumerate(self.supervisors):
-            add, remove = plan.subscribe.get(position, ()), plan.unsubscribe.get(position, ())
-            if add or remove:
-                supervisor.change_streams(add, remove)
-        for symbols in plan.new_shards:
-            self._start(self._next_index, symbols)
-            self._next_index += 1
-        for supervisor in [shard for shard in self.supervisors if not shard.symbols]:
-            # It closes its connection and reports the end, then its task ends by itself.
-            supervisor.emptied.set()
-            self.supervisors.remove(supervisor)
-        self.shards = [supervisor.symbols for supervisor in self.supervisors]
-        return len(plan.new_shards)
-
-    def _start(self, index: int, symbols: tuple[str, ...]) -> None:
-        assert self._running is not None  # noqa: S101 - only called while running
-        session, tg = self._running
-        supervisor = ShardSupervisor(
-            index,
-            symbols,
-            settings=self._settings,
-            session=session,
-            clock=self._clock,
-            sink=self._sink,
-            rng=self._rng,
-        )
-        self.supervisors.append(supervisor)
-        tg.create_task(supervisor.run(), name=f"shard {index}")

@@ -7,7 +7,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from recorder.clock import SystemClock
-from recorder.ingest.source import MarketSource
+from recorder.ingest.shards import MarketSource
 from recorder.ingest.subscriptions import (
     MAX_ATTEMPTS,
     MAX_CONTROL_PER_SECOND,
