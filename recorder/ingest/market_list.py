@@ -66,6 +66,43 @@ def list_change(current: Sequence[str], new: Sequence[str]) -> ListChange:
     )
 
 
+MASS_DELISTING_SHARE: Final = 0.1
+"""A reading that drops more than this share of the recorded list at once is held..."""
+MASS_DELISTING_MIN: Final = 10
+"""...and more than this many contracts: Binance delists a few at a time, not a tenth."""
+
+
+class DelistingCheck:
+    """Holds a mass delisting until the next reading confirms it.
+
+    A valid answer that lists only part of the market (a truncated list a proxy passed on, a
+    hostile server) would otherwise unsubscribe most of the recording at once. A change that
+    removes more than :data:`MASS_DELISTING_SHARE` of the recorded symbols and more than
+    :data:`MASS_DELISTING_MIN` is applied without its delistings; the next reading that
+    removes exactly the same symbols confirms them. Listings always apply at once.
+
+    >>> check = DelistingCheck()
+    >>> gone = tuple(f"S{n}" for n in range(20))
+    >>> check.admit(ListChange(("NEW",), gone), recorded=100)
+    ListChange(listed=('NEW',), delisted=())
+    >>> check.admit(ListChange((), gone), recorded=99) == ListChange((), gone)
+    True
+    """
+
+    def __init__(self) -> None:
+        self._held: frozenset[str] | None = None
+
+    def admit(self, change: ListChange, recorded: int) -> ListChange:
+        """The part of ``change`` to apply now, against ``recorded`` symbols recorded."""
+        gone = frozenset(change.delisted)
+        bound = max(MASS_DELISTING_MIN, recorded * MASS_DELISTING_SHARE)
+        if len(gone) <= bound or gone == self._held:
+            self._held = None
+            return change
+        self._held = gone
+        return ListChange(change.listed, ())
+
+
 class FailureReport:
     """Decides which failed readings are logged: the first of a run, then one per interval.
 
@@ -138,6 +175,7 @@ class MarketList:
         self._rng = rng
         self._sleep = sleep
         self._report = FailureReport()
+        self._delistings = DelistingCheck()
 
     async def read(self) -> tuple[str, ...]:
         """Read exchangeInfo once: the symbols to record, in its order.
@@ -204,8 +242,18 @@ class MarketList:
                 continue
             self._recovered()
             change = list_change(current, symbols)
-            if change:
-                apply(change, symbols)
+            admitted = self._delistings.admit(change, len(current))
+            if admitted != change:
+                self._metrics.delisting_held(len(change.delisted))
+                log.warning(
+                    "exchangeInfo dropped many contracts at once; they stay recorded until "
+                    "the next reading confirms it",
+                    delisted=len(change.delisted),
+                    recorded=len(current),
+                )
+                symbols = current + admitted.listed
+            if admitted:
+                apply(admitted, symbols)
                 current = symbols
 
     def _failed(self, error: RestError | ExchangeInfoError, attempt: int | None) -> float:

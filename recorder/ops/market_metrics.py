@@ -54,7 +54,8 @@ class MarketListMetrics:
         )
         self._changes = Counter(
             "recorder_symbol_changes",
-            "Symbols added to (listed) or removed from (delisted) the recorded set while running.",
+            "Symbols added to (listed) or removed from (delisted) the recorded set while running;"
+            " delisting_held: removals kept until the next reading confirms them.",
             ["change"],
             registry=registry,
         )
@@ -62,7 +63,7 @@ class MarketListMetrics:
             self._readings.labels(outcome)
         for reason in EXCHANGE_INFO_FAILURES:
             self._failures.labels(reason)
-        for change in ("listed", "delisted"):
+        for change in ("listed", "delisted", "delisting_held"):
             self._changes.labels(change)
 
     def reading_ok(self, wall_seconds: float) -> None:
@@ -84,3 +85,7 @@ class MarketListMetrics:
         """Count symbols added to and removed from the recorded set."""
         self._changes.labels("listed").inc(listed)
         self._changes.labels("delisted").inc(delisted)
+
+    def delisting_held(self, count: int) -> None:
+        """Count symbols a reading removed at once and that wait for the next to confirm it."""
+        self._changes.labels("delisting_held").inc(count)
