@@ -55,6 +55,8 @@ from recorder.ops.http import MetricsServer
 from recorder.ops.logs import get_logger
 from recorder.ops.metrics import RecorderMetrics
 from recorder.ops.notify import SystemdNotifier
+from recorder.recorded_symbols import RecordedSymbols
+from recorder.reload import SettingsReload
 from recorder.settings import Settings
 from recorder.storage.budgets import WriterBudgets
 from recorder.storage.locking import InstanceLock, claim_instance
@@ -62,7 +64,6 @@ from recorder.storage.quarantine import QuarantineLog
 from recorder.storage.recovery import RecoveryReport
 from recorder.storage.seal_jobs import SealJob, SealResult
 from recorder.storage.writer import DatasetWriter
-from recorder.whole_market import WholeMarket
 
 log = get_logger(__name__)
 
@@ -113,10 +114,10 @@ class RecorderService:
         self.queue: asyncio.Queue[StreamItem] = asyncio.Queue(settings.service.queue_size)
         self._rng = rng
         # symbols = "all": the list exchangeInfo gives replaces it in run(), before connecting.
-        self.market: WholeMarket | None = None
-        if settings.source.records_all:
-            jitter = rng or random.Random()  # noqa: S311 - jitter, not cryptography
-            self.market = WholeMarket(settings.source, self.clock, self.metrics, jitter)
+        jitter = rng or random.Random()  # noqa: S311 - jitter, not cryptography
+        self.symbols = RecordedSymbols(settings.source, self.clock, self.metrics, jitter)
+        self.reload = SettingsReload(settings, self.symbols, self.metrics)
+        """Where the command line hands a SIGHUP (:meth:`SettingsReload.request`)."""
         self.source = MarketSource(settings.source, self.clock, self.queue, rng)
         budgets = WriterBudgets.of(storage.buffer_budget)
         self.writer = DatasetWriter(
@@ -245,7 +246,7 @@ class RecorderService:
         if report.interrupted:
             await self._stop_during_recovery(report)
             return
-        if self.market is not None and not await self._resolve_all(self.market, stop):
+        if self.settings.source.records_all and not await self._resolve_all(stop):
             return
         persisted = await asyncio.to_thread(
             merged_last_event_times,
@@ -263,8 +264,7 @@ class RecorderService:
             log.warning("restored event times ignored: implausibly far ahead", symbols=implausible)
         self.pipeline = self._build_pipeline(restored)
         self.storage_flush.restore(restored)
-        if self.market is not None:
-            self.market.attach(self.pipeline, self.source, self.storage_flush)
+        self.symbols.attach(self.pipeline, self.source, self.storage_flush)
         log.info(
             "recorder started",
             instance_id=self.instance_id,
@@ -291,10 +291,9 @@ class RecorderService:
                     tg.create_task(self._consume(), name="consumer"),
                     tg.create_task(self._flush_periodically(), name="flush scheduler"),
                     tg.create_task(self._publish_continuously(), name="publisher"),
+                    tg.create_task(self.symbols.run(), name="recorded symbols"),
+                    tg.create_task(self.reload.run(), name="settings reload"),
                 ]
-                if self.market is not None:
-                    following = self.market.follow()
-                    tasks.append(tg.create_task(following, name="exchangeInfo refresh"))
                 stopping = tg.create_task(stop.wait(), name="stop")
                 await asyncio.wait([*tasks, stopping], return_when=asyncio.FIRST_COMPLETED)
                 log.info("stopping")
@@ -314,15 +313,15 @@ class RecorderService:
             msg = f"the final flush failed: {self.flush_health.last_error or 'deadline exceeded'}"
             raise StorageError(msg)
 
-    async def _resolve_all(self, market: WholeMarket, stop: asyncio.Event) -> bool:
+    async def _resolve_all(self, stop: asyncio.Event) -> bool:
         """Replace ``symbols = "all"`` by exchangeInfo's list; ``False`` when stopped first.
 
         Stopped first, or no contract to record (raised), the writer recovery opened is closed.
         """
         try:
-            symbols = await market.first(stop)
+            symbols = await self.symbols.first(stop)
         finally:
-            if not market.symbols:
+            if not self.symbols.symbols:
                 await asyncio.to_thread(self.writer.close)
         if symbols is None:
             log.info("recorder stopped before exchangeInfo answered", instance_id=self.instance_id)

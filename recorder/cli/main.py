@@ -1,6 +1,11 @@
-"""The ``recorder`` command line. Signal handling lives here and only sets the stop event."""
+"""The ``recorder`` command line, and its signal handling.
+
+SIGTERM and SIGINT set the stop event; SIGHUP asks the running service to read its settings
+again. Nothing else handles signals.
+"""
 
 import asyncio
+import functools
 import gc
 import os
 import signal
@@ -24,14 +29,22 @@ EXIT_FAILURE = 1
 EXIT_USAGE = 2
 
 
-def _run_until_signalled(main: Callable[[asyncio.Event], Coroutine[Any, Any, None]]) -> None:
-    """Run ``main(stop)`` on a fresh event loop; SIGTERM and SIGINT set ``stop``."""
+def _run_until_signalled(
+    main: Callable[[asyncio.Event], Coroutine[Any, Any, None]],
+    on_hangup: Callable[[], None] | None = None,
+) -> None:
+    """Run ``main(stop)`` on a fresh event loop; SIGTERM and SIGINT set ``stop``.
+
+    With ``on_hangup``, SIGHUP calls it in the event loop (without, SIGHUP keeps its default).
+    """
 
     async def runner() -> None:
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(signum, stop.set)
+        if on_hangup is not None:
+            loop.add_signal_handler(signal.SIGHUP, on_hangup)
         await main(stop)
 
     # Everything imported and built so far lives as long as the process: moved out of the
@@ -82,17 +95,16 @@ def run(  # noqa: PLR0917 - click passes each option as an argument
     """Run the recorder daemon until SIGTERM or SIGINT; exit 0 after a clean stop.
 
     Also exit 0 when stop_timeout ran out before everything was published: the rest is in
-    the write-ahead log, and the next start publishes it.
+    the write-ahead log, and the next start publishes it. SIGHUP reads the settings again and
+    applies a changed symbol list live (see the README, "Reloading the settings").
     """
-    settings = _load(
-        config,
-        {
-            "source.url": url,
-            "source.symbols": symbols,
-            "storage.root": root,
-            "service.instance_id": instance_id,
-        },
-    )
+    flags: dict[str, object] = {
+        "source.url": url,
+        "source.symbols": symbols,
+        "storage.root": root,
+        "service.instance_id": instance_id,
+    }
+    settings = _load(config, flags)
     if print_config:
         import json  # noqa: PLC0415 - only this branch prints JSON
 
@@ -107,7 +119,9 @@ def run(  # noqa: PLR0917 - click passes each option as an argument
         log.error("recorder failed", error=str(failure))
         sys.exit(EXIT_FAILURE)
     try:
-        _run_until_signalled(service.run)
+        # The same layers as at start, read again: the file, the environment, the flags.
+        reread = functools.partial(load_settings, config, os.environ, flags)
+        _run_until_signalled(service.run, lambda: service.reload.request(reread))
     except* RecorderError as group:
         for exc in group.exceptions:
             log.error("recorder failed", error=str(exc))

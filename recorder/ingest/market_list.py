@@ -135,7 +135,8 @@ class FailureReport:
         return failures
 
 
-def _failure_reason(error: RestError | ExchangeInfoError) -> str:
+def failure_reason(error: RestError | ExchangeInfoError) -> str:
+    """The metric label of a failed reading: its reason, any HTTP status as ``http_error``."""
     reason = error.reason
     return "http_error" if reason.startswith("http_") else reason
 
@@ -258,7 +259,7 @@ class MarketList:
 
     def _failed(self, error: RestError | ExchangeInfoError, attempt: int | None) -> float:
         """Count and maybe log a failed reading; the delay before the next attempt."""
-        reason = _failure_reason(error)
+        reason = failure_reason(error)
         self._metrics.reading_failed(reason)
         delay = 0.0 if attempt is None else backoff_delay(attempt, *self._backoff, self._rng)
         if isinstance(error, RateLimitedError) and error.retry_after is not None:
@@ -310,6 +311,16 @@ class MarketListSource:
             rng=self.rng,
             sleep=asyncio.sleep,
         )
+
+    async def read(self) -> tuple[str, ...]:
+        """One reading, in a session of its own (see :meth:`MarketList.read`).
+
+        Raises:
+            RestError: the request failed.
+            ExchangeInfoError: the answer is unusable or lists no contract to record.
+        """
+        async with aiohttp.ClientSession() as session:
+            return await self.market_list(session).read()
 
     async def first(self) -> tuple[str, ...]:
         """The first list, in a session of its own (see :meth:`MarketList.first`)."""

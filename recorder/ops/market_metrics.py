@@ -1,4 +1,4 @@
-"""The metrics of ``symbols = "all"``: exchangeInfo readings, the recorded set, its changes.
+"""The metrics of the recorded set: exchangeInfo readings, the set, its changes, reloads.
 
 :class:`MarketListMetrics` registers its series in the registry of
 :class:`~recorder.ops.metrics.RecorderMetrics`, which exposes it as ``metrics.market``.
@@ -20,6 +20,9 @@ EXCHANGE_INFO_FAILURES: Final = (
     "empty",
 )
 """Reasons of a failed exchangeInfo reading; their series exist from the start, at zero."""
+
+RELOAD_OUTCOMES: Final = ("applied", "unchanged", "refused")
+"""Outcomes of a settings reload (SIGHUP); their series exist from the start, at zero."""
 
 
 class MarketListMetrics:
@@ -65,6 +68,16 @@ class MarketListMetrics:
             self._failures.labels(reason)
         for change in ("listed", "delisted", "delisting_held"):
             self._changes.labels(change)
+        self._reloads = Counter(
+            "recorder_settings_reloads",
+            "Settings reloads (SIGHUP), by outcome: applied (something changed live), unchanged "
+            "(nothing to apply live), refused (the file or environment is invalid; the running "
+            "settings stay).",
+            ["outcome"],
+            registry=registry,
+        )
+        for outcome in RELOAD_OUTCOMES:
+            self._reloads.labels(outcome)
 
     def reading_ok(self, wall_seconds: float) -> None:
         """Count one usable exchangeInfo answer, received at ``wall_seconds``."""
@@ -89,3 +102,7 @@ class MarketListMetrics:
     def delisting_held(self, count: int) -> None:
         """Count symbols a reading removed at once and that wait for the next to confirm it."""
         self._changes.labels("delisting_held").inc(count)
+
+    def reloaded(self, outcome: str) -> None:
+        """Count one settings reload; ``outcome`` is one of :data:`RELOAD_OUTCOMES`."""
+        self._reloads.labels(outcome).inc()

@@ -21,9 +21,20 @@ ALLOWED: dict[str, set[str]] = {
     "simulate": BASE | {"settings"},
     "flush": BASE | {"settings", "ops", "gaps", "storage", "ingest"},
     "flush_reports": BASE | {"settings", "ops", "gaps", "storage", "ingest", "flush"},
-    "whole_market": BASE | {"settings", "ops", "gaps", "storage", "ingest", "flush"},
+    "recorded_symbols": BASE | {"settings", "ops", "gaps", "storage", "ingest", "flush"},
+    "reload": BASE | {"settings", "ops", "recorded_symbols"},
     "service": BASE
-    | {"settings", "ops", "gaps", "storage", "ingest", "flush", "flush_reports", "whole_market"},
+    | {
+        "settings",
+        "ops",
+        "gaps",
+        "storage",
+        "ingest",
+        "flush",
+        "flush_reports",
+        "recorded_symbols",
+        "reload",
+    },
     "cli": BASE
     | {"settings", "ops", "gaps", "storage", "ingest", "reports", "service", "simulate"},
     "__main__": {"cli"},
