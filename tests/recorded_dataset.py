@@ -15,7 +15,15 @@ from recorder.clock import event_date
 from recorder.gaps.detector import Gap, GapCause
 from recorder.gaps.log import GapLog
 from recorder.model import MiniTicker
-from recorder.storage.schema import build_wal_batch, data_columns, parquet_options
+from recorder.storage.schema import (
+    FIRST_SCHEMA_VERSION,
+    SCHEMA_VERSION,
+    SOURCE_STREAM,
+    build_wal_batch,
+    data_columns,
+    parquet_options,
+    with_source,
+)
 
 BTC = "BTCUSDT"
 ETH = "ETHUSDT"
@@ -38,14 +46,21 @@ def write_data_file(
     name: str = "part-1.parquet",
     metadata_symbol: str | None = None,
     metadata_day: dt.date | None = None,
+    version: int = SCHEMA_VERSION,
 ) -> Path:
-    """Write a sealed file as the writer does; rows in the order given (sort them yourself)."""
+    """Write a sealed file as the writer does; rows in the order given (sort them yourself).
+
+    ``version`` 1 writes a file as recorders before the ``source`` column did.
+    """
     day = day or event_date(event_times[0])
     directory = root / f"date={day.isoformat()}" / f"symbol={symbol}"
     directory.mkdir(parents=True, exist_ok=True)
-    options = parquet_options(metadata_day or day, metadata_symbol or symbol)
+    options = parquet_options(metadata_day or day, metadata_symbol or symbol, version)
     batch = data_columns(build_wal_batch([ticker(symbol, e) for e in event_times]))
-    table = pa.Table.from_batches([batch]).replace_schema_metadata(options.schema.metadata)
+    table = pa.Table.from_batches([batch])
+    if version != FIRST_SCHEMA_VERSION:
+        table = with_source(table, SOURCE_STREAM)
+    table = table.replace_schema_metadata(options.schema.metadata)
     path = directory / name
     pq.write_table(table, path, **options.write_kwargs)
     return path

@@ -385,6 +385,34 @@ def read_rows_with(reader: str, root: Path) -> list[Row]:
 READERS = ("pandas", "duckdb", "polars", "pyarrow")
 
 
+def sources_with(reader: str, root: Path) -> Counter[str | None]:
+    """How many rows of each ``source`` (stream, backfill) one analyst tool reads under ``root``.
+
+    Each call is the SPEC's for that reader; it fails where the reader refuses the root.
+    """
+    if reader == "pandas":
+        import pandas as pd  # noqa: PLC0415
+
+        values = pd.read_parquet(root)["source"].tolist()
+    elif reader == "duckdb":
+        import duckdb  # noqa: PLC0415
+
+        query = "SELECT source FROM read_parquet(?, hive_partitioning = true)"
+        rows = duckdb.connect().execute(query, [f"{root}/**/*.parquet"]).fetchall()
+        values = [row[0] for row in rows]
+    elif reader == "polars":
+        import polars as pl  # noqa: PLC0415
+
+        scan = pl.scan_parquet(f"{root}/**/*.parquet", hive_partitioning=True)
+        values = scan.collect()["source"].to_list()
+    else:
+        import pyarrow.dataset as ds  # noqa: PLC0415
+
+        table = ds.dataset(root, partitioning="hive", format="parquet").to_table()
+        values = table.column("source").to_pylist()
+    return Counter(values)
+
+
 def parquet_files(root: Path) -> list[Path]:
     """Every ``.parquet`` file under ``root``, wherever it is (DuckDB's glob enters ``_`` dirs)."""
     return sorted(root.rglob("*.parquet"))

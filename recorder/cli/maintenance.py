@@ -1,4 +1,4 @@
-"""The maintenance commands ``recorder compact`` and ``recorder retire``.
+"""The maintenance commands ``recorder compact``, ``recorder migrate`` and ``recorder retire``.
 
 Standalone :class:`click.Command` objects; :mod:`recorder.cli.main` registers them on the
 ``recorder`` group. The logic of ``compact`` lives in :mod:`recorder.storage.compact`; this
@@ -34,8 +34,10 @@ from recorder.instance import INSTANCE_ID_RULE, is_valid_instance_id
 from recorder.storage.compact.run import compact
 from recorder.storage.compact.selection import parse_before
 from recorder.storage.locking import lock_idle_instance
+from recorder.storage.migrate import migrate_root
 from recorder.storage.paths import WAL_SUFFIX, instance_wal_dir, require_root
 from recorder.storage.recovery import recover_instance
+from recorder.storage.schema import SCHEMA_VERSION
 
 _MS_PER_SECOND = 1000
 
@@ -179,5 +181,55 @@ def _retire(root: Path, instance_id: str) -> str:
     )
 
 
-MAINTENANCE_COMMANDS: tuple[click.Command, ...] = (compact_command, retire_command)
+@click.command("migrate")
+@settings_options
+@click.option("--dry-run", is_flag=True, help="Change nothing; count what would be rewritten.")
+@text_or_json_option("a summary and each file that could not be migrated")
+def migrate_command(
+    *, config: Path | None, root: str | None, dry_run: bool, output_format: str
+) -> None:
+    """Rewrite the data files of an older schema version in the current one, in place.
+
+    Schema version 2 added the column source (stream or backfill). A root written before it
+    keeps receiving version 1 files, so that readers see one schema, until this has run:
+    each version 1 file is rewritten with source = stream, written aside and renamed over the
+    old one (readers never see a partial file; safe to interrupt and run again, and to run
+    while recorders run: they switch to the new version at their next file).
+
+    Exit 0 when every file is in the current version, 1 when a file could not be migrated
+    (named, left as it was), 2 when migrating cannot run.
+    """
+    as_json = output_format == "json"
+    settings = load_command_settings("migrate", config, root, as_json=as_json)
+    try:
+        report = migrate_root(settings.storage.root, dry_run=dry_run)
+    except StorageError as exc:
+        cannot_run("migrate", f"cannot migrate: {exc}", as_json=as_json)
+    document = {
+        "root": str(settings.storage.root),
+        "dry_run": dry_run,
+        "version_before": report.version_before,
+        "version": SCHEMA_VERSION,
+        "files_migrated": report.files_migrated,
+        "rows_migrated": report.rows_migrated,
+        "unreadable": [{"path": str(path), "error": why} for path, why in report.unreadable],
+    }
+    if as_json:
+        click.echo(json.dumps(document, ensure_ascii=False, indent=1))
+    else:
+        verb = "would rewrite" if dry_run else "rewrote"
+        click.echo(
+            f"{verb} {report.files_migrated} files ({report.rows_migrated} rows) of schema "
+            f"version 1 in version {SCHEMA_VERSION}; {len(report.unreadable)} not migrated"
+        )
+        for path, why in report.unreadable:
+            click.echo(f"not migrated: {path}: {why}")
+    sys.exit(0 if report.complete else 1)
+
+
+MAINTENANCE_COMMANDS: tuple[click.Command, ...] = (
+    compact_command,
+    migrate_command,
+    retire_command,
+)
 """The commands of this module, for ``main.add_command``."""

@@ -20,6 +20,8 @@ class FindingKind(enum.StrEnum):
     """The footer or the data of a file cannot be read (truncated, corrupt)."""
     SCHEMA_MISMATCH = "schema_mismatch"
     """The columns are not the recorder's schema."""
+    MIXED_SCHEMA = "mixed_schema"
+    """Files of two schema versions in one root: DuckDB's and polars' glob calls refuse it."""
     METADATA_MISMATCH = "metadata_mismatch"
     """The file's key-value metadata does not name its partition."""
     UNSORTED = "unsorted"

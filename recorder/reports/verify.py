@@ -7,6 +7,7 @@ has data inside it now is only a notice.
 
 import bisect
 import datetime as dt
+from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,7 +30,12 @@ from recorder.reports.read import (
     plural,
 )
 from recorder.storage.paths import DATA_SUFFIX, require_root
-from recorder.storage.schema import DATA_SCHEMA, METADATA_DATE, METADATA_SYMBOL
+from recorder.storage.schema import (
+    FILE_SCHEMA,
+    METADATA_DATE,
+    METADATA_SYMBOL,
+    file_schema_version,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,6 +71,7 @@ class _Verifier:
     rows: int = 0
     partitions: int = 0
     data_gaps: int = 0
+    schema_versions: Counter[int] = field(default_factory=Counter)
 
     def add_finding(
         self,
@@ -75,6 +82,19 @@ class _Verifier:
     ) -> None:
         """Record one finding, in the order found."""
         self.findings.append(Finding(kind, message, path, symbol))
+
+    def check_one_schema(self) -> None:
+        """Report files of several schema versions: readers' glob calls refuse such a root."""
+        if len(self.schema_versions) > 1:
+            counts = ", ".join(
+                f"{count} of version {version}"
+                for version, count in sorted(self.schema_versions.items())
+            )
+            self.add_finding(
+                FindingKind.MIXED_SCHEMA,
+                f"files of several schema versions ({counts}): DuckDB's and polars' readers "
+                "refuse a root that mixes them; run `recorder migrate`",
+            )
 
     def report_misplaced(self, misplaced: MisplacedFile) -> None:
         """Report a ``.parquet`` file that readers of the dataset would trip over."""
@@ -113,7 +133,10 @@ class _Verifier:
             self.add_finding(FindingKind.UNREADABLE, f"{path} cannot be read: {exc}", path, symbol)
             return None
         self.rows += table.num_rows
-        if not schema.equals(DATA_SCHEMA, check_metadata=False):
+        version = file_schema_version(schema)
+        if version is not None:
+            self.schema_versions[version] += 1
+        else:
             self.add_finding(
                 FindingKind.SCHEMA_MISMATCH,
                 f"{path} does not have the recorder schema: {_schema_difference(schema)}",
@@ -273,7 +296,7 @@ def _has_data_inside(
 
 
 def _schema_difference(actual: pa.Schema) -> str:
-    expected = {f.name: f for f in DATA_SCHEMA}
+    expected = {f.name: f for f in FILE_SCHEMA}
     found = {f.name: f for f in actual}
     parts = [f"missing {name}" for name in expected if name not in found]
     parts += [f"unexpected {name}" for name in found if name not in expected]
@@ -284,8 +307,8 @@ def _schema_difference(actual: pa.Schema) -> str:
                 f"{name} is {have.type}{'' if have.nullable else ' not null'}, expected "
                 f"{want.type}{'' if want.nullable else ' not null'}"
             )
-    if not parts and actual.names != DATA_SCHEMA.names:
-        parts.append(f"columns in order {actual.names}, expected {DATA_SCHEMA.names}")
+    if not parts and actual.names != FILE_SCHEMA.names:
+        parts.append(f"columns in order {actual.names}, expected {FILE_SCHEMA.names}")
     return "; ".join(parts) or "differs"
 
 
@@ -295,7 +318,8 @@ def run_verify(
     """Read every sealed data file under ``root`` (or of one day) and check it.
 
     Per file: footer and data readable; schema equal to the recorder's
-    (:data:`recorder.storage.schema.DATA_SCHEMA`); key-value metadata naming the file's partition;
+    (:data:`recorder.storage.schema.FILE_SCHEMAS`, either version; a root holding both is a
+    finding); key-value metadata naming the file's partition;
     rows sorted by ``event_time``; every row's ``event_time`` on the partition's UTC date. Per
     symbol-day: no event twice, within or across files. Anywhere under the root: no
     ``.parquet`` outside the partitions. Then gaps are recomputed from the data (consecutive
@@ -332,6 +356,7 @@ def run_verify(
         for partition in partitions:
             verifier.verify_partition(symbol, partition, max(min_gap_ms, 1), timeline)
         verifier.compare_with_log(symbol, timeline, symbol_logged)
+    verifier.check_one_schema()
     return VerifyReport(
         date=date,
         files=verifier.files,

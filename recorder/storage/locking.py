@@ -20,6 +20,7 @@ import fcntl
 import os
 import socket
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 from recorder.durable import make_dirs
@@ -221,3 +222,29 @@ def read_lock_holder(directory: Path) -> str:
         return (directory / LOCK_FILE_NAME).read_text(errors="replace").strip()
     except OSError:
         return ""
+
+
+@contextlib.contextmanager
+def exclusive_root_lock(root: Path, command: str) -> Iterator[None]:
+    """Hold an exclusive ``flock`` on the root directory while ``command`` rewrites files.
+
+    ``recorder compact`` and ``recorder migrate`` take it: one of them at a time per root.
+
+    Raises:
+        StorageError: the root cannot be opened, or another of them holds the lock.
+    """
+    try:
+        fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    except OSError as exc:
+        raise StorageError(f"cannot open the dataset root {root}: {exc}") from exc
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise StorageError(
+                f"another `recorder compact` or `recorder migrate` is running on {root}; "
+                f"`recorder {command}` can try again when it is done"
+            ) from None
+        yield
+    finally:
+        os.close(fd)

@@ -21,7 +21,16 @@ import pyarrow as pa
 
 from recorder.storage.filesystem import publication_target
 from recorder.storage.paths import PartitionKey, partition_dir, temp_file_name
-from recorder.storage.schema import DATA_SCHEMA, METADATA_LAST_LSN, ROW_ORDER, parquet_options
+from recorder.storage.root_schema import root_schema_version
+from recorder.storage.schema import (
+    DATA_SCHEMA,
+    FIRST_SCHEMA_VERSION,
+    METADATA_LAST_LSN,
+    ROW_ORDER,
+    SOURCE_STREAM,
+    parquet_options,
+    with_source,
+)
 from recorder.storage.sealing import SealReason
 
 
@@ -76,6 +85,7 @@ def publish_partition(
 
     Raises:
         UnsafePathError: the partition would lie outside the root.
+        StorageError: the root's schema marker is unreadable or names an unknown version.
         OSError: the file could not be written; no partial file is visible.
     """
     directory = partition_dir(root, key.date, key.symbol)
@@ -91,15 +101,16 @@ def publish_partition(
         target.make_entry_durable(partition)
         target.remove(temp)
         return None
-    options = parquet_options(key.date, key.symbol)
+    # Read again for every file: a migration of the root takes effect from the next one.
+    version = root_schema_version(root)
+    options = parquet_options(key.date, key.symbol, version)
     metadata = dict(options.schema.metadata or {})
     if last_lsn is not None:
         metadata[METADATA_LAST_LSN.encode()] = str(last_lsn).encode()
-    table = (
-        pa.Table.from_batches(batches, schema=DATA_SCHEMA)
-        .sort_by(list(ROW_ORDER))
-        .replace_schema_metadata(metadata)
-    )
+    table = pa.Table.from_batches(batches, schema=DATA_SCHEMA).sort_by(list(ROW_ORDER))
+    if version != FIRST_SCHEMA_VERSION:
+        table = with_source(table, SOURCE_STREAM)
+    table = table.replace_schema_metadata(metadata)
     try:
         # A leftover of an earlier failed attempt under this name is overwritten.
         target.write_aside(temp, table, options)

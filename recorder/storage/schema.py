@@ -1,12 +1,18 @@
 """The Arrow schema of the dataset, the batch builder, and the Parquet write options.
 
-Two schemas:
+Three schemas:
 
-* :data:`DATA_SCHEMA`: the columns of a sealed Parquet file. It has no ``date`` or ``symbol``
-  column: those come from the Hive partition directories, and a file column of the same name
-  would clash with them in every reader. The file's key-value metadata names its partition.
-* :data:`WAL_SCHEMA`: the data columns plus ``symbol`` and ``date``, as logged in the
-  write-ahead log, where rows of every partition travel together in one batch.
+* :data:`FILE_SCHEMA`: the columns of a sealed Parquet file of schema version 2: the recorded
+  columns and ``source`` (``stream`` for a recorded row, ``backfill`` for one rebuilt by
+  ``recorder backfill``). It has no ``date`` or ``symbol`` column: those come from the Hive
+  partition directories, and a file column of the same name would clash with them in every
+  reader. The file's key-value metadata names its partition and its schema version.
+* :data:`DATA_SCHEMA`: the recorded columns, as rows are held in memory, and the columns of a
+  file of schema version 1 (written before ``source`` existed, or into a root that has not been
+  migrated yet: see :mod:`recorder.storage.root_schema`).
+* :data:`WAL_SCHEMA`: the recorded columns plus ``symbol`` and ``date``, as logged in the
+  write-ahead log, where rows of every partition travel together in one batch. Only recorded
+  rows go through the log, so it has no ``source``.
 
 Prices and volumes are ``decimal128(38, 18)``: exact. The cast from the received string is
 Arrow's *safe* cast, which raises instead of rounding; the decoder quarantines values that do not
@@ -22,6 +28,7 @@ from pathlib import Path
 from typing import Any, Final
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 import recorder
@@ -29,7 +36,10 @@ from recorder.clock import event_day
 from recorder.errors import DecodeError
 from recorder.model import DECIMAL_PRECISION, DECIMAL_SCALE, MiniTicker
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+"""The schema version of the files written now: 2 added the nullable ``source`` column."""
+FIRST_SCHEMA_VERSION = 1
+"""The schema of the files written before ``source`` existed."""
 DECIMAL_TYPE = pa.decimal128(DECIMAL_PRECISION, DECIMAL_SCALE)
 # One row group per file is the norm; the cap keeps a reader's memory per row group bounded.
 MAX_ROW_GROUP_ROWS = 1_000_000
@@ -51,6 +61,11 @@ recovery reads it to tell which logged rows a file already holds."""
 METADATA_DATE = "recorder.date"
 
 DECIMAL_COLUMNS = ("close", "open", "high", "low", "volume", "quote_volume")
+SOURCE_COLUMN = "source"
+SOURCE_STREAM = "stream"
+"""``source`` of a row recorded from the exchange's stream."""
+SOURCE_BACKFILL = "backfill"
+"""``source`` of a row rebuilt by ``recorder backfill`` from klines."""
 SYMBOL_COLUMN = "symbol"
 DATE_COLUMN = "date"
 
@@ -88,9 +103,70 @@ DATA_SCHEMA: pa.Schema = pa.schema(
         ),
     ]
 )
-"""Columns of a sealed data file, with a ``doc`` entry in each field's metadata."""
+"""The recorded columns (those of a file of schema version 1), each with a ``doc`` entry."""
 
 DATA_COLUMNS: tuple[str, ...] = tuple(DATA_SCHEMA.names)
+
+FILE_SCHEMA: pa.Schema = DATA_SCHEMA.append(
+    _field(
+        SOURCE_COLUMN,
+        pa.string(),
+        "Where the row comes from: stream (recorded) or backfill (rebuilt from 1-minute klines "
+        "by recorder backfill); null never written.",
+        nullable=True,
+    )
+)
+"""Columns of a sealed data file of schema version 2 (:data:`SCHEMA_VERSION`)."""
+
+FILE_SCHEMAS: Final[Mapping[int, pa.Schema]] = {FIRST_SCHEMA_VERSION: DATA_SCHEMA, 2: FILE_SCHEMA}
+"""The columns of a data file, by its schema version."""
+
+
+def file_schema_version(schema: pa.Schema) -> int | None:
+    """The schema version whose columns ``schema`` has (metadata ignored), or ``None``.
+
+    >>> file_schema_version(FILE_SCHEMA), file_schema_version(DATA_SCHEMA)
+    (2, 1)
+    """
+    for version, columns in FILE_SCHEMAS.items():
+        if schema.equals(columns, check_metadata=False):
+            return version
+    return None
+
+
+def with_source(table: pa.Table, source: str) -> pa.Table:
+    """``table`` (recorded columns) with a ``source`` column of ``source`` in every row."""
+    column = pa.repeat(pa.scalar(source, pa.string()), table.num_rows)
+    return table.append_column(FILE_SCHEMA.field(SOURCE_COLUMN), column)
+
+
+def as_file_table(table: pa.Table) -> pa.Table:
+    """A data file's rows in :data:`FILE_SCHEMA`: a file of version 1 holds recorded rows only.
+
+    Raises:
+        ValueError: ``table`` has the columns of no schema version.
+    """
+    version = file_schema_version(table.schema)
+    if version is None:
+        raise ValueError(f"not the recorder's schema: {table.schema}")
+    if version == FIRST_SCHEMA_VERSION:
+        table = with_source(table, SOURCE_STREAM)
+    return table.cast(FILE_SCHEMA)
+
+
+def for_version(table: pa.Table, version: int) -> pa.Table:
+    """``table`` in :data:`FILE_SCHEMA` as written into a root of schema ``version``.
+
+    Raises:
+        ValueError: a root of version 1 would lose a backfilled row's mark.
+    """
+    if version != FIRST_SCHEMA_VERSION:
+        return table
+    sources = table.column(SOURCE_COLUMN)
+    if table.num_rows and not pc.all(pc.equal(sources, SOURCE_STREAM)).as_py():
+        raise ValueError("a root of schema version 1 cannot hold backfilled rows")
+    return table.drop_columns([SOURCE_COLUMN]).cast(DATA_SCHEMA)
+
 
 # The log repeats its schema in every record: field docs would only make each record bigger.
 WAL_SCHEMA: pa.Schema = pa.schema(
@@ -162,10 +238,10 @@ def data_columns(batch: pa.RecordBatch) -> pa.RecordBatch:
     )
 
 
-def file_metadata(date: dt.date, symbol: str) -> dict[str, str]:
-    """Return the key-value metadata of the data file of one partition."""
+def file_metadata(date: dt.date, symbol: str, version: int = SCHEMA_VERSION) -> dict[str, str]:
+    """Return the key-value metadata of the data file of one partition, of schema ``version``."""
     return {
-        METADATA_SCHEMA_VERSION: str(SCHEMA_VERSION),
+        METADATA_SCHEMA_VERSION: str(version),
         METADATA_RECORDER_VERSION: recorder.__version__,
         METADATA_SYMBOL: symbol,
         METADATA_DATE: date.isoformat(),
@@ -190,8 +266,8 @@ def write_parquet_file(path: Path, table: pa.Table, options: ParquetOptions) -> 
         os.fsync(stream.fileno())
 
 
-def parquet_options(date: dt.date, symbol: str) -> ParquetOptions:
-    """Return how the data file of partition (``date``, ``symbol``) is written.
+def parquet_options(date: dt.date, symbol: str, version: int = SCHEMA_VERSION) -> ParquetOptions:
+    """Return how partition (``date``, ``symbol``)'s data file of schema ``version`` is written.
 
     Chosen by measurement (``scripts/file_size.py``; figures in ``docs/performance.md``,
     "Bytes per event on disk"), every choice read back exactly by the four readers of the SPEC:
@@ -205,17 +281,18 @@ def parquet_options(date: dt.date, symbol: str) -> ParquetOptions:
       ``decimal(38, 18)``: ``BYTE_STREAM_SPLIT`` is unreadable by DuckDB and polars for that
       physical type, ``DELTA_BYTE_ARRAY`` by polars, dictionaries make files larger, and
       ``store_decimal_as_integer`` applies only up to 18 digits of precision (no effect here).
-    * A dictionary for ``pair`` only, as before (for ``open``, ``high``, ``low`` it did not pay).
+    * A dictionary for ``pair`` and ``source`` only (for ``open``, ``high``, ``low`` it did not
+      pay); ``source`` is a plain string column to readers, a few bytes a file on disk.
     * Column statistics for predicate push-down, row groups of up to
       :data:`MAX_ROW_GROUP_ROWS` rows, and the Arrow schema (with each column's ``doc``) kept;
       key-value metadata with the schema version, the recorder version, the symbol and the date.
     """
     return ParquetOptions(
-        schema=DATA_SCHEMA.with_metadata(file_metadata(date, symbol)),
+        schema=FILE_SCHEMAS[version].with_metadata(file_metadata(date, symbol, version)),
         write_kwargs={
             "compression": PARQUET_COMPRESSION,
             "compression_level": PARQUET_COMPRESSION_LEVEL,
-            "use_dictionary": ["pair"],
+            "use_dictionary": ["pair", SOURCE_COLUMN] if version > 1 else ["pair"],
             "column_encoding": dict(PARQUET_COLUMN_ENCODING),
             "write_statistics": True,
             "row_group_size": MAX_ROW_GROUP_ROWS,

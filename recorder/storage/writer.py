@@ -52,6 +52,7 @@ from recorder.storage.paths import PartitionKey, data_file_name, instance_wal_di
 from recorder.storage.pending import PendingRecords
 from recorder.storage.publisher import SealedFile
 from recorder.storage.recovery import RecoveryReport, recover_leftovers
+from recorder.storage.root_schema import claim_root
 from recorder.storage.seal_jobs import SealJob, SealJobs, SealResult, publish_job, sealed_marker
 from recorder.storage.sealing import OpenPartition, SealPolicy, SealReason
 from recorder.storage.segment_chain import SegmentChain
@@ -228,6 +229,7 @@ class DatasetWriter:
         opened = False
         try:
             lock.write_holder(recovering=False)
+            claim_root(self._root)
             report = recover_leftovers(self._root, self._instance_id, should_stop)
             self._session = new_session_token(self._instance_id, self._clock.wall_us())
             self._segments.start(self._session)

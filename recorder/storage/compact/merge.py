@@ -19,10 +19,14 @@ import pyarrow.parquet as pq
 from recorder.errors import StorageError
 from recorder.storage.paths import PartitionKey
 from recorder.storage.schema import (
-    DATA_COLUMNS,
-    DATA_SCHEMA,
+    FILE_SCHEMA,
+    FILE_SCHEMAS,
     ROW_ORDER,
+    SCHEMA_VERSION,
+    as_file_table,
     file_metadata,
+    file_schema_version,
+    for_version,
     parquet_options,
     write_parquet_file,
 )
@@ -32,7 +36,9 @@ METADATA_COMPACTED_FROM = "recorder.compacted_from"
 
 _EVENT_TIME = "event_time"
 # Columns that must agree for two rows of one event time to be the same event.
-_VALUE_COLUMNS = tuple(name for name in DATA_COLUMNS if name not in {_EVENT_TIME, "receive_time"})
+_VALUE_COLUMNS = tuple(
+    name for name in FILE_SCHEMA.names if name not in {_EVENT_TIME, "receive_time"}
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,8 +46,9 @@ class MergedPartition:
     """The rows of a partition's parts, merged.
 
     Attributes:
-        table: the rows, with the columns of :data:`~recorder.storage.schema.DATA_SCHEMA` and no
-            key-value metadata, sorted by ``event_time``, one row per ``event_time``.
+        table: the rows, with the columns of the schema version they are written in (see
+            :func:`merge_parts`) and no key-value metadata, sorted by ``event_time``, one row
+            per ``event_time``.
         input_rows: rows in all parts together.
         duplicates: rows dropped because an earlier-received row of the same ``event_time``
             has the same values.
@@ -81,7 +88,7 @@ def read_footer(path: Path) -> PartFooter:
     """
     metadata = pq.read_metadata(path)
     schema = metadata.schema.to_arrow_schema()
-    if not schema.equals(DATA_SCHEMA, check_metadata=False):
+    if file_schema_version(schema) is None:
         raise ValueError(f"not the recorder's schema: {schema}")
     compacted = METADATA_COMPACTED_FROM.encode() in (metadata.metadata or {})
     return PartFooter(rows=metadata.num_rows, compacted=compacted)
@@ -98,32 +105,34 @@ def read_part(path: Path) -> pa.Table:
         return parquet.read()
 
 
-def merge_parts(parts: Sequence[pa.Table]) -> MergedPartition:
+def merge_parts(parts: Sequence[pa.Table], version: int = SCHEMA_VERSION) -> MergedPartition:
     """Merge the rows of one partition's files: sorted, one row per ``event_time``.
 
     Rows are ordered by ``event_time``, then ``receive_time``, then input order (the sort is
-    stable), and the first row of each ``event_time`` is kept: the one received first.
+    stable), and the first row of each ``event_time`` is kept: the one received first. Parts
+    of either schema version may be merged (the rows of a version 1 file are recorded ones);
+    the result has the columns of schema ``version``, the root's.
 
     Args:
-        parts: the files' tables, each with the columns of
-            :data:`~recorder.storage.schema.DATA_SCHEMA` (key-value metadata is ignored).
+        parts: the files' tables, each with the columns of a schema version
+            (:data:`~recorder.storage.schema.FILE_SCHEMAS`; key-value metadata is ignored).
+        version: the schema version the merged file is written in.
 
     Raises:
-        ValueError: a table does not have the recorder's columns and types.
+        ValueError: a table does not have the recorder's columns and types, or backfilled
+            rows would go into a file of version 1.
     """
-    for part in parts:
-        if not part.schema.equals(DATA_SCHEMA, check_metadata=False):
-            raise ValueError(f"a part does not have the recorder schema: {part.schema}")
     if not parts:
-        return MergedPartition(DATA_SCHEMA.remove_metadata().empty_table(), 0, 0, 0, 0)
+        empty = FILE_SCHEMAS[version].remove_metadata().empty_table()
+        return MergedPartition(empty, 0, 0, 0, 0)
     combined = pa.concat_tables(
-        [part.cast(DATA_SCHEMA).replace_schema_metadata(None) for part in parts]
+        [as_file_table(part).replace_schema_metadata(None) for part in parts]
     ).combine_chunks()
     ordered = combined.take(pc.sort_indices(combined, sort_keys=ROW_ORDER))
     times = ordered.column(_EVENT_TIME).cast(pa.int64()).combine_chunks()
     count = len(times)
     if count == 0:
-        return MergedPartition(ordered, 0, 0, 0, 0)
+        return MergedPartition(for_version(ordered, version), 0, 0, 0, 0)
     is_first = pa.concat_arrays([pa.array([True]), pc.not_equal(times[1:], times[:-1])])
     kept_positions = pc.indices_nonzero(is_first)
     # Every row is compared with the kept row of its event time; a kept row equals itself.
@@ -137,7 +146,7 @@ def merge_parts(parts: Sequence[pa.Table]) -> MergedPartition:
         same = pc.fill_null(pc.equal(column, reference), both_null)
         differs = pc.or_(differs, pc.invert(same))
     conflicts = int(pc.sum(differs.cast(pa.int64())).as_py() or 0)
-    merged = ordered.take(kept_positions)
+    merged = for_version(ordered.take(kept_positions), version)
     return MergedPartition(
         table=merged,
         input_rows=count,
@@ -184,9 +193,13 @@ def write_merged(path: Path, key: PartitionKey, merged: MergedPartition, *, inpu
     Raises:
         OSError: it could not be written.
     """
-    options = parquet_options(key.date, key.symbol)
-    metadata = {**file_metadata(key.date, key.symbol), METADATA_COMPACTED_FROM: str(inputs)}
-    table = merged.table.cast(DATA_SCHEMA).replace_schema_metadata(metadata)
+    version = file_schema_version(merged.table.schema) or SCHEMA_VERSION
+    options = parquet_options(key.date, key.symbol, version)
+    metadata = {
+        **file_metadata(key.date, key.symbol, version),
+        METADATA_COMPACTED_FROM: str(inputs),
+    }
+    table = merged.table.cast(FILE_SCHEMAS[version]).replace_schema_metadata(metadata)
     write_parquet_file(path, table, options)
 
 

@@ -5,12 +5,8 @@ puts the steps in their order and turns what each returns or raises into a
 :class:`~recorder.storage.compact.report.CompactReport`.
 """
 
-import contextlib
 import dataclasses
 import datetime as dt
-import fcntl
-import os
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -32,7 +28,9 @@ from recorder.storage.compact.report import (
 from recorder.storage.compact.selection import day_deferral, select_days, write_ahead_dates
 from recorder.storage.compact.staging import STAGING_ROOT_NAME, choose_holder
 from recorder.storage.compact.swap import ExchangeUnsupportedError
+from recorder.storage.locking import exclusive_root_lock
 from recorder.storage.paths import require_root
+from recorder.storage.root_schema import root_schema_version
 
 
 def compact(
@@ -65,7 +63,7 @@ def compact(
     """
     require_root(root)
     now_ms = clock.wall_us() // US_PER_MS
-    with _exclusive_lock(root):
+    with exclusive_root_lock(root, "compact"):
         recovered, problems = resolve_leftovers(root, dry_run=dry_run)
         selected = select_days(list_days(root), only=only, before=before or event_date(now_ms))
         try:
@@ -75,7 +73,8 @@ def compact(
         # Read after the listings: see "Which days" in the package documentation.
         in_log = write_ahead_dates(root)
         holder = root / STAGING_ROOT_NAME if dry_run else choose_holder(root)
-        compaction = _Compaction(clock, dry_run, on_step or no_step, holder)
+        version = root_schema_version(root)
+        compaction = _Compaction(clock, dry_run, on_step or no_step, holder, version)
         for day in selected:
             if compaction.fatal is not None:
                 break
@@ -102,25 +101,6 @@ def compact(
     )
 
 
-@contextlib.contextmanager
-def _exclusive_lock(root: Path) -> Iterator[None]:
-    """Hold an exclusive ``flock`` on the root directory: one compaction at a time."""
-    try:
-        fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-    except OSError as exc:
-        raise StorageError(f"cannot open the dataset root {root}: {exc}") from exc
-    try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise StorageError(
-                f"another `recorder compact` is running on {root}; try again when it is done"
-            ) from None
-        yield
-    finally:
-        os.close(fd)
-
-
 @dataclass(slots=True)
 class _Compaction:
     """The compaction of one root: its settings, the days done so far, and why it stopped.
@@ -130,6 +110,7 @@ class _Compaction:
         dry_run: change nothing.
         on_step: called after each step of each partition's publication.
         holder: where partitions are rebuilt (next to the root where possible).
+        version: the root's schema version, which the compacted files are written in.
         fatal: set when no partition can be compacted here (no atomic exchange): stop.
         days: the outcome of each day taken so far.
     """
@@ -138,6 +119,7 @@ class _Compaction:
     dry_run: bool
     on_step: StepHook
     holder: Path
+    version: int
     fatal: str | None = None
     days: list[DayResult] = field(default_factory=list)
 
@@ -184,7 +166,7 @@ class _Compaction:
         """Merge one partition's parts and, unless a dry run, publish the result."""
         key, files = partition.key, partition.files
         try:
-            merged = merge_parts([read_part(path) for path in files])
+            merged = merge_parts([read_part(path) for path in files], self.version)
         except (OSError, ValueError, pa.ArrowException) as exc:
             return PartitionResult(
                 key,

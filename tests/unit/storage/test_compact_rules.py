@@ -17,7 +17,7 @@ from recorder.storage.compact.merge import MergedPartition, check_compacted, mer
 from recorder.storage.compact.selection import day_deferral, parse_before, select_days
 from recorder.storage.compact.staging import staging_dir
 from recorder.storage.compact.swap import exchange_directories
-from recorder.storage.schema import DATA_SCHEMA, build_wal_batch, data_columns
+from recorder.storage.schema import DATA_SCHEMA, FILE_SCHEMA, build_wal_batch, data_columns
 
 
 def test_before_accepts_today_yesterday_and_a_date() -> None:
@@ -71,7 +71,7 @@ def test_merge_sorts_and_keeps_the_earliest_received_copy_of_each_event() -> Non
     assert received == [1_000_500, 2_000_510, 3_000_500, 5_000_500]
     assert (merged.input_rows, merged.duplicates, merged.conflicts) == (6, 2, 0)
     assert merged.distinct_event_times == 4
-    assert merged.table.schema.equals(DATA_SCHEMA, check_metadata=False)
+    assert merged.table.schema.equals(FILE_SCHEMA, check_metadata=False)
 
 
 def test_merge_drops_and_counts_rows_that_conflict_with_the_kept_one() -> None:
@@ -104,7 +104,7 @@ def test_rows_whose_nullable_columns_are_both_null_are_duplicates() -> None:
 def test_merge_of_nothing_and_refusal_of_a_foreign_schema() -> None:
     empty = merge_parts([])
     assert empty.table.num_rows == 0
-    assert empty.table.schema.equals(DATA_SCHEMA, check_metadata=False)
+    assert empty.table.schema.equals(FILE_SCHEMA, check_metadata=False)
     with pytest.raises(ValueError, match="schema"):
         merge_parts([pa.table({"event_time": [1]})])
 

@@ -279,7 +279,9 @@ def test_only_one_compaction_runs_at_a_time(dataset: Path) -> None:
     fd = os.open(dataset, os.O_RDONLY | os.O_DIRECTORY)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        with pytest.raises(StorageError, match="another `recorder compact` is running"):
+        with pytest.raises(
+            StorageError, match="another `recorder compact` or `recorder migrate` is running"
+        ):
             run_compact(dataset)
     finally:
         os.close(fd)
