@@ -14,6 +14,7 @@ import pyarrow.parquet as pq
 from recorder.clock import event_date
 from recorder.gaps.detector import Gap, GapCause
 from recorder.gaps.log import GapLog
+from recorder.gaps.state import write_state
 from recorder.model import MiniTicker
 from recorder.storage.schema import (
     FIRST_SCHEMA_VERSION,
@@ -81,3 +82,9 @@ def every(start_ms: int, end_ms: int, step_ms: int = 2000) -> list[int]:
 def gap(symbol: str, from_ms: int, to_ms: int, missed: int, cause: GapCause) -> Gap:
     """Return a gap detected at ``to_ms`` on connection ``0.1``, with no instance id."""
     return Gap(symbol, from_ms, to_ms, missed, cause, to_ms * 1000, "0.1")
+
+
+def healthy_state(root: Path) -> Path:
+    """A state file of instance ``host-a`` recording BTC and ETH, both fresh at :data:`NOW`."""
+    write_state(root, "host-a", {BTC: NOW - 2000, ETH: NOW - 30_000}, [BTC, ETH])
+    return root

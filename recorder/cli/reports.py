@@ -28,6 +28,7 @@ from recorder.cli.options import count_value, utc_day_value
 from recorder.clock import SystemClock
 from recorder.errors import ConfigError, StorageError
 from recorder.gaps.detector import GapCause
+from recorder.gaps.resolutions import read_resolutions
 from recorder.gaps.scan import TornLine, scan_gap_log
 from recorder.reports.check import DEFAULT_CHECK_CAUSES, CheckLimits, run_check
 from recorder.reports.gaps import render_gaps_csv, render_gaps_json, render_gaps_table
@@ -147,6 +148,13 @@ def _warn_torn(lines: tuple[TornLine, ...] | list[TornLine]) -> None:
     help="table: aligned columns and a totals line; json: one array of gap records; "
     "csv: a header row, then one row per gap.",
 )
+@click.option(
+    "--state",
+    type=click.Choice(["all", "open", "resolved"]),
+    default="all",
+    show_default=True,
+    help="open: gaps no backfill filled yet; resolved: gaps recorder backfill filled.",
+)
 def gaps_command(
     *,
     config: Path | None,
@@ -155,11 +163,13 @@ def gaps_command(
     until: str | None,
     symbol: str | None,
     output_format: str,
+    state: str,
 ) -> None:
-    """List logged gaps, oldest end first.
+    """List logged gaps, oldest end first, each with its state (open or resolved).
 
     Every record is listed as logged, one per instance that logged it; the totals line of
-    the table counts each distinct gap (symbol, from, to) once.
+    the table counts each distinct gap (symbol, from, to) once. A gap is resolved once
+    recorder backfill filled it (its resolution record: rows added, when).
     """
     settings = load_command_settings("gaps", config, root, as_json=False)
     now_ms = _now_ms()
@@ -175,15 +185,21 @@ def gaps_command(
     try:
         require_root(settings.storage.root)
         scan = scan_gap_log(settings.storage.root, since_ms, until_ms, only)
+        resolutions = read_resolutions(settings.storage.root)
     except StorageError as exc:
         cannot_run("gaps", str(exc))
     _warn_torn(scan.torn)
+    gaps = [
+        gap
+        for gap in scan.gaps
+        if state == "all" or (gap.key in resolutions) == (state == "resolved")
+    ]
     render = {
         "table": render_gaps_table,
         "json": render_gaps_json,
         "csv": render_gaps_csv,
     }[output_format]
-    click.echo(render(scan.gaps), nl=False)
+    click.echo(render(gaps, resolutions), nl=False)
 
 
 def _causes(value: str) -> frozenset[GapCause]:
@@ -248,6 +264,11 @@ def _duration_ms(value: str, option: str) -> int:
     show_default=True,
     help="Gap causes whose missed updates count (quiet: the exchange pushed nothing).",
 )
+@click.option(
+    "--include-resolved",
+    is_flag=True,
+    help="Count the gaps recorder backfill resolved too (by default only open gaps count).",
+)
 @text_or_json_option("one line per problem (or one OK line)")
 @click.option("-q", "--quiet", is_flag=True, help="Print nothing when healthy (text format).")
 def check_command(
@@ -260,6 +281,7 @@ def check_command(
     max_age: str,
     symbols: str | None,
     causes: str,
+    include_resolved: bool,
     output_format: str,
     quiet: bool,
 ) -> None:
@@ -280,6 +302,7 @@ def check_command(
         max_age_ms=_duration_ms(max_age, "--max-age"),
         symbols=_symbol_list(symbols, "--symbols"),
         causes=_causes(causes),
+        include_resolved=include_resolved,
     )
     try:
         report = run_check(settings.storage.root, limits)

@@ -100,7 +100,7 @@ class GapLog:
                     fresh[gap.key] = gap
             if fresh:
                 data = b"".join(gap_to_line(gap, self._instance_id) for gap in fresh.values())
-                self._append_durably(self.path_for(day), data)
+                append_lines_durably(self.path_for(day), data)
                 keys.update(fresh)
                 written += len(fresh)
             self._pending = [gap for gap in self._pending if gap_day(gap) != day]
@@ -116,7 +116,7 @@ class GapLog:
         try:
             paths = sorted(directory.glob(f"*{GAP_LOG_SUFFIX}")) if directory.is_dir() else []
             for path in paths:
-                for _, line in _complete_lines(path):
+                for _, line in complete_lines(path):
                     try:
                         keys.add(gap_from_record(json.loads(line)).key)
                     except ValueError as exc:
@@ -128,27 +128,35 @@ class GapLog:
             self._keys.popitem(last=False)
         return keys
 
-    def _append_durably(self, path: Path, data: bytes) -> None:
+
+def append_lines_durably(path: Path, data: bytes, what: str = "gap log") -> None:
+    """Append complete lines to ``path``, fsynced; a torn tail is cut first, a failure cut back.
+
+    Only the one process that writes ``path`` may call this (each instance has its own files).
+
+    Raises:
+        StorageError: the file or its directory could not be written or synced.
+    """
+    try:
+        make_dirs(path.parent)
+        existed = path.exists()
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o644)
         try:
-            make_dirs(path.parent)
-            existed = path.exists()
-            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o644)
+            size = _cut_torn_tail(fd)
             try:
-                size = _cut_torn_tail(fd)
-                try:
-                    write_all(fd, data)
-                    os.fsync(fd)
-                except OSError:
-                    if not cut_back(fd, size):
-                        # The next append cuts the torn tail before it writes.
-                        log.warning("gap log cut-back failed", path=str(path))
-                    raise
-            finally:
-                os.close(fd)
-            if not existed:
-                fsync_dir(path.parent)
-        except OSError as exc:
-            raise StorageError(f"cannot append to the gap log {path}: {exc}") from exc
+                write_all(fd, data)
+                os.fsync(fd)
+            except OSError:
+                if not cut_back(fd, size):
+                    # The next append cuts the torn tail before it writes.
+                    log.warning("append cut-back failed", log=what, path=str(path))
+                raise
+        finally:
+            os.close(fd)
+        if not existed:
+            fsync_dir(path.parent)
+    except OSError as exc:
+        raise StorageError(f"cannot append to the {what} {path}: {exc}") from exc
 
 
 def _cut_torn_tail(fd: int) -> int:
@@ -174,7 +182,7 @@ def _cut_torn_tail(fd: int) -> int:
     return end
 
 
-def _complete_lines(path: Path) -> Iterator[tuple[int, bytes]]:
+def complete_lines(path: Path) -> Iterator[tuple[int, bytes]]:
     """Yield ``(line number, line)`` of every newline-terminated, non-blank line."""
     with path.open("rb") as stream:
         for number, line in enumerate(stream, start=1):

@@ -14,6 +14,7 @@ from pathlib import Path
 from recorder.clock import MS_PER_DAY, format_utc_ms
 from recorder.errors import ConfigError
 from recorder.gaps.detector import Gap, GapCause
+from recorder.gaps.resolutions import read_resolutions
 from recorder.gaps.scan import TornLine, distinct_gaps, scan_gap_log
 from recorder.gaps.state import InstanceState, merge_last_event_times, read_states
 from recorder.reports.read import (
@@ -66,6 +67,8 @@ class CheckLimits:
         max_age_ms: how old a symbol's newest event may be.
         symbols: the symbols expected; ``None``: those named in the state files.
         causes: the causes whose missed updates count.
+        include_resolved: count gaps ``recorder backfill`` resolved too (by default only
+            open gaps count).
     """
 
     now_ms: int
@@ -75,6 +78,7 @@ class CheckLimits:
     max_age_ms: int = 15 * 60 * MS_PER_SECOND
     symbols: tuple[str, ...] | None = None
     causes: frozenset[GapCause] = DEFAULT_CHECK_CAUSES
+    include_resolved: bool = False
 
 
 class ProblemKind(enum.StrEnum):
@@ -286,7 +290,8 @@ def run_check(root: Path, limits: CheckLimits) -> CheckReport:
     of the instances that run or may run again, since ``recorder retire`` deletes the file of
     an instance that will not (and a restart reuses its instance's file). A
     symbol's newest event is the newest over the state files and the sealed data. Gaps count
-    once however many instances logged them, only for expected symbols and counted causes,
+    once however many instances logged them, only open ones (unless ``include_resolved``),
+    only for expected symbols and counted causes,
     and only for their share inside ``[since_ms, now_ms)``.
 
     Raises:
@@ -304,7 +309,9 @@ def run_check(root: Path, limits: CheckLimits) -> CheckReport:
         )
     newest, ignored = _newest_event_times(root, states, expected, limits.now_ms)
     scan = scan_gap_log(root, since_ms=limits.since_ms, until_ms=limits.now_ms)
-    missed_by, gap_counts = _missed_by_symbol(scan.gaps, expected, limits)
+    resolved = {} if limits.include_resolved else read_resolutions(root)
+    counted = [gap for gap in scan.gaps if gap.key not in resolved]
+    missed_by, gap_counts = _missed_by_symbol(counted, expected, limits)
     healths: list[SymbolHealth] = []
     problems: list[CheckProblem] = []
     for symbol in expected:

@@ -2,7 +2,8 @@
 
 The gaps themselves come from :func:`recorder.gaps.scan.scan_gap_log`; every record is rendered
 as logged, one per instance that logged it, while the totals count each distinct gap (symbol,
-``from_ms``, ``to_ms``) once.
+``from_ms``, ``to_ms``) once. Each gap's state is ``open``, or ``resolved`` once
+``recorder backfill`` filled it (:mod:`recorder.gaps.resolutions`).
 """
 
 import csv
@@ -13,12 +14,23 @@ from dataclasses import dataclass
 
 from recorder.clock import format_utc_ms
 from recorder.gaps.detector import Gap, GapCause
-from recorder.gaps.records import gap_to_record
+from recorder.gaps.records import RecordKey, gap_to_record
+from recorder.gaps.resolutions import Resolution
 from recorder.gaps.scan import distinct_gaps
 from recorder.reports.read import MS_PER_SECOND, plural
 from recorder.settings.units import format_duration
 
-_TABLE_HEADER = ("SYMBOL", "FROM", "TO", "DURATION", "MISSED", "CAUSE", "INSTANCE", "CONNECTION")
+_TABLE_HEADER = (
+    "SYMBOL",
+    "FROM",
+    "TO",
+    "DURATION",
+    "MISSED",
+    "CAUSE",
+    "STATE",
+    "INSTANCE",
+    "CONNECTION",
+)
 _CSV_COLUMNS = (
     "symbol",
     "from",
@@ -30,7 +42,28 @@ _CSV_COLUMNS = (
     "detected_at",
     "connection_id",
     "instance_id",
+    "state",
+    "resolved_rows",
+    "resolved_at",
 )
+
+Resolutions = Mapping[RecordKey, Resolution]
+"""The resolved gaps by key, as :func:`~recorder.gaps.resolutions.read_resolutions` reads them."""
+
+
+def gap_state(gap: Gap, resolutions: Resolutions) -> str:
+    """``resolved`` when a resolution names ``gap``, else ``open``."""
+    return "resolved" if gap.key in resolutions else "open"
+
+
+def gap_document(gap: Gap, resolutions: Resolutions) -> dict[str, object]:
+    """The gap's record with its ``state`` and ``resolution`` (``None`` while open)."""
+    resolution = resolutions.get(gap.key)
+    return {
+        **gap_to_record(gap),
+        "state": gap_state(gap, resolutions),
+        "resolution": None if resolution is None else resolution.to_record(),
+    }
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,8 +127,9 @@ def render_totals(totals: GapTotals) -> str:
     return f"{line}: {', '.join(parts)}" if parts else line
 
 
-def render_gaps_table(gaps: Sequence[Gap]) -> str:
+def render_gaps_table(gaps: Sequence[Gap], resolutions: Resolutions | None = None) -> str:
     """Render ``gaps`` as an aligned text table followed by the totals line."""
+    resolved = resolutions or {}
     rows = [
         (
             gap.symbol,
@@ -104,6 +138,7 @@ def render_gaps_table(gaps: Sequence[Gap]) -> str:
             format_duration((gap.to_ms - gap.from_ms) / MS_PER_SECOND),
             str(gap.missed),
             gap.cause.value,
+            gap_state(gap, resolved),
             gap.instance_id or "-",
             gap.connection_id or "-",
         )
@@ -127,17 +162,28 @@ def render_gaps_table(gaps: Sequence[Gap]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def render_gaps_json(gaps: Sequence[Gap]) -> str:
-    """Render ``gaps`` as one JSON array of gap log records (see :mod:`recorder.gaps.records`)."""
-    return json.dumps([gap_to_record(gap) for gap in gaps], ensure_ascii=False, indent=1) + "\n"
+def render_gaps_json(gaps: Sequence[Gap], resolutions: Resolutions | None = None) -> str:
+    """Render ``gaps`` as one JSON array of gap log records with their state.
+
+    Each is the record of :mod:`recorder.gaps.records` plus ``state`` and ``resolution``.
+    """
+    resolved = resolutions or {}
+    documents = [gap_document(gap, resolved) for gap in gaps]
+    return json.dumps(documents, ensure_ascii=False, indent=1) + "\n"
 
 
-def render_gaps_csv(gaps: Sequence[Gap]) -> str:
+def render_gaps_csv(gaps: Sequence[Gap], resolutions: Resolutions | None = None) -> str:
     """Render ``gaps`` as CSV with a header row; empty cells for missing ids."""
+    resolved = resolutions or {}
     out = io.StringIO()
     writer = csv.DictWriter(out, fieldnames=_CSV_COLUMNS, lineterminator="\n")
     writer.writeheader()
     for gap in gaps:
-        record = gap_to_record(gap)
+        record: dict[str, object] = {**gap_to_record(gap), "state": gap_state(gap, resolved)}
+        resolution = resolved.get(gap.key)
+        record["resolved_rows"] = None if resolution is None else resolution.rows
+        record["resolved_at"] = (
+            None if resolution is None else resolution.to_record()["resolved_at"]
+        )
         writer.writerow({name: record[name] for name in _CSV_COLUMNS})
     return out.getvalue()

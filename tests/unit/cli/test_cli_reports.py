@@ -11,6 +11,7 @@ from recorded_dataset import BTC, ETH, MINUTE_MS, T0, log_gaps, write_data_file
 
 from recorder.cli.reports import REPORT_COMMANDS, check_command, gaps_command, verify_command
 from recorder.gaps.detector import Gap, GapCause
+from recorder.gaps.resolutions import Resolution, append_resolutions
 from recorder.gaps.state import write_state
 from recorder.reports.read import ExitCode
 
@@ -348,3 +349,25 @@ def test_check_quiet_ignores_a_torn_line_when_healthy(recording: Path) -> None:
     assert (quiet.exit_code, quiet.stdout, quiet.stderr) == (0, "", "")
     loud = run(check_command, "--root", str(recording))
     assert "incomplete last line 2" in loud.stderr
+
+
+def test_gaps_state_and_check_count_open_gaps_unless_told(recording: Path) -> None:
+    now = now_ms()
+    stall = gap(BTC, now - 30 * MINUTE_MS, now - 20 * MINUTE_MS, GapCause.STALL)
+    log_gaps(recording, stall)
+    assert run(check_command, "--root", str(recording)).exit_code == ExitCode.PROBLEMS
+    append_resolutions(
+        recording, "backfill", [Resolution(stall.key, 9, "backfill", now * 1000, "backfill")]
+    )
+    assert run(check_command, "--root", str(recording)).exit_code == ExitCode.OK
+    counted = run(check_command, "--root", str(recording), "--include-resolved")
+    assert counted.exit_code == ExitCode.PROBLEMS
+
+    listed = json.loads(run(gaps_command, "--root", str(recording), "--format", "json").output)
+    assert [(g["symbol"], g["state"]) for g in listed] == [(ETH, "open"), (BTC, "resolved")]
+    assert listed[1]["resolution"]["rows"] == 9
+    only_open = run(gaps_command, "--root", str(recording), "--state", "open", "--format", "csv")
+    assert [row["symbol"] for row in csv.DictReader(io.StringIO(only_open.output))] == [ETH]
+    table = run(gaps_command, "--root", str(recording), "--state", "resolved").output
+    assert table.splitlines()[1].split()[0] == BTC
+    assert "resolved" in table.splitlines()[1].split()

@@ -7,6 +7,7 @@ import json
 from recorded_dataset import BTC, ETH, T0, gap
 
 from recorder.gaps.detector import Gap, GapCause
+from recorder.gaps.resolutions import Resolution
 from recorder.reports.gaps import gap_totals, render_gaps_csv, render_gaps_json, render_gaps_table
 
 
@@ -27,7 +28,7 @@ def test_table_rendering() -> None:
     ]
     lines = render_gaps_table(gaps).splitlines()
     assert lines[0].split() == [
-        "SYMBOL", "FROM", "TO", "DURATION", "MISSED", "CAUSE", "INSTANCE", "CONNECTION"
+        "SYMBOL", "FROM", "TO", "DURATION", "MISSED", "CAUSE", "STATE", "INSTANCE", "CONNECTION"
     ]  # fmt: skip
     assert lines[1].split() == [
         BTC,
@@ -36,6 +37,7 @@ def test_table_rendering() -> None:
         "10s",
         "4",
         "disconnect",
+        "open",
         "host-a",
         "0.1",
     ]
@@ -65,5 +67,36 @@ def test_json_and_csv_rendering() -> None:
             "detected_at": "2024-05-01T10:00:00.000000Z",
             "connection_id": "0.1",
             "instance_id": "host-a",
+            "state": "open",
+            "resolved_rows": "",
+            "resolved_at": "",
         }
     ]
+    assert record["state"] == "open"
+    assert record["resolution"] is None
+
+
+def test_a_resolved_gap_shows_its_resolution() -> None:
+    stall = Gap(BTC, T0, T0 + 300_000, 149, GapCause.STALL, T0 * 1000, "0.1", "host-a")
+    quiet = gap(ETH, T0, T0 + 6000, 2, GapCause.QUIET)
+    resolution = Resolution(stall.key, 4, "backfill", (T0 + 3_600_000) * 1000, "backfill")
+    resolved = {stall.key: resolution}
+    table = render_gaps_table([stall, quiet], resolved).splitlines()
+    assert table[1].split()[6] == "resolved"
+    assert table[2].split()[6] == "open"
+    [first, second] = json.loads(render_gaps_json([stall, quiet], resolved))
+    assert first["state"] == "resolved"
+    assert first["resolution"] == {
+        "symbol": BTC,
+        "from_ms": T0,
+        "to_ms": T0 + 300_000,
+        "from": "2024-05-01T10:00:00.000Z",
+        "to": "2024-05-01T10:05:00.000Z",
+        "rows": 4,
+        "source": "backfill",
+        "resolved_at": "2024-05-01T11:00:00.000000Z",
+        "resolved_by": "backfill",
+    }
+    assert second["state"] == "open"
+    rows = list(csv.DictReader(io.StringIO(render_gaps_csv([stall], resolved))))
+    assert (rows[0]["state"], rows[0]["resolved_rows"]) == ("resolved", "4")
