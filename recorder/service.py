@@ -186,6 +186,7 @@ class RecorderService:
                 restored,
                 quorum_for(len(self.settings.source.listed_symbols)),
             ),
+            all_market=self.settings.source.all_market,
         )
 
     def health(self) -> tuple[bool, Mapping[str, object]]:

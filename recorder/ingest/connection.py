@@ -42,7 +42,7 @@ from typing import Final
 from urllib.parse import quote
 
 from recorder.ingest.subscriptions import MAX_REPLY_BYTES, small_reply_object
-from recorder.symbols import stream_name
+from recorder.symbols import ALL_MARKET_STREAM, stream_name
 
 SAME_DATA_GRACE: Final = 1.0
 """Seconds the silent connection may lag its replacement delivering the same event."""
@@ -96,6 +96,17 @@ def combined_stream_url(base_url: str, symbols: Sequence[str]) -> str:
     """
     streams = "/".join(quote(stream_name(symbol), safe="@") for symbol in symbols)
     return f"{base_url.rstrip('/')}/stream?streams={streams}"
+
+
+def all_market_stream_url(base_url: str) -> str:
+    """Return the combined-stream URL of the all-market ``!miniTicker@arr`` stream.
+
+    One stream carries every contract, so the URL is the same whatever is recorded.
+
+    >>> all_market_stream_url("wss://fstream.binance.com/market/")
+    'wss://fstream.binance.com/market/stream?streams=!miniTicker@arr'
+    """
+    return f"{base_url.rstrip('/')}/stream?streams={ALL_MARKET_STREAM}"
 
 
 def backoff_delay(attempt: int, initial: float, maximum: float, rng: random.Random) -> float:

@@ -10,12 +10,15 @@ A frame takes one of these forms; all decode the same way:
 
 * raw, the payload alone: ``{"e":"24hrMiniTicker","E":1654791723970,"s":"BTCUSDT",...}``;
 * the all-market array ``[{...},{...}]``, raw or combined as
-  ``{"stream":"!miniTicker@arr","data":[...]}``, only with ``all_market=True`` (no source
-  subscribes to it yet): each bad item becomes one rejection (whose ``raw`` is that item's text,
-  not the whole array) and the good items still decode. Otherwise an array frame is one
-  rejection, found without reading its items: a megabyte of ``[0,0,...]`` costs about a
-  millisecond (mostly the SHA-256 the quarantine keeps of it) and one record, never half a
-  million;
+  ``{"stream":"!miniTicker@arr","data":[...]}``, only with ``all_market=True`` (the source's
+  ``all_market`` mode). An item of a valid contract that is not in ``subscribed`` is skipped
+  and counted (:attr:`Decoded.not_recorded`; :mod:`recorder.ingest.market_array`); the good
+  items of recorded contracts decode, and the bad ones make *one* rejection for the whole
+  frame: its ``raw`` is the frame (cut to size as any), its reason the first bad item's and
+  how many were bad, e.g. ``not_decimal:c: ... (3 of 540 items rejected)``. Otherwise an
+  array frame is one rejection, found without reading its items: a megabyte of ``[0,0,...]``
+  costs about a millisecond (mostly the SHA-256 the quarantine keeps of it) and one record,
+  never half a million;
 * a reply to a method call (``{"result":null,"id":1}``,
   ``{"error":{"code":2,"msg":"Invalid request"},"id":3}``): neither an event nor a rejection,
   returned as :class:`ControlReply`.
@@ -46,6 +49,7 @@ from typing import Any, Final
 
 import msgspec
 
+from recorder.ingest.market_array import items_reason, pick_recorded, read_items
 from recorder.ingest.nesting import MAX_NESTING, cut_deep_nesting
 from recorder.ingest.payload import EVENT_TYPE, PayloadWire, check_payload
 from recorder.ingest.rejections import build_rejection, quote, schema_reason
@@ -95,14 +99,16 @@ class Decoded:
 
     Attributes:
         events: the accepted events, in frame order.
-        rejections: what must go to quarantine: at most one, except one per bad array item
-            of an all-market array.
+        rejections: what must go to quarantine: at most one, whatever the frame holds.
         control: the method reply, when the frame was one.
+        not_recorded: valid items of an all-market array whose contract is not in
+            ``subscribed``: skipped, legitimate data of contracts not recorded.
     """
 
     events: tuple[MiniTicker, ...] = ()
     rejections: tuple[Rejection, ...] = ()
     control: ControlReply | None = None
+    not_recorded: int = 0
 
 
 # ---------------------------------------------------------------------------------------------
@@ -177,15 +183,17 @@ def decode_frame(
         receive_time: local wall clock at arrival, microseconds since the epoch; copied into
             every event and rejection.
         subscribed: the symbols (as in the payload's ``s``, e.g. ``"BTCUSDT"``) whose events
-            are wanted, or ``None`` to accept every valid symbol (all-market recording).
+            are wanted, or ``None`` to accept every valid symbol. Another symbol's payload is
+            an ``unsubscribed_symbol`` rejection, an all-market array item of one is skipped.
         connection_id: the connection that delivered the frame, copied into rejections.
         max_frame_bytes: frames longer than this many UTF-8 bytes are rejected unparsed.
         all_market: read array frames item by item (the all-market ``!miniTicker@arr``
-            stream); when off, an array frame is one rejection and its items are never read.
+            stream), skipping the items of symbols not subscribed; when off, an array frame is
+            one rejection and its items are never read.
 
     Returns:
-        The accepted events, the rejections and the control reply found in the frame. Never
-        raises for bad input, at any size or depth: everything wrong with a frame is a
+        The accepted events, the rejection and the control reply found in the frame. Never
+        raises for bad input, at any size or depth: everything wrong with a frame is one
         rejection.
     """
     size = _oversize(frame, max_frame_bytes)
@@ -290,9 +298,9 @@ def _decode(
     except (msgspec.DecodeError, UnicodeError):
         pass  # the slow path below says exactly what is wrong
     else:
-        events = _accept_all(wire, receive_time, subscribed)
-        if events is not None:
-            return Decoded(events=events)
+        accepted = _accept_all(wire, receive_time, subscribed)
+        if accepted is not None:
+            return Decoded(events=accepted[0], not_recorded=accepted[1])
     return _SlowPath(frame, receive_time, subscribed, connection_id, all_market).decode()
 
 
@@ -330,30 +338,28 @@ def _decode_deep(
     # The quarantine keeps the frame as received, never the cut copy: one record for it all.
     reason = f"{decoded.rejections[0].reason} (read with what is {depth} cut)"
     rejection = build_rejection(frame, reason, receive_time, connection_id)
-    return Decoded(decoded.events, (rejection,), decoded.control)
+    return Decoded(decoded.events, (rejection,), decoded.control, decoded.not_recorded)
 
 
 def _accept_all(
     wire: _SingleWire | _CombinedWire | list[PayloadWire],
     receive_time: int,
     subscribed: frozenset[str] | None,
-) -> tuple[MiniTicker, ...] | None:
-    """Return the events of a schema-valid frame, or ``None`` if anything must be rejected."""
+) -> tuple[tuple[MiniTicker, ...], int] | None:
+    """Return the events of a valid frame and the array items skipped, or ``None``.
+
+    ``None`` when anything must be rejected: the slow path says what.
+    """
     if isinstance(wire, list):
-        payloads, stream = wire, None
+        payloads = wire
     elif isinstance(wire.data, list):
         if wire.stream != ALL_MARKET_STREAM:
             return None
-        payloads, stream = wire.data, None
+        payloads = wire.data
     else:
-        payloads, stream = [wire.data], wire.stream
-    events = []
-    for payload in payloads:
-        checked = check_payload(payload, stream, subscribed, receive_time)
-        if isinstance(checked, str):
-            return None
-        events.append(checked)
-    return tuple(events)
+        checked = check_payload(wire.data, wire.stream, subscribed, receive_time)
+        return None if isinstance(checked, str) else ((checked,), 0)
+    return pick_recorded(payloads, subscribed, receive_time)
 
 
 class _SlowPath:
@@ -364,6 +370,7 @@ class _SlowPath:
         "connection_id",
         "events",
         "frame",
+        "not_recorded",
         "receive_time",
         "rejections",
         "shape",
@@ -386,6 +393,7 @@ class _SlowPath:
         self.connection_id = connection_id
         self.events: list[MiniTicker] = []
         self.rejections: list[Rejection] = []
+        self.not_recorded = 0
 
     def decode(self) -> Decoded:
         """Return what the frame holds, with a reason for everything rejected."""
@@ -407,7 +415,7 @@ class _SlowPath:
             return self._control()
         else:
             self._payload(frame, None)
-        return Decoded(tuple(self.events), tuple(self.rejections))
+        return Decoded(tuple(self.events), tuple(self.rejections), None, self.not_recorded)
 
     def _only(self, raw: str | bytes, reason: str) -> Decoded:
         return Decoded(
@@ -442,10 +450,27 @@ class _SlowPath:
             self._add_rejection(frame, reason)
 
     def _items(self, items: list[msgspec.Raw]) -> None:
-        for item in items:
-            # Each item is its own raw text: one bad ticker must not drag its neighbours, or
-            # the whole second's array, into the quarantine.
-            self._payload(item, None)
+        # One bad ticker must not drag its neighbours into the quarantine, nor make a record
+        # of its own: a hostile array of half a million items is one record, the frame.
+        read = read_items(items, self.subscribed, self.receive_time)
+        self.events.extend(read.events)
+        self.not_recorded += read.not_recorded
+        reason = items_reason(read, len(items))
+        if reason is not None:
+            self._add_rejection(self.frame, reason)
+
+    def _check(
+        self,
+        payload: str | bytes | msgspec.Raw,
+        stream: str | None,
+        subscribed: frozenset[str] | None,
+    ) -> MiniTicker | str:
+        """The event of one payload, or the reason to reject it."""
+        try:
+            wire = _PAYLOAD.decode(payload)
+        except msgspec.ValidationError as exc:
+            return schema_reason(exc)
+        return check_payload(wire, stream, subscribed, self.receive_time)
 
     def _payload(
         self,
@@ -453,12 +478,7 @@ class _SlowPath:
         stream: str | None,
         raw: str | bytes | None = None,
     ) -> None:
-        try:
-            wire = _PAYLOAD.decode(payload)
-        except msgspec.ValidationError as exc:
-            checked: MiniTicker | str = schema_reason(exc)
-        else:
-            checked = check_payload(wire, stream, self.subscribed, self.receive_time)
+        checked = self._check(payload, stream, self.subscribed)
         if isinstance(checked, MiniTicker):
             self.events.append(checked)
         elif raw is not None:

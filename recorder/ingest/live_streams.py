@@ -9,6 +9,11 @@ refused or unanswered within ``open_timeout`` is sent again; after
 :data:`~recorder.ingest.subscriptions.MAX_ATTEMPTS` the connection is handed over: the
 supervisor opens a fresh one with the wanted streams in its URL, and closes the old one once the
 fresh one delivers, so nothing is missed. A reconnect opens with the wanted streams too.
+
+On an all-market connection (``requests=False``) there is nothing to ask the exchange: its one
+``!miniTicker@arr`` stream carries every contract. A change of the symbols is then only taken
+note of (:meth:`ControlledConnection.carry`, which says ``STREAMS_CHANGED`` to the pipeline,
+so that the gap detector and the health check know what the connection carries).
 """
 
 import asyncio
@@ -67,11 +72,14 @@ class StreamController:
     Args:
         shard: the shard's supervisor.
         reply_within: seconds a request's reply may take.
+        requests: change streams with ``SUBSCRIBE`` and ``UNSUBSCRIBE``; ``False`` for an
+            all-market connection, whose one stream carries every symbol.
     """
 
-    def __init__(self, shard: Shard, reply_within: float) -> None:
+    def __init__(self, shard: Shard, reply_within: float, *, requests: bool = True) -> None:
         self._shard = shard
         self._reply_within = reply_within
+        self._requests = requests
         self._reconciler = StreamReconciler()
         self.requests_failed = 0
         """Requests refused or unanswered so far."""
@@ -88,6 +96,16 @@ class StreamController:
 
     async def reconcile(self) -> None:
         """Bring the current connection to the wanted streams, or ask for its handover."""
+        if not self._requests:
+            connection = self._shard.current
+            if connection is not None and connection.symbols != self._shard.symbols:
+                await connection.carry(self._shard.symbols)
+                log.info(
+                    "recorded symbols changed; the all-market stream carries them already",
+                    connection_id=connection.connection_id,
+                    symbols=len(connection.symbols),
+                )
+            return
         while True:
             connection = self._shard.current
             if connection is None or connection.handover_due.is_set():

@@ -51,6 +51,7 @@ class PipelineCounters:
 
     frames: int = 0
     events: int = 0
+    not_recorded: int = 0
     duplicates: int = 0
     rejections: int = 0
     control_replies: int = 0
@@ -106,6 +107,9 @@ class EventPipeline:
         dedup_window: event times remembered per symbol for de-duplication.
         event_times: the guard that judges each event's ``E`` before anything else sees it,
             seeded with the restored state; one with the default bound when ``None``.
+        all_market: the frames are the all-market array (``[source] mode = "all_market"``):
+            each array's items of contracts not in ``symbols`` are skipped and counted, not
+            rejected (:mod:`recorder.ingest.market_array`).
     """
 
     def __init__(
@@ -117,8 +121,10 @@ class EventPipeline:
         dedup_window: int = 256,
         *,
         event_times: EventTimeGuard[tuple[MiniTicker, ReceivedFrame]] | None = None,
+        all_market: bool = False,
     ) -> None:
         self._subscribed = symbols
+        self._all_market = all_market
         self._max_frame_bytes = max_frame_bytes
         self._detector = detector
         self._metrics = metrics
@@ -128,6 +134,8 @@ class EventPipeline:
         self.counters = PipelineCounters()
         self.connections: dict[str, ConnectionState] = {}
         """Connections opened and not yet ended, by id."""
+        self._quarantined: ReceivedFrame | None = None
+        """The frame quarantined last: another rejection of it makes no second record."""
 
     def accept(self, symbols: Sequence[str]) -> None:
         """Record ``symbols`` too from now on, each from its next event, without a gap."""
@@ -192,6 +200,7 @@ class EventPipeline:
                 subscribed=self._subscribed,
                 connection_id=frame.connection_id,
                 max_frame_bytes=self._max_frame_bytes,
+                all_market=self._all_market,
             )
         # The last line: decoding never raises by design, but a bug triggered by one frame
         # must cost that frame (quarantined, counted as decode_failed), never the service.
@@ -200,11 +209,15 @@ class EventPipeline:
                 frame.data, exc, receive_time=frame.receive_time, connection_id=frame.connection_id
             )
         metrics = self._metrics
-        pending = self._pending
         if decoded.control is not None:
             counters.control_replies += 1
         if decoded.rejections:
             self.reject(decoded.rejections)
+            self._quarantined = frame
+        if decoded.not_recorded:
+            counters.not_recorded += decoded.not_recorded
+            if metrics is not None:
+                metrics.events_not_recorded(decoded.not_recorded)
         # An implausible E must reach neither the duplicate filter nor the detector nor
         # storage; a suspect one is held until a later event decides (see event_times).
         guard = self._event_times
@@ -217,23 +230,28 @@ class EventPipeline:
             ):
                 if reason is not None:
                     self._reject_event_time(carrier, reason)
-                    continue
-                if not self._seen.accept(event.symbol, event.event_time):
-                    counters.duplicates += 1
-                    if metrics is not None:
-                        metrics.duplicate_dropped()
-                    continue
-                pending.events.append(event)
-                counters.events += 1
-                if metrics is not None:
-                    metrics.event_received(event.symbol, event.receive_time)
-                gap = self._detector.observe(event, carrier.connection_id, carrier.receive_time)
-                if gap is not None:
-                    pending.gaps.append(gap)
-                    counters.gaps += 1
-                    counters.missed += gap.missed
-                    if metrics is not None:
-                        metrics.gap_detected(gap.cause.value, gap.missed)
+                else:
+                    self._keep(event, carrier)
+
+    def _keep(self, event: MiniTicker, carrier: ReceivedFrame) -> None:
+        """De-duplicate an event whose ``E`` was admitted, then store and gap-check it."""
+        counters, metrics, pending = self.counters, self._metrics, self._pending
+        if not self._seen.accept(event.symbol, event.event_time):
+            counters.duplicates += 1
+            if metrics is not None:
+                metrics.duplicate_dropped()
+            return
+        pending.events.append(event)
+        counters.events += 1
+        if metrics is not None:
+            metrics.event_received(event.symbol, event.receive_time)
+        gap = self._detector.observe(event, carrier.connection_id, carrier.receive_time)
+        if gap is not None:
+            pending.gaps.append(gap)
+            counters.gaps += 1
+            counters.missed += gap.missed
+            if metrics is not None:
+                metrics.gap_detected(gap.cause.value, gap.missed)
 
     def settle(self) -> None:
         """Decide the events still held for their ``E``: on stop, they are quarantined."""
@@ -246,7 +264,14 @@ class EventPipeline:
         return self._event_times.clock_offset_ms
 
     def _reject_event_time(self, frame: ReceivedFrame, reason: str) -> None:
-        self.reject([build_rejection(frame.data, reason, frame.receive_time, frame.connection_id)])
+        rejection = build_rejection(frame.data, reason, frame.receive_time, frame.connection_id)
+        if frame is self._quarantined:
+            # An all-market array with several bad items, or with bad E too: one record for
+            # the frame (it has it already), each rejection still counted by its reason.
+            self.count_rejections([rejection])
+            return
+        self._quarantined = frame
+        self.reject([rejection])
 
     def reject(self, rejections: Sequence[Rejection]) -> None:
         """Count rejections and queue them for the quarantine."""

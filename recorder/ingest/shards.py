@@ -8,10 +8,17 @@ spreads the change over the running shards
 (:func:`~recorder.ingest.subscriptions.plan_changes`): each changes its open connection's
 streams, a shard is opened only when every one is full, and one left with no symbol closes
 its connection and ends.
+
+With ``[source] mode = "all_market"`` there is one shard, whatever the number of symbols: its
+one connection carries the all-market array of every contract, so the stream limit does not
+apply (:data:`ONE_STREAM`), and a change of the symbols changes only what it is said to carry
+(no ``SUBSCRIBE`` or ``UNSUBSCRIBE``; see :mod:`recorder.ingest.live_streams`).
 """
 
 import asyncio
 import random
+import sys
+from typing import Final
 
 import aiohttp
 
@@ -22,7 +29,10 @@ from recorder.ingest.source import ShardSupervisor
 from recorder.ingest.subscriptions import plan_changes
 from recorder.settings import SourceSettings
 
-__all__ = ["MarketSource"]
+__all__ = ["ONE_STREAM", "MarketSource"]
+
+ONE_STREAM: Final = sys.maxsize
+"""Symbols per shard in all-market mode: every symbol rides on the one array stream."""
 
 
 class MarketSource:
@@ -46,7 +56,8 @@ class MarketSource:
         self._clock = clock
         self._sink = sink
         self._rng = rng or random.Random()  # noqa: S311 - jitter, not cryptography
-        self.shards = plan_shards(settings.listed_symbols, settings.max_streams_per_connection)
+        self._limit = ONE_STREAM if settings.all_market else settings.max_streams_per_connection
+        self.shards = plan_shards(settings.listed_symbols, self._limit)
         self.supervisors: list[ShardSupervisor] = []
         self._running: tuple[aiohttp.ClientSession, asyncio.TaskGroup] | None = None
         self._next_index = len(self.shards)
@@ -67,7 +78,7 @@ class MarketSource:
         Returns:
             How many shards were opened.
         """
-        limit = self._settings.max_streams_per_connection
+        limit = self._limit
         if self._running is None:
             # Not connected yet: the shards open with the new lists.
             plan = plan_changes(self.shards, listed, delisted, limit)

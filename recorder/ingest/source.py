@@ -23,6 +23,11 @@ that keeps exactly one live connection for its symbols, forever:
   :class:`~recorder.ingest.live_streams.StreamController` changes the open connection's
   streams, and every connection opened later subscribes the current set in its URL.
 
+In all-market mode (``settings.all_market``) the one shard connects to the
+``!miniTicker@arr`` stream instead (:func:`~recorder.ingest.connection.all_market_stream_url`),
+which carries every contract: everything above holds as it is, except that a change of its
+symbols sends no request (the controller only takes note of it).
+
 Frames and :class:`~recorder.model.ConnectionEvent` values go, in arrival order, into one
 bounded queue: when the pipeline falls behind, reading pauses (backpressure), nothing is dropped.
 """
@@ -39,6 +44,7 @@ from recorder.clock import Clock
 from recorder.ingest.connection import (
     SilenceCheck,
     SilenceOutcome,
+    all_market_stream_url,
     backoff_delay,
     combined_stream_url,
 )
@@ -101,7 +107,9 @@ class ShardSupervisor:
         self._sink = sink
         self._rng = rng
         self._serial = 0
-        self.controller = StreamController(self, settings.open_timeout)
+        self.controller = StreamController(
+            self, settings.open_timeout, requests=not settings.all_market
+        )
         self.reconnects = 0
         """Times the shard was left without a connection and connected again."""
         self.silence_checks: Counter[SilenceOutcome] = Counter()
@@ -147,6 +155,8 @@ class ShardSupervisor:
 
     @property
     def _url(self) -> str:
+        if self._settings.all_market:
+            return all_market_stream_url(self._settings.url)
         return combined_stream_url(self._settings.url, self.symbols)
 
     def change_streams(self, add: tuple[str, ...], remove: tuple[str, ...]) -> None:

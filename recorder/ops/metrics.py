@@ -266,6 +266,12 @@ class RecorderMetrics:
             ["symbol"],
             registry=registry,
         )
+        self._not_recorded = Counter(
+            "recorder_events_not_recorded",
+            "Valid items of the all-market array skipped because their contract is not "
+            "recorded (the array carries every contract that changed).",
+            registry=registry,
+        )
         self._seal_duration = Histogram(
             "recorder_seal_duration_seconds",
             "Duration of publishing one sealed Parquet file, beside the write-ahead flush.",
@@ -333,6 +339,10 @@ class RecorderMetrics:
         """
         quarantined = self._hot.quarantined
         quarantined[reason_code] = quarantined.get(reason_code, 0) + count
+
+    def events_not_recorded(self, count: int) -> None:
+        """Count ``count`` all-market items skipped as not recorded: once per frame."""
+        self._not_recorded.inc(count)
 
     def track_symbols(self, symbols: Iterable[str]) -> None:
         """Export ``symbols`` before their first event: counters at 0, age from now.

@@ -41,6 +41,13 @@ LOG_LEVELS: Final = ("debug", "info", "warning", "error")
 LOG_FORMATS: Final = ("auto", "json", "console")
 """Accepted values of ``log.format``."""
 
+PER_SYMBOL: Final = "per_symbol"
+"""``source.mode``: one ``<symbol>@miniTicker`` stream per symbol, sharded over connections."""
+ALL_MARKET: Final = "all_market"
+"""``source.mode``: the one ``!miniTicker@arr`` stream of every contract, on one connection."""
+SOURCE_MODES: Final = (PER_SYMBOL, ALL_MARKET)
+"""Accepted values of ``source.mode``."""
+
 _HOUR: Final = 3600.0
 _MIB: Final = 1024 * 1024
 
@@ -57,6 +64,13 @@ class SourceSettings:
     """Where the recorder connects and how it keeps its websocket connections healthy.
 
     Attributes:
+        mode: which streams carry the recorded symbols. ``"per_symbol"``: one
+            ``<symbol>@miniTicker`` stream each, at most ``max_streams_per_connection`` on a
+            connection, changed live with ``SUBSCRIBE``/``UNSUBSCRIBE``. ``"all_market"``: the
+            one ``!miniTicker@arr`` stream (every second, an array of the tickers that changed,
+            of every contract) on one connection whatever the number of symbols; the recorded
+            symbols are picked out of it, the others skipped and counted, and a change of the
+            list sends nothing to the exchange (``max_streams_per_connection`` does not apply).
         url: websocket base URL (``ws://`` or ``wss://``, no trailing ``/``, no query string);
             the stream path and ``?streams=`` are added by the source.
         symbols: the contracts to record, upper-case, valid, unique, in the given order; or
@@ -87,6 +101,7 @@ class SourceSettings:
             (see :mod:`recorder.ingest.event_times`).
     """
 
+    mode: str = setting(PER_SYMBOL, choice_key(SOURCE_MODES))
     url: str = setting("wss://fstream.binance.com/market", parse_ws_url)
     # A tuple or an enum member, both immutable; ruff cannot see through the alias.
     symbols: SymbolSelection = setting(_DEFAULT_SYMBOLS, parse_symbols, render_symbols)  # noqa: RUF009
@@ -111,6 +126,11 @@ class SourceSettings:
     def records_all(self) -> bool:
         """Whether ``symbols`` is ``"all"``: the list comes from ``exchangeInfo``."""
         return isinstance(self.symbols, AllSymbols)
+
+    @property
+    def all_market(self) -> bool:
+        """Whether ``mode`` is ``"all_market"``: one ``!miniTicker@arr`` connection."""
+        return self.mode == ALL_MARKET
 
     @property
     def listed_symbols(self) -> tuple[str, ...]:

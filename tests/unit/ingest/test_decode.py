@@ -134,7 +134,8 @@ def test_all_market_array_of_samples_keeps_good_items_in_order() -> None:
     decoded = decode(combined(payloads, stream="!miniTicker@arr"), all_market=True)
     assert [event.symbol for event in decoded.events] == ["BTCUSDT", "1000LUNCBUSD", "TNBBTC"]
     assert [reason_code(r.reason) for r in decoded.rejections] == ["bad_event_time"]
-    assert json.loads(decoded.rejections[0].raw) == payloads[3]
+    assert decoded.rejections[0].reason.endswith(f"(1 of {len(payloads)} items rejected)")
+    assert json.loads(decoded.rejections[0].raw)["data"] == payloads
 
 
 def test_frame_decoder_binds_settings() -> None:
@@ -421,7 +422,7 @@ def test_stream_must_match_payload(stream: str, data: object) -> None:
 # --- arrays ------------------------------------------------------------------------------------
 
 
-def test_array_with_a_mix_rejects_only_the_bad_items() -> None:
+def test_array_with_a_mix_is_one_rejection_for_its_bad_items() -> None:
     items: list[object] = [
         payload(),
         5,
@@ -439,25 +440,48 @@ def test_array_with_a_mix_rejects_only_the_bad_items() -> None:
             ("BTCUSDT", 1654791723970),
             ("ETHUSDT", 1654791723971),
         ]
-        assert [reason_code(r.reason) for r in decoded.rejections] == [
-            "not_object",
-            "missing_field:c",
-            "unsafe_symbol",
-            "unsubscribed_symbol",
-            "not_object",
-            "wrong_type:v",
-        ]
-        # Each rejection carries its own item, not the whole array.
-        assert [json.loads(r.raw) for r in decoded.rejections] == [
-            items[1],
-            items[2],
-            items[4],
-            items[5],
-            items[6],
-            items[7],
-        ]
-        assert all(r.connection_id == "0.1" for r in decoded.rejections)
-        assert all(r.receive_time == RECEIVED for r in decoded.rejections)
+        # XRPUSDT is valid but not recorded: skipped and counted, not quarantined.
+        assert decoded.not_recorded == 1
+        # One record for the frame (never one per item): the first bad item's reason, the
+        # count of bad items, and the frame as received.
+        (rejection,) = decoded.rejections
+        assert reason_code(rejection.reason) == "not_object"
+        assert rejection.reason.endswith("(5 of 8 items rejected)")
+        assert rejection.raw == frame
+        assert (rejection.connection_id, rejection.receive_time) == ("0.1", RECEIVED)
+
+
+def test_all_market_items_of_symbols_not_recorded_are_skipped_and_counted() -> None:
+    items = [payload(), payload(s="XRPUSDT"), payload(s="BTCUSDT_260327"), payload(s="ETHUSDT")]
+    for frame in (json.dumps(items), combined(items, stream="!miniTicker@arr")):
+        decoded = decode(frame, frozenset({"BTCUSDT", "ETHUSDT"}), all_market=True)
+        assert [event.symbol for event in decoded.events] == ["BTCUSDT", "ETHUSDT"]
+        assert decoded.rejections == ()
+        assert decoded.not_recorded == 2
+        everything = decode(frame, None, all_market=True)
+        assert (len(everything.events), everything.not_recorded) == (4, 0)
+
+
+def test_all_market_item_not_recorded_with_a_hostile_value_is_still_rejected() -> None:
+    items = [payload(), payload(s="XRPUSDT", c="1e9"), payload(s="../x")]
+    decoded = decode(json.dumps(items), frozenset({"BTCUSDT"}), all_market=True)
+    assert [event.symbol for event in decoded.events] == ["BTCUSDT"]
+    (rejection,) = decoded.rejections
+    assert reason_code(rejection.reason) == "not_decimal:c"
+    assert rejection.reason.endswith("(2 of 3 items rejected)")
+    assert decoded.not_recorded == 0
+
+
+def test_huge_all_market_array_of_bad_items_is_one_record_cut_to_size() -> None:
+    items = [payload(c="x")] * 3000 + [payload()]
+    frame = combined(items, stream="!miniTicker@arr")
+    decoded = decode(frame, all_market=True)
+    assert [event.symbol for event in decoded.events] == ["BTCUSDT"]
+    (rejection,) = decoded.rejections
+    assert reason_code(rejection.reason) == "not_decimal:c"
+    assert "(3000 of 3001 items rejected)" in rejection.reason
+    assert f"raw truncated to {MAX_RAW_BYTES} of {len(frame.encode())} bytes" in rejection.reason
+    assert rejection.raw_size == len(frame.encode())
 
 
 def test_empty_array_is_nothing_in_all_market_mode() -> None:

@@ -137,12 +137,22 @@ def test_array_flood_is_one_rejection_not_one_per_item(frame: str) -> None:
     assert f"raw truncated to {MAX_RAW_BYTES} of {len(frame)} bytes" in rejection.reason
 
 
-def test_all_market_mode_still_reads_array_items() -> None:
-    # Kept possible for the all-market stream a later issue adds; off by default.
+def test_all_market_mode_reads_array_items_and_rejects_the_frame_once() -> None:
     frame = json.dumps([PAYLOAD, 0, {**PAYLOAD, "E": 1654791725970}])
     decoded = decode(frame, all_market=True)
     assert [event.event_time for event in decoded.events] == [1654791723970, 1654791725970]
-    assert [reason_code(r.reason) for r in decoded.rejections] == ["not_object"]
+    (rejection,) = decoded.rejections
+    assert reason_code(rejection.reason) == "not_object"
+    assert rejection.reason.endswith("(1 of 3 items rejected)")
+    assert_kept_as_received(rejection, frame)
+
+
+def test_all_market_flood_is_one_rejection() -> None:
+    frame = "[" + ",".join(["0"] * (MIB // 2 - 1)) + "]"
+    rejection = only_rejection(decode(frame, all_market=True))
+    assert rejection.reason.startswith("not_object: ")
+    assert f"({MIB // 2 - 1} of {MIB // 2 - 1} items rejected)" in rejection.reason
+    assert_kept_as_received(rejection, frame)
 
 
 @pytest.mark.parametrize("keys", [5_000, 50_000])
@@ -206,10 +216,13 @@ json_values = st.recursive(
 )
 
 
-def assert_well_formed(decoded: Decoded, frame: str | bytes) -> None:
-    """Events or at most one rejection with a known code, describing the frame as received."""
+def assert_well_formed(decoded: Decoded, frame: str | bytes, *, all_market: bool = False) -> None:
+    """Events or at most one rejection with a known code, describing the frame as received.
+
+    In all-market mode the good items of an array decode beside the one rejection.
+    """
     assert len(decoded.rejections) <= 1
-    assert not (decoded.events and decoded.rejections)
+    assert all_market or not (decoded.events and decoded.rejections)
     for rejection in decoded.rejections:
         code = reason_code(rejection.reason)
         assert code in CODES or code.startswith(CODE_PREFIXES), rejection.reason
@@ -237,6 +250,23 @@ def test_any_json_document_decodes_to_events_or_one_rejection(value: object) -> 
     assert_well_formed(decode(frame), frame)
     wrapped = json.dumps({"stream": "btcusdt@miniTicker", "data": value})
     assert_well_formed(decode(wrapped), wrapped)
+
+
+@given(st.lists(json_values | st.just(PAYLOAD), max_size=8))
+def test_any_all_market_array_decodes_to_events_and_at_most_one_rejection(
+    items: list[object],
+) -> None:
+    for frame in (
+        json.dumps(items),
+        json.dumps({"stream": "!miniTicker@arr", "data": items}),
+    ):
+        decoded = decode(frame, all_market=True)
+        assert_well_formed(decoded, frame, all_market=True)
+        good = sum(1 for item in items if item == PAYLOAD)
+        assert len(decoded.events) == good
+        if decoded.rejections:
+            assert_kept_as_received(decoded.rejections[0], frame)
+            assert f"of {len(items)} items rejected)" in decoded.rejections[0].reason
 
 
 @given(json_values, st.integers(0, 3_000), st.sampled_from(["[", '{"k":']), st.booleans())
