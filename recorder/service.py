@@ -176,17 +176,18 @@ class RecorderService:
         return round(self.settings.source.max_event_time_skew * 1000)
 
     def _build_pipeline(self, restored: Mapping[str, int]) -> EventPipeline:
+        source = self.settings.source
         return EventPipeline(
-            frozenset(self.settings.source.listed_symbols),
-            self.settings.source.max_frame_bytes,
-            GapDetector(self.settings.gaps.interval_ms, restored),
+            frozenset(source.listed_symbols),
+            source.max_frame_bytes,
+            GapDetector(self.settings.gaps.interval_ms, restored, all_market=source.all_market),
             self.metrics,
             event_times=EventTimeGuard(
                 self._max_event_time_skew_ms,
                 restored,
-                quorum_for(len(self.settings.source.listed_symbols)),
+                quorum_for(len(source.listed_symbols)),
             ),
-            all_market=self.settings.source.all_market,
+            all_market=source.all_market,
         )
 
     def health(self) -> tuple[bool, Mapping[str, object]]:

@@ -69,6 +69,20 @@ Events may arrive out of order while two connections overlap. An event older tha
 the newest one already seen for its symbol neither produces a gap nor moves the symbol's newest
 ``E`` back.
 
+All-market mode
+---------------
+
+With ``[source] mode = "all_market"`` one connection carries the ``!miniTicker@arr`` array of
+every contract (``all_market=True``): the rules are the same, read as follows. The array is
+pushed every second, so consecutive events of a symbol can be 1 s apart, which the formula
+counts as no update missed. A symbol absent from the arrays while they keep coming did not
+change: ``quiet`` (rule 6; the arrays are frames in between). A drop is a ``disconnect`` and a
+stall a ``stall`` for every recorded symbol that changed meanwhile, at once; after a stall
+that heals by itself, the first array carries many symbols and each of them had no frame in
+between (rule 4). A silence of the connection is never one symbol's own here, even when one
+symbol is recorded: the array carries every contract, and some contract always changes. So
+rules 4 and 5 apply to such a connection whatever the number of symbols it is said to carry.
+
 Known limits: a data stall on a one-symbol connection that heals by itself before the silence
 check runs is ``quiet`` (nothing distinguishes it from the symbol's own silence); several symbols
 on one connection that all go quiet at once look like a stall to rules 4 and 5 until the silence
@@ -214,6 +228,8 @@ class GapDetector:
         restored: the newest ``E`` of each symbol persisted by earlier runs (see
             :func:`recorder.gaps.state.merged_last_event_times`); a gap after one of these is a
             ``restart``.
+        all_market: every connection carries the all-market array, whose silence is never
+            one symbol's own (see "All-market mode" above).
 
     Raises:
         ValueError: ``interval_ms`` is not positive.
@@ -223,10 +239,13 @@ class GapDetector:
         self,
         interval_ms: int = DEFAULT_INTERVAL_MS,
         restored: Mapping[str, int] | None = None,
+        *,
+        all_market: bool = False,
     ) -> None:
         if interval_ms <= 0:
             raise ValueError(f"interval_ms must be positive, got {interval_ms}")
         self._interval_ms = interval_ms
+        self._all_market = all_market
         self._last: dict[str, _LastEvent] = {
             symbol: _LastEvent(event_time, None) for symbol, event_time in (restored or {}).items()
         }
@@ -361,7 +380,7 @@ class GapDetector:
         same_connection: bool,
     ) -> bool:
         """Tell whether the carrier was silent as a whole for the gap (rules 4 and 5)."""
-        if carrier.symbols_carried == 1:
+        if carrier.symbols_carried == 1 and not self._all_market:
             # Its silence is the symbol's own: no evidence beyond what makes a gap quiet.
             return False
         if same_connection and carrier.frames - previous.frames_before <= 1:

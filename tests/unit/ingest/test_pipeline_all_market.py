@@ -44,9 +44,8 @@ class CountingMetrics(RecorderMetrics):
 def all_market(
     metrics: RecorderMetrics | None = None, restored: dict[str, int] | None = None
 ) -> EventPipeline:
-    return EventPipeline(
-        frozenset(RECORDED), 1 << 20, GapDetector(2000, restored), metrics, all_market=True
-    )
+    detector = GapDetector(2000, restored, all_market=True)
+    return EventPipeline(frozenset(RECORDED), 1 << 20, detector, metrics, all_market=True)
 
 
 def test_items_of_contracts_not_recorded_are_skipped_and_counted_once_per_frame() -> None:
@@ -187,3 +186,14 @@ def test_a_restart_is_a_restart(symbol: str) -> None:
     pipeline.feed(event(ConnectionChange.OPENED))
     pipeline.feed(array(T0, item(symbol, T0)))
     assert causes(pipeline) == [(symbol, 29, GapCause.RESTART)]
+
+
+def test_one_recorded_symbol_on_silent_arrays_is_a_stall_not_its_own_silence() -> None:
+    detector = GapDetector(2000, all_market=True)
+    pipeline = EventPipeline(frozenset({"BTCUSDT"}), 1 << 20, detector, all_market=True)
+    pipeline.feed(ConnectionEvent(ConnectionChange.OPENED, "0.1", ("BTCUSDT",), 0.0, 0))
+    pipeline.feed(array(T0, item("BTCUSDT", T0)))
+    # The arrays carry every contract: ten seconds without one is the connection's silence
+    # (on a per-symbol connection carrying one symbol, it would be that symbol's: quiet).
+    pipeline.feed(array(T0 + 10_000, item("BTCUSDT", T0 + 10_000)))
+    assert causes(pipeline) == [("BTCUSDT", 4, GapCause.STALL)]
