@@ -29,7 +29,8 @@ code                       meaning
                            (not the decoder's: :mod:`recorder.ingest.event_times`)
 ``wrong_event_type``       ``e`` is not ``"24hrMiniTicker"``
 ``unsafe_symbol``          ``s`` fails :func:`recorder.symbols.is_valid_symbol`
-``unsubscribed_symbol``    ``s`` is not one of the subscribed symbols
+``unsubscribed_symbol``    ``s`` is not one of the subscribed symbols (an all-market array
+                           item of such a contract is skipped instead: it is not recorded)
 ``stream_mismatch``        the combined frame's stream name does not belong to the payload
 ``decode_failed``          decoding raised what it never should (a bug); the frame is kept
                            here and the service goes on

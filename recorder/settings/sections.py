@@ -80,7 +80,8 @@ class SourceSettings:
         contract_types: the ``contractType`` values recorded with ``symbols = "all"``.
         refresh_interval: seconds between two readings of ``exchangeInfo`` while recording
             ``"all"`` (one request of weight 1 each; Binance allows 2400 a minute).
-        max_streams_per_connection: streams subscribed on one connection (Binance allows 200).
+        max_streams_per_connection: streams subscribed on one connection (Binance allows 200)
+            in per-symbol mode.
         connection_lifetime: age in seconds after which a connection is replaced by a planned
             handover (Binance closes connections at 24 h).
         handover_timeout: seconds the replacement connection may take to deliver its first data
