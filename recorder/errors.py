@@ -70,3 +70,16 @@ class ExchangeInfoError(RecorderError, ValueError):
 
 class NoContractsError(RecorderError, ValueError):
     """``symbols = "all"``, and the exchange's first answer lists no contract to record."""
+
+
+class KlinesError(RecorderError, ValueError):
+    """A ``klines`` answer cannot be used: not JSON, too large, or not rows of candles.
+
+    Attributes:
+        reason: a short code for logs (``"malformed"``, ``"too_large"``, ``"shape"``,
+            ``"inexact"``, ``"unordered"``).
+    """
+
+    def __init__(self, message: str, reason: str) -> None:
+        super().__init__(message)
+        self.reason = reason

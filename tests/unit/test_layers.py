@@ -21,6 +21,7 @@ ALLOWED: dict[str, set[str]] = {
     "simulate": BASE | {"settings"},
     "flush": BASE | {"settings", "ops", "gaps", "storage", "ingest"},
     "flush_reports": BASE | {"settings", "ops", "gaps", "storage", "ingest", "flush"},
+    "backfill": BASE | {"settings", "ops", "gaps", "storage", "ingest"},
     "recorded_symbols": BASE | {"settings", "ops", "gaps", "storage", "ingest", "flush"},
     "reload": BASE | {"settings", "ops", "recorded_symbols"},
     "service": BASE
