@@ -28,6 +28,7 @@ from typing import Final
 
 from recorder.ingest.decimals import is_exact_decimal
 from recorder.ingest.klines import MAX_KLINES, MINUTE_MS, Candle
+from recorder.model import MiniTicker
 
 WINDOW_MINUTES: Final = 1_440
 """One-minute candles in the rolling 24 hours."""
@@ -36,39 +37,18 @@ _WINDOW_MS: Final = (WINDOW_MINUTES - 1) * MINUTE_MS
 _EXACT: Final = decimal.Context(prec=80, traps=[decimal.Inexact, decimal.InvalidOperation])
 
 
-@dataclass(frozen=True, slots=True)
-class RebuiltRow:
-    """One row rebuilt for a minute inside a gap; decimals as plain strings.
-
-    Attributes:
-        event_time: the minute's last millisecond, ms since the epoch.
-        close: the minute's close.
-        open: the rolling 24 hours' open.
-        high: the rolling 24 hours' high.
-        low: the rolling 24 hours' low.
-        volume: the rolling 24 hours' base volume.
-        quote_volume: the rolling 24 hours' quote volume.
-    """
-
-    event_time: int
-    close: str
-    open: str
-    high: str
-    low: str
-    volume: str
-    quote_volume: str
-
-
 @dataclass(slots=True)
 class Rebuilt:
     """The rows of one gap, and the minutes that could not be rebuilt, with why.
 
     Attributes:
-        rows: one per rebuilt minute, in time order.
+        rows: one per rebuilt minute, in time order, as :class:`~recorder.model.MiniTicker`
+            values (``receive_time`` when the candles were read; no ``pair``, no
+            ``contract_type``: klines carry neither).
         missing: ``(minute open time, reason)`` of each minute left out.
     """
 
-    rows: list[RebuiltRow] = field(default_factory=list)
+    rows: list[MiniTicker] = field(default_factory=list)
     missing: list[tuple[int, str]] = field(default_factory=list)
 
 
@@ -106,10 +86,13 @@ def _plain(value: decimal.Decimal) -> str:
     return format(value, "f")
 
 
-def rebuild(minutes: Sequence[int], candles: Mapping[int, Candle]) -> Rebuilt:
+def rebuild(
+    symbol: str, minutes: Sequence[int], candles: Mapping[int, Candle], *, read_at_us: int
+) -> Rebuilt:
     """Rebuild the row of every minute in ``minutes`` (ascending) from ``candles`` by open time.
 
     ``candles`` should hold the candles of :func:`candle_spans`; fewer make shorter windows.
+    ``read_at_us``, when they were read, is each row's ``receive_time``.
     """
     result = Rebuilt()
     if not minutes:
@@ -147,7 +130,8 @@ def rebuild(minutes: Sequence[int], candles: Mapping[int, Candle]) -> Rebuilt:
             if candle is None:
                 result.missing.append((minute, "the exchange returned no candle for it"))
                 continue
-            row = RebuiltRow(
+            row = MiniTicker(
+                symbol=symbol,
                 event_time=minute + MINUTE_MS - 1,
                 close=candle.close,
                 open=window[0].open,
@@ -155,6 +139,7 @@ def rebuild(minutes: Sequence[int], candles: Mapping[int, Candle]) -> Rebuilt:
                 low=_plain(lows[0][1]),
                 volume=_plain(volume),
                 quote_volume=_plain(quote_volume),
+                receive_time=read_at_us,
             )
             unfit = [
                 name

@@ -45,8 +45,9 @@ def test_a_row_is_the_minutes_close_and_the_trailing_days_totals() -> None:
         candles[at] = Candle(
             at, f"{100 + index}.0", f"{200 + index}.00", "50.5", "101.1", "0.1", "1.10"
         )
-    [row] = rebuild([minute], candles).rows
-    assert row.event_time == minute + MINUTE_MS - 1
+    [row] = rebuild("BTCUSDT", [minute], candles, read_at_us=7).rows
+    assert (row.symbol, row.event_time, row.receive_time) == ("BTCUSDT", minute + MINUTE_MS - 1, 7)
+    assert (row.pair, row.contract_type) == (None, None)
     assert row.close == "101.1"
     assert row.open == "100.0"  # the first candle of the window, not the one before it
     assert Decimal(row.high) == Decimal(200 + WINDOW_MINUTES - 1)
@@ -57,15 +58,14 @@ def test_a_row_is_the_minutes_close_and_the_trailing_days_totals() -> None:
 
 def test_a_minute_without_its_candle_is_reported_not_invented() -> None:
     minutes = [T0, T0 + MINUTE_MS]
-    result = rebuild(minutes, {T0: candle(T0)})
+    result = rebuild("BTCUSDT", minutes, {T0: candle(T0)}, read_at_us=7)
     assert [row.event_time for row in result.rows] == [T0 + MINUTE_MS - 1]
     assert result.missing == [(T0 + MINUTE_MS, "the exchange returned no candle for it")]
 
 
 def test_a_young_contract_has_the_window_it_has() -> None:
-    result = rebuild(
-        [T0 + MINUTE_MS], {T0: candle(T0, "1.0"), T0 + MINUTE_MS: candle(T0 + MINUTE_MS, "2.0")}
-    )
+    candles = {T0: candle(T0, "1.0"), T0 + MINUTE_MS: candle(T0 + MINUTE_MS, "2.0")}
+    result = rebuild("BTCUSDT", [T0 + MINUTE_MS], candles, read_at_us=7)
     [row] = result.rows
     assert (row.open, row.close, row.volume) == ("1.0", "2.0", "4.50")
 
@@ -76,7 +76,7 @@ def test_values_that_do_not_fit_the_dataset_are_reported() -> None:
         T0: Candle(T0, "1", "1", "1", "1", huge, "1"),
         T0 + MINUTE_MS: Candle(T0 + MINUTE_MS, "1", "1", "1", "1", huge, "1"),
     }
-    result = rebuild([T0 + MINUTE_MS], candles)
+    result = rebuild("BTCUSDT", [T0 + MINUTE_MS], candles, read_at_us=7)
     assert result.rows == []
     assert result.missing == [(T0 + MINUTE_MS, "volume do not fit decimal(38, 18) exactly")]
 
@@ -106,7 +106,7 @@ def test_the_rolling_window_equals_the_window_computed_minute_by_minute(
     minutes = sorted(T0 + index * MINUTE_MS for index in wanted if index < len(data))
     if not minutes:
         return
-    result = rebuild(minutes, candles)
+    result = rebuild("BTCUSDT", minutes, candles, read_at_us=7)
     rows = {row.event_time - MINUTE_MS + 1: row for row in result.rows}
     for minute in minutes:
         if minute not in candles:
