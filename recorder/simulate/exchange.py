@@ -133,7 +133,7 @@ class SimulatedExchange:
         start_ms = config.start_ms if config.start_ms is not None else wall_ms()
         generator = MarketGenerator(config, start_ms)
         self._clock.set_market(generator)
-        self._candles = CandleBook(generator.profiles)
+        self._candles = CandleBook(generator.profiles, generator.history)
         self._windows = ArrayWindows(start_ms, config.interval_ms)
         # Listed long before the run, as the contracts a recorder meets on Binance are.
         self._contracts = ContractBook(generator, start_ms - 90 * DAY_MS)

@@ -35,7 +35,8 @@ from recorder.simulate.faults import (
     FaultKind,
     HandshakeGate,
 )
-from recorder.simulate.market import encode_json, pair_of
+from recorder.simulate.market import encode_json
+from recorder.simulate.profiles import pair_of
 from recorder.simulate.protocol import array_json
 from recorder.simulate.rest_faults import RestFaultGate
 from recorder.symbols import ALL_MARKET_STREAM, stream_name

@@ -5,13 +5,14 @@ Binance lists a contract ``PENDING_TRADING`` before it opens, ``TRADING`` while 
 contract's ticker changes, so only it has miniTicker events; a stream subscribed for any other
 is silent, as one for a symbol Binance never listed is. The configured symbols start
 ``TRADING``; a contract listed later gets its market from the seed
-(:func:`~recorder.simulate.market.listing_profile`).
+(:func:`~recorder.simulate.profiles.listing_profile`).
 """
 
 from dataclasses import dataclass, replace
 from enum import StrEnum
 
-from recorder.simulate.market import MarketGenerator, SymbolProfile
+from recorder.simulate.market import MarketGenerator
+from recorder.simulate.profiles import SymbolProfile
 from recorder.symbols import is_valid_symbol
 
 

@@ -5,84 +5,34 @@ decimal string only when formatted, so values are exact and keep the trailing ze
 sends (``"0.0721000"``). Each symbol draws from its own random generator seeded with
 ``(seed, symbol)``, and the draws use integer arithmetic only, so a run is reproducible
 bit for bit from the seed and the symbol list.
+
+The 24 h fields ``o, h, l, v, q`` of each event are those of its rolling window of one-minute
+candles (:mod:`~recorder.simulate.rolling`), the same candles ``klines`` answers with; each
+configured symbol starts with a synthetic day of them before the start minute
+(:mod:`~recorder.simulate.history`), so its first events already carry a whole window, while a
+contract listed later starts with none. The ticker's ``c`` walks on from the history's last
+close. Quoting profiles are :mod:`~recorder.simulate.profiles`'.
 """
 
 import json
 import random
 from dataclasses import dataclass
-from decimal import Decimal
 
 from recorder.simulate.config import SimulatorConfig
+from recorder.simulate.history import (
+    MINUTE_MS,
+    HistorySpec,
+    MinuteHistory,
+    synthetic_history,
+)
+from recorder.simulate.profiles import SymbolProfile, assign_profiles, format_units, listing_profile
+from recorder.simulate.rolling import RollingWindow
 
 MINI_TICKER_EVENT = "24hrMiniTicker"
 USDS_MARGINED = 1
 """``st`` of a USDⓈ-M contract."""
-
-
-@dataclass(frozen=True, slots=True)
-class PriceProfile:
-    """How one kind of contract is quoted: precision, tick size and price range.
-
-    Attributes:
-        name: a short label for logs and tests.
-        price_decimals: decimals of prices and of the quote volume.
-        tick_units: prices move in multiples of this many ``10**-price_decimals`` units, so a
-            profile with a coarse tick shows trailing zeros (``"30180.10"``, ``"0.0721000"``).
-        quantity_decimals: decimals of the base volume; 0 gives integer volumes.
-        min_price: the lowest starting price.
-        max_price: the highest starting price.
-    """
-
-    name: str
-    price_decimals: int
-    tick_units: int
-    quantity_decimals: int
-    min_price: Decimal
-    max_price: Decimal
-
-    @property
-    def tick_size(self) -> str:
-        """The price step as Binance writes it in ``PRICE_FILTER`` (``"0.10"``)."""
-        return format_units(self.tick_units, self.price_decimals)
-
-    @property
-    def step_size(self) -> str:
-        """The quantity step as Binance writes it in ``LOT_SIZE`` (``"0.001"``, ``"1"``)."""
-        return format_units(1, self.quantity_decimals)
-
-
-PRICE_PROFILES: tuple[PriceProfile, ...] = (
-    PriceProfile("major", 2, 10, 3, Decimal(5_000), Decimal(90_000)),
-    PriceProfile("large", 2, 1, 3, Decimal(100), Decimal(5_000)),
-    PriceProfile("mid", 3, 1, 2, Decimal(10), Decimal(300)),
-    PriceProfile("small", 4, 1, 1, Decimal("0.5"), Decimal(10)),
-    PriceProfile("penny", 5, 1, 0, Decimal("0.05"), Decimal("0.5")),
-    PriceProfile("micro", 6, 1, 0, Decimal("0.005"), Decimal("0.05")),
-    PriceProfile("coarse", 7, 100, 0, Decimal("0.01"), Decimal("0.1")),
-    PriceProfile("nano", 8, 1, 0, Decimal("0.0001"), Decimal("0.005")),
-    PriceProfile("pico", 9, 1, 0, Decimal("0.000001"), Decimal("0.00001")),
-)
-"""From BTC-like (``"30180.00"``, volume ``"315252.128"``) to 9-decimal prices
-(``"0.000001234"``) with integer volumes (``"6878775288"``)."""
-
-
-@dataclass(frozen=True, slots=True)
-class SymbolProfile:
-    """What is fixed about one listed symbol for the whole run.
-
-    Attributes:
-        symbol: the contract (``"BTCUSDT_260327"``).
-        pair: the underlying pair (``"BTCUSDT"``): the symbol without a delivery suffix.
-        carries_pair: whether its payloads carry ``ps`` and ``st``.
-        activity: probability that it changes in a tick.
-        price: its quoting profile.
-    """
-
-    symbol: str
-    pair: str
-    carries_pair: bool
-    activity: float
-    price: PriceProfile
+HISTORIES_KEPT = 8
+"""How many symbols' histories :meth:`MarketGenerator.history` keeps derived."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,19 +75,21 @@ class TickBatch:
 
 @dataclass(frozen=True, slots=True)
 class TickerSnapshot:
-    """A symbol's rolling 24 h statistics now, as decimal strings (for REST).
+    """A symbol's rolling 24 h statistics (:mod:`~recorder.simulate.rolling`), as strings.
 
     Attributes:
         symbol: the contract.
         close: last price.
-        open: price 24 h ago (the session's open).
-        high: highest price.
-        low: lowest price.
-        volume: base volume.
-        quote_volume: quote volume.
+        open: the open of the window's first candle.
+        high: the highest price of the window.
+        low: the lowest price of the window.
+        volume: the base volume of the window.
+        quote_volume: the quote volume of the window.
         last_quantity: base quantity of the last change.
         event_time: ``E`` of the last event, or the start time before any.
-        trades: how many changes it has had.
+        open_time: the open time of the window's first candle.
+        trades: how many trades the window's candles have.
+        last_id: how many trades it has had, its day of history included (the last trade's id).
     """
 
     symbol: str
@@ -149,153 +101,54 @@ class TickerSnapshot:
     quote_volume: str
     last_quantity: str
     event_time: int
+    open_time: int
     trades: int
-
-
-def format_units(units: int, decimals: int) -> str:
-    """Write ``units * 10**-decimals`` with exactly ``decimals`` decimals, as Binance does.
-
-    >>> format_units(3018000, 2), format_units(721000, 7), format_units(6878775288, 0)
-    ('30180.00', '0.0721000', '6878775288')
-    """
-    if decimals == 0:
-        return str(units)
-    sign = "-" if units < 0 else ""
-    whole, fraction = divmod(abs(units), 10**decimals)
-    return f"{sign}{whole}.{fraction:0{decimals}d}"
-
-
-def pair_of(symbol: str) -> str:
-    """Return the pair of a contract: the symbol without a ``_YYMMDD`` delivery suffix.
-
-    >>> pair_of("BTCUSDT_260327"), pair_of("ETHUSDT")
-    ('BTCUSDT', 'ETHUSDT')
-    """
-    return symbol.split("_", 1)[0]
-
-
-KNOWN_BASES: dict[str, str] = {
-    "BTC": "major",
-    "ETH": "large",
-    "BNB": "large",
-    "SOL": "mid",
-    "XRP": "small",
-    "DOGE": "penny",
-    "1000SHIB": "micro",
-    "1000LUNC": "coarse",
-    "PEPE": "nano",
-}
-"""Bases quoted the way the real contract is, so that demos look familiar."""
-
-
-def _known_profile(symbol: str) -> PriceProfile | None:
-    pair = pair_of(symbol)
-    for base, name in KNOWN_BASES.items():
-        if pair.startswith(base) and pair[len(base) :].isalpha():
-            return next(profile for profile in PRICE_PROFILES if profile.name == name)
-    return None
-
-
-def assign_profiles(config: SimulatorConfig) -> tuple[SymbolProfile, ...]:
-    """Decide each symbol's quoting profile, activity and ``ps``/``st`` carriage from the seed.
-
-    Well-known bases (``BTC``, ``ETH``...) get their usual profile; the other symbols are dealt
-    profiles round-robin from a seeded shuffle that puts the profiles no known symbol took
-    first, so a list of ``len(PRICE_PROFILES)`` symbols covers every profile.
-    ``pair_fraction`` of the symbols (rounded) carry the pair.
-
-    Args:
-        config: the exchange's settings.
-
-    Returns:
-        One profile per symbol, in the order of ``config.symbols``.
-    """
-    dealer = random.Random(f"{config.seed}:profiles")  # noqa: S311 - simulation, not security
-    known = {symbol: _known_profile(symbol) for symbol in config.symbols}
-    taken = {profile.name for profile in known.values() if profile is not None}
-    deck = list(PRICE_PROFILES)
-    dealer.shuffle(deck)
-    deck.sort(key=lambda profile: profile.name in taken)
-    carriers = list(config.symbols)
-    dealer.shuffle(carriers)
-    carrying = set(carriers[: round(config.pair_fraction * len(config.symbols))])
-    quiet = set(config.quiet_symbols)
-    profiles = []
-    dealt = 0
-    for symbol in config.symbols:
-        if symbol in quiet:
-            activity = config.quiet_activity
-        elif config.activity is not None:
-            activity = config.activity
-        else:
-            activity = 0.9 + dealer.randint(0, 100) / 1000
-        price = known[symbol]
-        if price is None:
-            price = deck[dealt % len(deck)]
-            dealt += 1
-        profiles.append(
-            SymbolProfile(
-                symbol=symbol,
-                pair=pair_of(symbol),
-                carries_pair=symbol in carrying,
-                activity=activity,
-                price=price,
-            )
-        )
-    return tuple(profiles)
-
-
-def listing_profile(config: SimulatorConfig, symbol: str) -> SymbolProfile:
-    """Decide the profile of a contract listed while the exchange runs, from the seed.
-
-    The draws come from a generator seeded with ``(seed, symbol)`` alone, so a listing gets the
-    same profile whenever it happens and whatever else was listed before it.
-
-    Args:
-        config: the exchange's settings (seed, activity, ``pair_fraction``).
-        symbol: the new contract.
-
-    Returns:
-        Its profile: a well-known base's usual one, else one drawn from :data:`PRICE_PROFILES`.
-    """
-    rng = random.Random(f"{config.seed}:listing:{symbol}")  # noqa: S311 - simulation only
-    price = _known_profile(symbol) or rng.choice(PRICE_PROFILES)
-    drawn_activity = 0.9 + rng.randint(0, 100) / 1000
-    activity = config.activity if config.activity is not None else drawn_activity
-    return SymbolProfile(
-        symbol=symbol,
-        pair=pair_of(symbol),
-        carries_pair=rng.random() < config.pair_fraction,
-        activity=activity,
-        price=price,
-    )
+    last_id: int
 
 
 class _SymbolMarket:
-    """The mutable state of one symbol's ticker, advanced one tick at a time."""
+    """The mutable state of one symbol's ticker, advanced one tick at a time.
 
-    def __init__(self, profile: SymbolProfile, seed: int) -> None:
+    Args:
+        profile: how it is quoted.
+        seed: the exchange's seed.
+        trades_per_minute: how many ticks of a minute it changes in, on average.
+        history_end: the start minute, if the symbol has a day of history before it.
+    """
+
+    def __init__(
+        self, profile: SymbolProfile, seed: int, trades_per_minute: int, history_end: int | None
+    ) -> None:
         self.profile = profile
         self.rng = random.Random(f"{seed}:{profile.symbol}")  # noqa: S311 - simulation only
         price = profile.price
         tick = price.tick_units
         low_units = int(price.min_price.scaleb(price.price_decimals))
         high_units = int(price.max_price.scaleb(price.price_decimals))
-        self.open = max(tick, self.rng.randint(low_units, high_units) // tick * tick)
-        drift = self.open * self.rng.randint(-300, 300) // 10_000
-        self.close = max(tick, (self.open + drift) // tick * tick)
-        spread = max(tick, self.open * self.rng.randint(0, 500) // 10_000 // tick * tick)
-        self.high = max(self.open, self.close) + spread
-        self.low = max(tick, min(self.open, self.close) - spread)
+        opening = max(tick, self.rng.randint(low_units, high_units) // tick * tick)
+        drift = opening * self.rng.randint(-300, 300) // 10_000
+        self.close = max(tick, (opening + drift) // tick * tick)
+        self.rng.randint(0, 500)  # once the spread of a fixed open; kept so closes stay the same
         # 24 h quote turnover between 1e7 and 1e10, expressed as base volume at today's price.
         turnover = self.rng.randint(100, 999) * 10 ** self.rng.randint(5, 7)
         scale = 10**price.quantity_decimals
-        self.volume = max(1, turnover * scale * 10**price.price_decimals // self.close)
-        # On the tick grid, so that a coarse-tick profile shows Binance's trailing zeros in q too.
-        self.quote_volume = (
-            self.volume * self.close // scale * self.rng.randint(980, 1_020) // 1_000 // tick * tick
-        )
-        self.typical_trade = max(1, self.volume // 50_000)
+        volume = max(1, turnover * scale * 10**price.price_decimals // self.close)
+        self.rng.randint(980, 1_020)  # once the quote volume's spread; kept likewise
+        self.typical_trade = max(1, volume // 50_000)
+        self.history: HistorySpec | None = None
+        if history_end is not None:
+            self.history = HistorySpec(
+                seed=seed,
+                symbol=profile.symbol,
+                end_minute=history_end,
+                close=self.close,
+                tick=tick,
+                quantity_scale=scale,
+                typical_trade=self.typical_trade,
+                trades_per_minute=trades_per_minute,
+            )
+        history = None if self.history is None else synthetic_history(self.history)
+        self.window = RollingWindow(self.close, history)
         self.last_quantity = 0
         self.trades = 0
 
@@ -308,30 +161,27 @@ class _SymbolMarket:
         tick = price.tick_units
         reach = max(1, self.close * 4 // 10_000 // tick)
         self.close = max(tick, self.close + rng.randint(-reach, reach) * tick)
-        self.high = max(self.high, self.close)
-        self.low = min(self.low, self.close)
         traded = max(1, self.typical_trade * rng.randint(1, 200) // 100)
         traded_quote = _round_half_even(traded * self.close, 10**price.quantity_decimals)
-        self.volume += traded
-        self.quote_volume += traded_quote
         self.last_quantity = traded
         self.trades += 1
         return rng.randint(0, jitter_ms), traded, traded_quote
 
     def payload(self, event_time: int) -> dict[str, str | int]:
-        """Build the payload of the current state, keys in Binance's order."""
+        """Build the payload of the current 24 h window, keys in Binance's order."""
         profile = self.profile
         decimals = profile.price.price_decimals
+        stats = self.window.stats
         payload: dict[str, str | int] = {
             "e": MINI_TICKER_EVENT,
             "E": event_time,
             "s": profile.symbol,
-            "c": format_units(self.close, decimals),
-            "o": format_units(self.open, decimals),
-            "h": format_units(self.high, decimals),
-            "l": format_units(self.low, decimals),
-            "v": format_units(self.volume, profile.price.quantity_decimals),
-            "q": format_units(self.quote_volume, decimals),
+            "c": format_units(stats.close, decimals),
+            "o": format_units(stats.open, decimals),
+            "h": format_units(stats.high, decimals),
+            "l": format_units(stats.low, decimals),
+            "v": format_units(stats.volume, profile.price.quantity_decimals),
+            "q": format_units(stats.quote_volume, decimals),
         }
         if profile.carries_pair:
             payload["ps"] = profile.pair
@@ -374,11 +224,38 @@ class MarketGenerator:
         self.profiles: dict[str, SymbolProfile] = {
             profile.symbol: profile for profile in assign_profiles(config)
         }
-        self._markets = [_SymbolMarket(profile, config.seed) for profile in self.profiles.values()]
+        # Each configured symbol has traded for a day when the exchange starts.
+        self.start_minute = start_ms // MINUTE_MS * MINUTE_MS
+        self._markets = [
+            self._market(profile, self.start_minute) for profile in self.profiles.values()
+        ]
         self._by_symbol = {market.profile.symbol: market for market in self._markets}
         self._halted: set[str] = set()
         self._last_event_time: dict[str, int] = {}
+        self._histories: dict[str, MinuteHistory] = {}
         self.next_tick = 0
+
+    def _market(self, profile: SymbolProfile, history_end: int | None) -> _SymbolMarket:
+        per_minute = round(MINUTE_MS / self.interval_ms * profile.activity)
+        return _SymbolMarket(profile, self._config.seed, per_minute, history_end)
+
+    def history(self, symbol: str) -> MinuteHistory | None:
+        """Return ``symbol``'s day of candles before the start, derived again (for ``klines``).
+
+        A contract listed while the exchange runs has none: it has no candle before it traded.
+        The few most recently asked for are kept, so a backfill paging through them is cheap.
+
+        Raises:
+            KeyError: ``symbol`` has no market.
+        """
+        spec = self._by_symbol[symbol].history
+        if spec is None:
+            return None
+        history = self._histories.pop(symbol, None) or synthetic_history(spec)
+        self._histories[symbol] = history
+        while len(self._histories) > HISTORIES_KEPT:
+            del self._histories[next(iter(self._histories))]
+        return history
 
     def add_symbol(self, symbol: str) -> SymbolProfile:
         """Start a market for a contract listed now (:func:`listing_profile`), halted.
@@ -389,7 +266,7 @@ class MarketGenerator:
         if symbol in self._by_symbol:
             raise ValueError(f"{symbol} is already listed")
         profile = listing_profile(self._config, symbol)
-        market = _SymbolMarket(profile, self._config.seed)
+        market = self._market(profile, None)
         self.profiles[symbol] = profile
         self._markets.append(market)
         self._by_symbol[symbol] = market
@@ -429,6 +306,7 @@ class MarketGenerator:
             symbol = market.profile.symbol
             event_time = base + jitter
             self._last_event_time[symbol] = event_time
+            market.window.trade(event_time, market.close, traded, traded_quote)
             payload = market.payload(event_time)
             events.append(
                 MarketEvent(
@@ -453,7 +331,7 @@ class MarketGenerator:
         return self._by_symbol[symbol].payload(event_time)
 
     def snapshot(self, symbol: str) -> TickerSnapshot:
-        """Return ``symbol``'s current 24 h statistics.
+        """Return ``symbol``'s 24 h statistics as of its last event (those it carried).
 
         Raises:
             KeyError: ``symbol`` is not listed.
@@ -461,15 +339,18 @@ class MarketGenerator:
         market = self._by_symbol[symbol]
         price = market.profile.price
         decimals = price.price_decimals
+        stats = market.window.stats
         return TickerSnapshot(
             symbol=symbol,
-            close=format_units(market.close, decimals),
-            open=format_units(market.open, decimals),
-            high=format_units(market.high, decimals),
-            low=format_units(market.low, decimals),
-            volume=format_units(market.volume, price.quantity_decimals),
-            quote_volume=format_units(market.quote_volume, decimals),
+            close=format_units(stats.close, decimals),
+            open=format_units(stats.open, decimals),
+            high=format_units(stats.high, decimals),
+            low=format_units(stats.low, decimals),
+            volume=format_units(stats.volume, price.quantity_decimals),
+            quote_volume=format_units(stats.quote_volume, decimals),
             last_quantity=format_units(market.last_quantity, price.quantity_decimals),
             event_time=self._last_event_time.get(symbol, self.start_ms),
-            trades=market.trades,
+            open_time=stats.first_minute,
+            trades=stats.trades,
+            last_id=market.window.total_trades,
         )

@@ -10,19 +10,14 @@ and the per-minute weight limit follow Binance's documentation, and errors carry
 import math
 import re
 from bisect import bisect_left, bisect_right
-from collections.abc import Collection, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
 from decimal import ROUND_HALF_EVEN, Decimal
 
-from recorder.simulate.market import (
-    MarketEvent,
-    MarketGenerator,
-    SymbolProfile,
-    TickerSnapshot,
-    format_units,
-)
+from recorder.simulate.history import MINUTE_MS, MinuteHistory
+from recorder.simulate.market import MarketEvent, MarketGenerator, TickerSnapshot
+from recorder.simulate.profiles import SymbolProfile, format_units
 
-MINUTE_MS = 60_000
 DAY_MS = 24 * 60 * MINUTE_MS
 KLINE_INTERVALS_MS: dict[str, int] = {
     "1m": MINUTE_MS,
@@ -138,10 +133,10 @@ def ticker_body(snapshot: TickerSnapshot, price_decimals: int) -> dict[str, obje
         "lowPrice": snapshot.low,
         "volume": snapshot.volume,
         "quoteVolume": snapshot.quote_volume,
-        "openTime": snapshot.event_time - DAY_MS,
+        "openTime": snapshot.open_time,
         "closeTime": snapshot.event_time,
-        "firstId": 1 if snapshot.trades else 0,
-        "lastId": snapshot.trades,
+        "firstId": snapshot.last_id - snapshot.trades + 1,
+        "lastId": snapshot.last_id,
         "count": snapshot.trades,
     }
 
@@ -212,19 +207,27 @@ class _SymbolCandles:
 
 
 class CandleBook:
-    """One-minute candles of every symbol, built from the generated events.
+    """One-minute candles of every symbol: its day of history, then those of its events.
 
     A candle's open is the first price of the minute, its volume the quantity traded in it;
-    a change at a price at or above the previous one counts as a taker buy. Minutes without
-    events between two that have some are flat candles at the previous close.
+    a change at a price at or above the previous one counts as a taker buy (in the history,
+    half of each candle's volume). Minutes without events after the first candle are flat
+    candles at the previous close; a symbol's candles end at its last event's minute.
 
     Args:
         profiles: the symbols with a market (for their decimals); one added to it later, when a
             contract is listed, has candles from its first event on.
+        history: a symbol's synthetic day before the start, or ``None`` if it has none
+            (:meth:`~recorder.simulate.market.MarketGenerator.history`).
     """
 
-    def __init__(self, profiles: Mapping[str, SymbolProfile]) -> None:
+    def __init__(
+        self,
+        profiles: Mapping[str, SymbolProfile],
+        history: Callable[[str], MinuteHistory | None],
+    ) -> None:
         self._profiles = profiles
+        self._history = history
         self._symbols: dict[str, _SymbolCandles] = {}
 
     def __contains__(self, symbol: object) -> bool:
@@ -266,14 +269,22 @@ class CandleBook:
     ) -> list[KlineRow]:
         """Return kline rows in Binance's array form, selected as Binance selects them.
 
-        With ``start_time``, the first ``limit`` candles opening at or after it; otherwise the
-        last ``limit`` candles opening at or before ``end_time`` (or the newest).
+        With ``start_time``, the first ``limit`` candles opening at or after it (and at or
+        before ``end_time``); otherwise the last ``limit`` candles opening at or before
+        ``end_time``, or the newest.
         """
-        book = self._symbols.get(symbol)
-        if book is None or not book.minutes:
+        book = self._symbols.get(symbol) or _SymbolCandles()
+        history = self._history(symbol)
+        if history is not None:
+            first, last = history.first_minute, history.end_minute - MINUTE_MS
+        elif book.minutes:
+            first = last = book.minutes[0]
+        else:
             return []
-        low = book.minutes[0] // interval_ms * interval_ms
-        high = book.minutes[-1] // interval_ms * interval_ms
+        if book.minutes:
+            last = book.minutes[-1]
+        low = first // interval_ms * interval_ms
+        high = last // interval_ms * interval_ms
         if start_time is not None:
             low = max(low, -(-start_time // interval_ms) * interval_ms)
         if end_time is not None:
@@ -284,39 +295,74 @@ class CandleBook:
             low = max(low, high - (limit - 1) * interval_ms)
         price = self._profiles[symbol].price
         return [
-            self._row(book, bucket, interval_ms, price.price_decimals, price.quantity_decimals)
+            _row(
+                _bucket(book, history, bucket, interval_ms),
+                bucket,
+                interval_ms,
+                price.price_decimals,
+                price.quantity_decimals,
+            )
             for bucket in range(low, high + 1, interval_ms)
         ]
 
-    @staticmethod
-    def _row(
-        book: _SymbolCandles, bucket: int, interval_ms: int, decimals: int, quantity: int
-    ) -> KlineRow:
-        first = bisect_left(book.minutes, bucket)
-        last = bisect_right(book.minutes, bucket + interval_ms - 1)
-        if first == last:
-            # No trade in the bucket: Binance still returns it, flat at the previous close.
-            close = book.candles[book.minutes[first - 1]].close
-            total = _Candle(open=close, high=close, low=close, close=close)
-        else:
-            head = book.candles[book.minutes[first]]
-            total = _Candle(open=head.open, high=head.high, low=head.low, close=head.close)
-            for minute in book.minutes[first:last]:
-                total.add(book.candles[minute])
-        return (
-            bucket,
-            format_units(total.open, decimals),
-            format_units(total.high, decimals),
-            format_units(total.low, decimals),
-            format_units(total.close, decimals),
-            format_units(total.volume, quantity),
-            bucket + interval_ms - 1,
-            format_units(total.quote_volume, decimals),
-            total.trades,
-            format_units(total.taker_volume, quantity),
-            format_units(total.taker_quote_volume, decimals),
-            "0",
-        )
+
+def _bucket(
+    book: _SymbolCandles, history: MinuteHistory | None, bucket: int, interval_ms: int
+) -> _Candle:
+    """Add up the history's and the events' candles of one bucket, or a flat one if none."""
+    total = None if history is None else _history_part(history, bucket, interval_ms)
+    first = bisect_left(book.minutes, bucket)
+    last = bisect_right(book.minutes, bucket + interval_ms - 1)
+    for minute in book.minutes[first:last]:
+        candle = book.candles[minute]
+        if total is None:
+            total = _Candle(open=candle.open, high=candle.high, low=candle.low, close=candle.close)
+        total.add(candle)
+    if total is not None:
+        return total
+    # No trade in the bucket: Binance still returns it, flat at the previous close.
+    if first > 0:
+        close = book.candles[book.minutes[first - 1]].close
+    else:
+        assert history is not None  # noqa: S101 - rows() starts at the first candle there is
+        close = history.closes[-1]
+    return _Candle(open=close, high=close, low=close, close=close)
+
+
+def _history_part(history: MinuteHistory, bucket: int, interval_ms: int) -> _Candle | None:
+    begin = max(0, (bucket - history.first_minute) // MINUTE_MS)
+    end = min(len(history), (bucket + interval_ms - history.first_minute) // MINUTE_MS)
+    if begin >= end:
+        return None
+    volumes, quote_volumes = history.volumes[begin:end], history.quote_volumes[begin:end]
+    return _Candle(
+        open=history.opens[begin],
+        high=max(history.highs[begin:end]),
+        low=min(history.lows[begin:end]),
+        close=history.closes[end - 1],
+        volume=sum(volumes),
+        quote_volume=sum(quote_volumes),
+        trades=sum(history.trades[begin:end]),
+        taker_volume=sum(volume // 2 for volume in volumes),
+        taker_quote_volume=sum(quote // 2 for quote in quote_volumes),
+    )
+
+
+def _row(total: _Candle, bucket: int, interval_ms: int, decimals: int, quantity: int) -> KlineRow:
+    return (
+        bucket,
+        format_units(total.open, decimals),
+        format_units(total.high, decimals),
+        format_units(total.low, decimals),
+        format_units(total.close, decimals),
+        format_units(total.volume, quantity),
+        bucket + interval_ms - 1,
+        format_units(total.quote_volume, decimals),
+        total.trades,
+        format_units(total.taker_volume, quantity),
+        format_units(total.taker_quote_volume, decimals),
+        "0",
+    )
 
 
 def _integer(params: Mapping[str, str], name: str) -> int | RestReply | None:

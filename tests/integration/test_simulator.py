@@ -6,6 +6,8 @@ import io
 import json
 from collections.abc import AsyncIterator, Callable
 from dataclasses import replace
+from decimal import Decimal
+from typing import Any
 
 import aiohttp
 import pytest
@@ -21,6 +23,7 @@ from recorder.simulate import (
     SimulatorConfig,
     serve,
 )
+from recorder.simulate.history import MINUTE_MS, WINDOW_MINUTES
 from recorder.simulate.protocol import stream_symbol
 
 pytestmark = pytest.mark.integration
@@ -701,28 +704,52 @@ async def test_rest_weight_limit_answers_429_with_retry_after(http: aiohttp.Clie
             assert response.headers["X-MBX-USED-WEIGHT-1M"] == "1"  # the refusal cost nothing
 
 
+async def get_json(http: aiohttp.ClientSession, url: str, **params: str) -> Any:
+    async with http.get(url, params=params) as response:
+        assert response.status == 200, await response.text()
+        return await response.json()
+
+
 @pytest.mark.asyncio
-async def test_rest_ticker_and_klines_follow_the_generated_events(
+async def test_rest_klines_agree_with_the_streamed_events(
     exchange: SimulatedExchange, http: aiohttp.ClientSession
 ) -> None:
-    await exchange.wait_for_ticks(10)
-    params = {"symbol": "BTCUSDT", "interval": "1m", "limit": "5"}
-    async with http.get(f"{exchange.rest_url}/fapi/v1/klines", params=params) as response:
-        assert response.status == 200
-        rows = await response.json()
-    async with http.get(
-        f"{exchange.rest_url}/fapi/v1/ticker/24hr", params={"symbol": "BTCUSDT"}
-    ) as response:
-        ticker = await response.json()
-    events = exchange.events("BTCUSDT")
-    assert sum(row[8] for row in rows) <= len(events)
+    await exchange.wait_for_ticks(4 * 30)  # 4 simulated minutes, a tick every 2 s
+    # The ledger first: every minute before its last event's is then whole in the klines.
+    ledger = await get_json(http, f"{exchange.rest_url}/_sim/events", symbol="BTCUSDT")
+    events = ledger["events"]
+    day_before = exchange.start_ms // MINUTE_MS * MINUTE_MS - WINDOW_MINUTES * MINUTE_MS
+    url = f"{exchange.rest_url}/fapi/v1/klines"
+    rows = await get_json(
+        http, url, symbol="BTCUSDT", interval="1m", startTime=str(day_before), limit="1500"
+    )
+    assert rows[0][0] == day_before
     assert all(len(row) == 12 for row in rows)
-    last_row_events = [e for e in events if rows[-1][0] <= e.event_time <= rows[-1][6]]
-    assert rows[-1][4] == last_row_events[rows[-1][8] - 1].payload["c"]
+    opens = [row[0] for row in rows]
+    last_of_minute = {event["E"] // MINUTE_MS * MINUTE_MS: event for event in events}
+    complete = [
+        minute for minute in last_of_minute if minute < events[-1]["E"] // MINUTE_MS * MINUTE_MS
+    ]
+    assert len(complete) >= 3
+    for minute in complete:
+        payload = last_of_minute[minute]["payload"]
+        end = opens.index(minute) + 1
+        window = rows[end - WINDOW_MINUTES : end]
+        assert payload["c"] == window[-1][4]
+        assert payload["o"] == window[0][1]
+        assert Decimal(payload["h"]) == max(Decimal(row[2]) for row in window)
+        assert Decimal(payload["l"]) == min(Decimal(row[3]) for row in window)
+        assert Decimal(payload["v"]) == sum(Decimal(row[5]) for row in window)
+        assert Decimal(payload["q"]) == sum(Decimal(row[7]) for row in window)
+        streamed = [e for e in events if e["E"] // MINUTE_MS * MINUTE_MS == minute]
+        assert window[-1][8] == len(streamed)
+    recent = await get_json(http, url, symbol="BTCUSDT", interval="1m")
+    assert len(recent) == 500  # the default limit, the newest candles
+    assert recent[-1][0] >= events[-1]["E"] // MINUTE_MS * MINUTE_MS
+    ticker = await get_json(http, f"{exchange.rest_url}/fapi/v1/ticker/24hr", symbol="BTCUSDT")
     assert ticker["symbol"] == "BTCUSDT"
-    assert int(ticker["count"]) >= rows[-1][8]
     async with http.get(
-        f"{exchange.rest_url}/fapi/v1/klines", params={**params, "limit": "2000"}
+        url, params={"symbol": "BTCUSDT", "interval": "1m", "limit": "1501"}
     ) as response:
         assert response.status == 400
         assert (await response.json())["code"] == -1130

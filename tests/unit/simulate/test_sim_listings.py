@@ -6,7 +6,8 @@ from hypothesis import strategies as st
 
 from recorder.simulate.config import SimulatorConfig
 from recorder.simulate.listings import DELISTED, ContractBook, ContractStatus
-from recorder.simulate.market import PRICE_PROFILES, MarketGenerator, listing_profile
+from recorder.simulate.market import MarketGenerator
+from recorder.simulate.profiles import PRICE_PROFILES, listing_profile
 from recorder.symbols import is_valid_symbol
 
 START_MS = 1_780_000_000_000

@@ -6,14 +6,8 @@ from decimal import Decimal
 import pytest
 
 from recorder.simulate.config import SimulatorConfig
-from recorder.simulate.market import (
-    PRICE_PROFILES,
-    MarketEvent,
-    MarketGenerator,
-    assign_profiles,
-    format_units,
-    pair_of,
-)
+from recorder.simulate.market import MarketEvent, MarketGenerator
+from recorder.simulate.profiles import PRICE_PROFILES, assign_profiles, format_units, pair_of
 
 START_MS = 1_780_000_000_000
 
@@ -152,15 +146,14 @@ def test_open_high_low_stay_consistent_with_the_close() -> None:
         assert low > 0
 
 
-def test_volumes_only_grow() -> None:
-    last: dict[str, tuple[Decimal, Decimal]] = {}
-    for event in run(SimulatorConfig(activity=1.0), 100):
-        volumes = Decimal(str(event.payload["v"])), Decimal(str(event.payload["q"]))
-        previous = last.get(event.symbol)
-        if previous is not None:
-            assert volumes[0] > previous[0]
-            assert volumes[1] >= previous[1]
-        last[event.symbol] = volumes
+def test_the_close_walks_on_from_the_history_s_last_close() -> None:
+    generator = MarketGenerator(SimulatorConfig(activity=1.0), START_MS)
+    closes = {symbol: generator.snapshot(symbol).close for symbol in generator.profiles}
+    for symbol in generator.profiles:
+        history = generator.history(symbol)
+        assert history is not None
+        decimals = generator.profiles[symbol].price.price_decimals
+        assert closes[symbol] == format_units(history.closes[-1], decimals)
 
 
 def test_unchanged_symbols_get_no_event() -> None:
@@ -199,13 +192,13 @@ def test_snapshot_reflects_the_last_event() -> None:
     generator = MarketGenerator(SimulatorConfig(activity=1.0), START_MS)
     before = generator.snapshot("BTCUSDT")
     assert before.event_time == START_MS
-    assert before.trades == 0
+    assert before.trades == before.last_id > 0  # the day of history's
     events = [e for _ in range(3) for e in generator.step().events if e.symbol == "BTCUSDT"]
     snapshot = generator.snapshot("BTCUSDT")
     assert snapshot.close == events[-1].payload["c"]
     assert snapshot.volume == events[-1].payload["v"]
     assert snapshot.event_time == events[-1].event_time
-    assert snapshot.trades == 3
+    assert snapshot.last_id == before.last_id + 3
 
 
 def test_payload_now_is_the_current_state_at_a_given_time() -> None:
