@@ -7,6 +7,9 @@ market from a seed, lists and delists contracts as a test schedules them, record
 truth of every event it generated and where it went, and injects faults on request. Layout:
 
 * :mod:`~recorder.simulate.config`: :class:`SimulatorConfig`;
+* :mod:`~recorder.simulate.profiles`: how each contract is quoted;
+* :mod:`~recorder.simulate.history`: the synthetic day of one-minute candles before the start;
+* :mod:`~recorder.simulate.rolling`: the rolling 24 h window that ``o, h, l, v, q`` carry;
 * :mod:`~recorder.simulate.market`: the sans-IO market generator;
 * :mod:`~recorder.simulate.listings`: the listed contracts and their status;
 * :mod:`~recorder.simulate.protocol`: the sans-IO websocket protocol;

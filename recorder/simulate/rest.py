@@ -1,10 +1,16 @@
 """The REST side of the simulated exchange, sans-IO: request parameters in, status and JSON out.
 
 The endpoints, honest but small: ``/fapi/v1/ping``, ``/fapi/v1/time``, ``/fapi/v1/ticker/24hr``
-and ``/fapi/v1/klines`` (candles built from the events the exchange actually generated);
-``/fapi/v1/exchangeInfo`` is built by :mod:`recorder.simulate.exchange_info`. Request weights
-and the per-minute weight limit follow Binance's documentation, and errors carry Binance's
-``{"code": -11xx, "msg": "..."}`` bodies.
+and ``/fapi/v1/klines``; ``/fapi/v1/exchangeInfo`` is built by
+:mod:`recorder.simulate.exchange_info`. Request weights and the per-minute weight limit follow
+Binance's documentation, and errors carry Binance's ``{"code": -11xx, "msg": "..."}`` bodies.
+
+``klines`` answers from a symbol's synthetic day before the start
+(:mod:`~recorder.simulate.history`) and then from the events the exchange actually generated,
+so the candles are those whose rolling 24 h window each event carries
+(:mod:`~recorder.simulate.rolling`): the last event of a minute closes at that minute's close,
+and its ``o, h, l, v, q`` are those of the 1,440 candles ending with it. ``ticker/24hr`` answers
+the window of a symbol's last event, its ``count`` the trades of those candles.
 """
 
 import math

@@ -235,7 +235,7 @@ async def test_klines_and_the_24h_ticker_parse_and_agree_with_the_stream(
 ) -> None:
     rest = client.rest_api
     day_before = exchange.start_ms // MINUTE_MS * MINUTE_MS - WINDOW_MINUTES * MINUTE_MS
-    one_minute = KlineCandlestickDataIntervalEnum["INTERVAL_1m"].value
+    one_minute = KlineCandlestickDataIntervalEnum.INTERVAL_1m
     await exchange.wait_for_ticks(1)
     response = await asyncio.to_thread(
         rest.kline_candlestick_data, "BTCUSDT", one_minute, start_time=day_before, limit=1_500
