@@ -340,6 +340,7 @@ class MarketGenerator:
         price = market.profile.price
         decimals = price.price_decimals
         stats = market.window.stats
+        event_time = self._last_event_time.get(symbol, self.start_ms)
         return TickerSnapshot(
             symbol=symbol,
             close=format_units(stats.close, decimals),
@@ -349,8 +350,9 @@ class MarketGenerator:
             volume=format_units(stats.volume, price.quantity_decimals),
             quote_volume=format_units(stats.quote_volume, decimals),
             last_quantity=format_units(market.last_quantity, price.quantity_decimals),
-            event_time=self._last_event_time.get(symbol, self.start_ms),
-            open_time=stats.first_minute,
+            event_time=event_time,
+            # A contract that never traded has no candle: its empty window opens now.
+            open_time=stats.first_minute if market.window.has_candles else event_time,
             trades=stats.trades,
             last_id=market.window.total_trades,
         )

@@ -131,8 +131,11 @@ class RollingWindow:
         elif minute != current:
             self._roll(current, minute)
             self._start_candle(minute, price)
-        self._high = max(self._high, price)
-        self._low = min(self._low, price)
+        # Comparisons rather than max() and min(): this runs for every event of every symbol.
+        if price > self._high:
+            self._high = price
+        elif price < self._low:
+            self._low = price
         self._close = price
         self._candle_volume += volume
         self._candle_quote_volume += quote_volume
@@ -208,29 +211,37 @@ class RollingWindow:
         lows.append((minute, low))
 
     @property
+    def has_candles(self) -> bool:
+        """Whether any candle exists yet (a history, or a first trade)."""
+        return self._minute is not None
+
+    @property
     def stats(self) -> WindowStats:
         """The statistics after the latest trade (of the history, or empty, before any)."""
         minute = self._minute
         if minute is None:
             close = self._close
             return WindowStats(close, close, close, close, 0, 0, 0, 0)
-        start = max(self._first_minute, minute - (WINDOW_MINUTES - 1) * MINUTE_MS)
+        start = minute - (WINDOW_MINUTES - 1) * MINUTE_MS
+        start = max(start, self._first_minute)
         # The first candle is a closed one, unless the window has only the current candle.
         open_ = self._open if start == minute else self._opens[start // MINUTE_MS % WINDOW_MINUTES]
         high, low = self._high, self._low
-        if self._highs:
-            high = max(high, self._highs[0][1])
-        if self._lows:
-            low = min(low, self._lows[0][1])
+        highs, lows = self._highs, self._lows
+        if highs and highs[0][1] > high:
+            high = highs[0][1]
+        if lows and lows[0][1] < low:
+            low = lows[0][1]
+        # Positional, in the fields' order: cheaper than keywords, once per event.
         return WindowStats(
-            close=self._close,
-            open=open_,
-            high=high,
-            low=low,
-            volume=self._volume + self._candle_volume,
-            quote_volume=self._quote_volume + self._candle_quote_volume,
-            trades=self._trade_count + self._candle_trades,
-            first_minute=start,
+            self._close,
+            open_,
+            high,
+            low,
+            self._volume + self._candle_volume,
+            self._quote_volume + self._candle_quote_volume,
+            self._trade_count + self._candle_trades,
+            start,
         )
 
 
