@@ -626,18 +626,30 @@ class Simulator:
         self.url: str = listening["url"]
         self.rest_url: str = listening["rest_url"]
 
-    def _get(self, path: str) -> Any:
+    def get(self, path: str) -> Any:
+        """``GET`` a path of the simulator's HTTP side; return the decoded JSON answer."""
         with urllib.request.urlopen(self.rest_url + path, timeout=10) as response:  # noqa: S310 - loopback
+            return json.load(response)
+
+    def post(self, path: str, body: object) -> Any:
+        """``POST`` a JSON body to a control path; return the decoded JSON answer."""
+        request = urllib.request.Request(  # noqa: S310 - loopback URL read from the simulator
+            self.rest_url + path,
+            data=json.dumps(body).encode(),
+            headers={"Content-Type": "application/json"},
+            method="POST",
+        )
+        with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310
             return json.load(response)
 
     def ticks(self) -> int:
         """Ticks of the event clock published so far."""
-        ticks: int = self._get("/_sim/status")["ticks"]
+        ticks: int = self.get("/_sim/status")["ticks"]
         return ticks
 
     def connections(self) -> list[dict[str, Any]]:
         """The open connections, as the simulator describes them."""
-        connections: list[dict[str, Any]] = self._get("/_sim/connections")["connections"]
+        connections: list[dict[str, Any]] = self.get("/_sim/connections")["connections"]
         return connections
 
     def delivered(self) -> int:
@@ -646,14 +658,7 @@ class Simulator:
 
     def freeze(self) -> None:
         """Stop delivering on every connection, so the delivered count no longer moves."""
-        request = urllib.request.Request(  # noqa: S310 - loopback URL read from the simulator
-            self.rest_url + "/_sim/faults",
-            data=json.dumps({"spec": "stall+600s"}).encode(),
-            headers={"Content-Type": "application/json"},
-            method="POST",
-        )
-        with urllib.request.urlopen(request, timeout=10):  # noqa: S310
-            pass
+        self.post("/_sim/faults", {"spec": "stall+600s"})
 
     def stop(self) -> None:
         """Stop the simulator and close its pipe."""

@@ -54,13 +54,11 @@ import itertools
 import json
 import math
 import os
-import shutil
 import signal
 import socket
 import statistics
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 import urllib.request
@@ -85,6 +83,7 @@ from benchmark import (  # scripts/ is on sys.path when a script runs
     symbol_names,
     terminate_and_reap,
 )
+from scenario_cli import Option, in_scratch, options_parser, progress, write_json
 
 import recorder
 
@@ -464,7 +463,7 @@ def report(summary: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-OPTIONS: list[tuple[str, type, object, str]] = [
+OPTIONS: list[Option] = [
     ("--symbols", int, 600, "contracts"),
     ("--speed", float, 10.0, "simulator speed"),
     ("--flush-interval", float, 0.1, "recorder flush_interval, seconds"),
@@ -478,13 +477,7 @@ OPTIONS: list[tuple[str, type, object, str]] = [
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     """Parse the command line."""
-    parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0] if __doc__ else None)
-    for name, kind, default, text in OPTIONS:
-        parser.add_argument(name, type=kind, default=default, help=f"{text} ({default})")
-    parser.add_argument("--tmp-dir", type=Path, help="where the scratch directory goes")
-    parser.add_argument("--json", type=Path, help="also write the summary and raw series here")
-    parser.add_argument("--keep", action="store_true", help="keep the scratch directory")
-    return parser.parse_args(argv)
+    return options_parser(__doc__, OPTIONS).parse_args(argv)
 
 
 def scenario(args: argparse.Namespace, scratch: Path) -> dict[str, Any]:
@@ -552,30 +545,16 @@ def scenario(args: argparse.Namespace, scratch: Path) -> dict[str, Any]:
     }
 
 
-def progress(text: str) -> None:
-    """Write a progress line to stderr."""
-    print(text, file=sys.stderr, flush=True)
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the scenario, print the tables, write the JSON."""
     args = parse_args(argv)
-    scratch = Path(tempfile.mkdtemp(prefix="recorder-pace-", dir=args.tmp_dir))
-    progress(f"pace_e2e: scratch {scratch}, recorder package {Path(recorder.__file__).parent}")
+    progress(f"pace_e2e: recorder package {Path(recorder.__file__).parent}")
     load_before = os.getloadavg()[0]
-    try:
-        summary = scenario(args, scratch)
-    finally:
-        if args.keep:
-            progress(f"kept {scratch}")
-        else:
-            shutil.rmtree(scratch, ignore_errors=True)
+    summary = in_scratch("recorder-pace-", args, lambda scratch: scenario(args, scratch))
     summary["load_average_before_after"] = [load_before, os.getloadavg()[0]]
     print(report(summary))
     print(f"\nLoad average (1 min) before / after: {load_before:.2f} / {os.getloadavg()[0]:.2f}")
-    if args.json is not None:
-        args.json.write_text(json.dumps(summary, indent=1) + "\n", encoding="utf-8")
-        progress(f"wrote {args.json}")
+    write_json(args, summary)
     return 0
 
 

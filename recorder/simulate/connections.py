@@ -10,14 +10,14 @@ import asyncio
 import logging
 import math
 from collections import deque
-from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
 
 from aiohttp import web
 
 from recorder.simulate.event_clock import format_server_time, wall_ms
 from recorder.simulate.ledger import LedgerEntry
-from recorder.simulate.liveness import Keepalive, MessageRateLimiter
+from recorder.simulate.liveness import Keepalive, MessageRateLimiter, RequestLog
 from recorder.simulate.protocol import StreamSession, array_json, stream_symbol
 from recorder.symbols import ALL_MARKET_STREAM
 
@@ -44,6 +44,9 @@ class ConnectionInfo:
         stalled: a ``stall`` or ``blackhole`` is in force now.
         blackholed: a ``blackhole`` is in force now.
         held: a ``slow_start`` holds its data back now.
+        requests: requests received, by method (``invalid``: no well-formed request).
+        request_peak_per_second: the most requests received in any one second.
+        latest_requests: ``(wall ms, method)`` of the latest requests received, oldest first.
     """
 
     connection_id: str
@@ -58,6 +61,9 @@ class ConnectionInfo:
     stalled: bool
     blackholed: bool
     held: bool = False
+    requests: Mapping[str, int] = field(default_factory=dict)
+    request_peak_per_second: int = 0
+    latest_requests: tuple[tuple[int, str], ...] = ()
 
     def to_json(self) -> dict[str, object]:
         """Describe the connection as ``GET /_sim/connections`` lists it."""
@@ -75,6 +81,9 @@ class ConnectionInfo:
             "stalled": self.stalled,
             "blackholed": self.blackholed,
             "held": self.held,
+            "requests": dict(self.requests),
+            "request_peak_per_second": self.request_peak_per_second,
+            "latest_requests": [list(request) for request in self.latest_requests],
         }
 
 
@@ -133,6 +142,7 @@ class Connection:
         self.events_delivered = 0
         self.events_withheld = 0
         self.frames_sent = 0
+        self.requests = RequestLog()
         self.closer: asyncio.Task[bool] | None = None
         self.ended = False
         self.closing = False
@@ -190,6 +200,9 @@ class Connection:
             stalled=self.is_stalled(now),
             blackholed=self.is_blackholed(now),
             held=self._held is not None,
+            requests=dict(self.requests.by_method),
+            request_peak_per_second=self.requests.peak_per_second,
+            latest_requests=tuple(self.requests.latest),
         )
 
     def send_data(self, item: OutboundFrame, now: float) -> None:
@@ -251,6 +264,14 @@ class ConnectionTable:
     def slow_next_starts(self, seconds: float, count: int) -> None:
         """Make the next ``count`` connections added hold their data back for ``seconds``."""
         self._slow_starts.extend([seconds] * count)
+
+    @property
+    def opened(self) -> int:
+        """How many connections were ever opened (closed ones too)."""
+        return self._serial
+
+    def __len__(self) -> int:
+        return len(self._open)
 
     @property
     def slow_starts_pending(self) -> int:

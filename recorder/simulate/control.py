@@ -6,7 +6,8 @@ For a test or a demo that runs the exchange in another process (``recorder simul
 * ``GET /_sim/connections``: the open connections;
 * ``GET /_sim/faults``: the faults that fired; ``POST /_sim/faults``: inject faults (a body
   :func:`~recorder.simulate.faults.fault_from_json` reads), answered 202;
-* ``GET /_sim/status``: the clock, the symbols and the refusals still pending;
+* ``GET /_sim/status``: the clock, the symbols, the refusals still pending, the connections
+  open and ever opened, and the REST requests received by path;
 * ``GET /_sim/listings``: the listed contracts; ``POST /_sim/listings`` with
   ``{"symbol": "NEWUSDT", "status": "PENDING_TRADING"}`` lists a contract or moves a listed one
   to ``PENDING_TRADING``, ``TRADING`` or ``SETTLING``, and ``"status": "DELISTED"`` removes it,
@@ -14,6 +15,7 @@ For a test or a demo that runs the exchange in another process (``recorder simul
 """
 
 import json
+from collections.abc import Mapping
 
 from aiohttp import web
 
@@ -38,6 +40,7 @@ class ControlRoutes:
         connections: the open connections.
         injector: fires injected faults and keeps their record.
         contracts: the listed contracts.
+        rest_requests: the REST requests received so far, by path.
     """
 
     def __init__(
@@ -49,6 +52,7 @@ class ControlRoutes:
         injector: FaultInjector,
         *,
         contracts: ContractBook,
+        rest_requests: Mapping[str, int],
     ) -> None:
         self._config = config
         self._clock = clock
@@ -56,6 +60,7 @@ class ControlRoutes:
         self._connections = connections
         self._injector = injector
         self._contracts = contracts
+        self._rest_requests = rest_requests
 
     def add_routes(self, router: web.UrlDispatcher) -> None:
         """Route the ``/_sim/*`` endpoints."""
@@ -108,6 +113,9 @@ class ControlRoutes:
             "speed": self._config.speed,
             "symbols": list(self._config.symbols),
             "refusals_pending": self._injector.refusals_pending,
+            "connections_open": len(self._connections),
+            "connections_opened": self._connections.opened,
+            "rest_requests": dict(sorted(self._rest_requests.items())),
         }
         return web.json_response(body, dumps=encode_json)
 

@@ -15,6 +15,7 @@ import asyncio
 import logging
 import socket
 import sys
+from collections import Counter
 from types import TracebackType
 from typing import Self
 
@@ -62,6 +63,7 @@ class SimulatedExchange:
         self._gate = HandshakeGate()
         self._rest_gate = RestFaultGate()
         self._connections = ConnectionTable()
+        self._rest_requests: Counter[str] = Counter()
         self._injector = FaultInjector(
             config.symbols, self._clock, self._connections, self._gate, self._rest_gate
         )
@@ -268,9 +270,18 @@ class SimulatedExchange:
         app = web.Application()
         clock, connections = self._clock, self._connections
         StreamEndpoint(self.config, clock, connections, self._gate).add_routes(app.router)
-        RestRoutes(clock, self._weights, candles, contracts, self._rest_gate).add_routes(app.router)
+        rest = RestRoutes(
+            clock, self._weights, candles, contracts, self._rest_gate, requests=self._rest_requests
+        )
+        rest.add_routes(app.router)
         control = ControlRoutes(
-            self.config, clock, self._ledger, connections, self._injector, contracts=contracts
+            self.config,
+            clock,
+            self._ledger,
+            connections,
+            self._injector,
+            contracts=contracts,
+            rest_requests=self._rest_requests,
         )
         control.add_routes(app.router)
         return app

@@ -1,11 +1,16 @@
 """What the server enforces over time on one connection, sans-IO: pings, lifetime, message rate.
 
-Both classes take ``now`` (seconds on a monotonic clock) and tell what is due or allowed; the
+The classes take ``now`` (seconds on a monotonic clock) and tell what is due or allowed; the
 websocket endpoint sends the pings, closes the connection, and counts the messages.
+:class:`RequestLog` enforces nothing: it keeps the requests a connection received, so that a
+test or a benchmark can judge a client's control traffic from the server's side.
 """
 
 import enum
-from collections import deque
+from collections import Counter, deque
+
+MAX_LOGGED_REQUESTS = 1_000
+"""Requests of one connection kept with their times (the counts cover every one)."""
 
 
 class MessageRateLimiter:
@@ -30,6 +35,45 @@ class MessageRateLimiter:
             arrivals.popleft()
         arrivals.append(now)
         return len(arrivals) <= self.limit
+
+
+class RequestLog:
+    """The requests (text or binary messages, not pings or pongs) one connection received.
+
+    Binance asks clients to send at most 5 ``SUBSCRIBE`` / ``UNSUBSCRIBE`` messages a second;
+    :attr:`peak_per_second` is the most requests received in any ``window`` seconds of the
+    connection's life (sliding, as :class:`MessageRateLimiter` counts), whatever their method.
+
+    Args:
+        window: the window of :attr:`peak_per_second`, in seconds.
+        keep: how many of the latest requests :attr:`latest` keeps.
+    """
+
+    def __init__(self, window: float = 1.0, keep: int = MAX_LOGGED_REQUESTS) -> None:
+        self.window = window
+        self.by_method: Counter[str] = Counter()
+        """Requests by method; ``invalid`` for a message that is no well-formed request."""
+        self.peak_per_second = 0
+        self.latest: deque[tuple[int, str]] = deque(maxlen=keep)
+        """``(wall ms, method)`` of the latest requests, oldest first."""
+        self._recent: deque[float] = deque()
+
+    def note(self, method: str, now: float, at_ms: int) -> None:
+        """Count one request of ``method`` received at ``now`` (monotonic) and ``at_ms`` (wall).
+
+        >>> log = RequestLog()
+        >>> for now in (0.0, 0.5, 0.9, 1.6):
+        ...     log.note("SUBSCRIBE", now, round(now * 1000))
+        >>> log.peak_per_second, dict(log.by_method), log.latest[-1]
+        (3, {'SUBSCRIBE': 4}, (1600, 'SUBSCRIBE'))
+        """
+        self.by_method[method] += 1
+        self.latest.append((at_ms, method))
+        recent = self._recent
+        while recent and recent[0] <= now - self.window:
+            recent.popleft()
+        recent.append(now)
+        self.peak_per_second = max(self.peak_per_second, len(recent))
 
 
 class KeepaliveAction(enum.Enum):

@@ -215,6 +215,18 @@ def parse_method_call(text: str) -> MethodCall | ProtocolError:  # noqa: PLR0911
     return MethodCall(method, tuple(params), request_id)
 
 
+def request_method(text: str) -> str:
+    """Name the method of one client message, ``invalid`` when it is no well-formed request.
+
+    >>> request_method('{"method":"SUBSCRIBE","params":["btcusdt@miniTicker"],"id":1}')
+    'SUBSCRIBE'
+    >>> request_method('{"method":"SUBSCRIBE"}'), request_method("nope")
+    ('invalid', 'invalid')
+    """
+    call = parse_method_call(text)
+    return "invalid" if isinstance(call, ProtocolError) else call.method
+
+
 def result_reply(result: object, request_id: RequestId) -> str:
     """Build Binance's success reply ``{"result": ..., "id": ...}``."""
     return encode_json({"result": result, "id": request_id})

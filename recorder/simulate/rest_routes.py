@@ -2,12 +2,14 @@
 
 Every request is charged its weight against the per-minute limit; one over it is refused with
 Binance's HTTP 429 and ``Retry-After``, and every answer reports the weight used this minute.
+Every request is also counted by path, for ``/_sim/status`` (what a client's polling costs).
 A request that an armed ``rest_fail`` fault takes gets the failing answer
 :func:`~recorder.simulate.rest_faults.failed_answer` builds instead.
 """
 
 import asyncio
 import time
+from collections import Counter
 from collections.abc import Awaitable, Callable
 
 from aiohttp import web
@@ -39,6 +41,7 @@ class RestRoutes:
         candles: the candles ``klines`` answers from.
         contracts: the listed contracts.
         faults: the REST requests ``rest_fail`` faults fail.
+        requests: where every request is counted by path, refused ones too.
     """
 
     def __init__(
@@ -48,12 +51,15 @@ class RestRoutes:
         candles: CandleBook,
         contracts: ContractBook,
         faults: RestFaultGate,
+        *,
+        requests: Counter[str],
     ) -> None:
         self._clock = clock
         self._weights = weights
         self._candles = candles
         self._contracts = contracts
         self._faults = faults
+        self._requests = requests
 
     def add_routes(self, router: web.UrlDispatcher) -> None:
         """Route the REST endpoints."""
@@ -67,6 +73,7 @@ class RestRoutes:
         self, answer: Callable[[web.Request], RestReply]
     ) -> Callable[[web.Request], Awaitable[web.Response]]:
         async def handler(request: web.Request) -> web.Response:
+            self._requests[request.path] += 1
             reply = answer(request)
             now = time.time()
             if not self._weights.spend(reply.weight, now):

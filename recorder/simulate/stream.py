@@ -12,10 +12,15 @@ from aiohttp import WSCloseCode, WSMsgType, web
 
 from recorder.simulate.config import SimulatorConfig
 from recorder.simulate.connections import Connection, ConnectionTable, OutboundFrame
-from recorder.simulate.event_clock import EventClock
+from recorder.simulate.event_clock import EventClock, wall_ms
 from recorder.simulate.faults import HandshakeGate
 from recorder.simulate.liveness import Keepalive, KeepaliveAction, MessageRateLimiter
-from recorder.simulate.protocol import OTHER_PREFIXES, StreamSession, route_request
+from recorder.simulate.protocol import (
+    OTHER_PREFIXES,
+    StreamSession,
+    request_method,
+    route_request,
+)
 
 log = logging.getLogger(__name__)
 
@@ -142,6 +147,13 @@ class StreamEndpoint:
                 log.info("connection %s read error: %s", conn.connection_id, message.data)
                 return
             now = loop.time()
+            text = ""
+            if message.type in {WSMsgType.TEXT, WSMsgType.BINARY}:
+                text = message.data
+                if message.type is WSMsgType.BINARY:
+                    text = text.decode("utf-8", errors="replace")
+                # Counted as the client sent it, whether a fault then ignores it or not.
+                conn.requests.note(request_method(text), now, wall_ms())
             if conn.is_blackholed(now) or conn.closing:
                 continue  # a dead peer hears nothing; a closing one has stopped listening
             if not conn.limiter.admit(now):
@@ -158,11 +170,8 @@ class StreamEndpoint:
                 continue
             if message.type in {WSMsgType.TEXT, WSMsgType.BINARY} and conn.is_deaf(now):
                 continue  # a deaf connection ignores requests, and answers none
-            if message.type is WSMsgType.TEXT:
-                reply = conn.session.handle(message.data)
-                conn.outbox.put_nowait(OutboundFrame(reply, is_data=False))
-            elif message.type is WSMsgType.BINARY:
-                reply = conn.session.handle(message.data.decode("utf-8", errors="replace"))
+            if message.type in {WSMsgType.TEXT, WSMsgType.BINARY}:
+                reply = conn.session.handle(text)
                 conn.outbox.put_nowait(OutboundFrame(reply, is_data=False))
             elif message.type is WSMsgType.PING:
                 try:
