@@ -95,22 +95,26 @@ def load_command_settings(
         cannot_run(command, f"configuration error: {exc}", as_json=as_json)
 
 
-def _now_ms() -> int:
+def command_now_ms() -> int:
+    """The wall clock now, in ms: what a command's relative times (``24h``) count back from."""
     return SystemClock().wall_us() // 1000
 
 
-def _time(value: str, option: str, now_ms: int) -> int:
+def time_bound(value: str, option: str, now_ms: int) -> int:
+    """Parse a time option (``24h``, ``2024-05-01``, ISO-8601); a refusal names the option."""
     try:
         return parse_time_bound(value, now_ms)
     except ConfigError as exc:
         raise click.BadParameter(str(exc), param_hint=option) from None
 
 
-def _optional_time(value: str | None, option: str, now_ms: int) -> int | None:
-    return None if value is None else _time(value, option, now_ms)
+def optional_time_bound(value: str | None, option: str, now_ms: int) -> int | None:
+    """:func:`time_bound`, ``None`` when the option was not given."""
+    return None if value is None else time_bound(value, option, now_ms)
 
 
-def _symbol_list(value: str | None, option: str) -> tuple[str, ...] | None:
+def symbol_list(value: str | None, option: str) -> tuple[str, ...] | None:
+    """Parse a comma-separated symbols option, upper-cased; a refusal names the option."""
     if value is None:
         return None
     symbols = tuple(part.strip().upper() for part in value.split(",") if part.strip())
@@ -172,9 +176,9 @@ def gaps_command(
     recorder backfill filled it (its resolution record: rows added, when).
     """
     settings = load_command_settings("gaps", config, root, as_json=False)
-    now_ms = _now_ms()
-    since_ms = _optional_time(since, "--since", now_ms)
-    until_ms = _optional_time(until, "--until", now_ms)
+    now_ms = command_now_ms()
+    since_ms = optional_time_bound(since, "--since", now_ms)
+    until_ms = optional_time_bound(until, "--until", now_ms)
     only = None
     if symbol is not None:
         only = symbol.strip().upper()
@@ -202,7 +206,8 @@ def gaps_command(
     click.echo(render(gaps, resolutions), nl=False)
 
 
-def _causes(value: str) -> frozenset[GapCause]:
+def cause_set(value: str) -> frozenset[GapCause]:
+    """Parse a comma-separated gap causes option; a refusal lists the causes."""
     names = [part.strip().lower() for part in value.split(",") if part.strip()]
     known = {cause.value: cause for cause in GapCause}
     bad = [name for name in names if name not in known]
@@ -293,15 +298,15 @@ def check_command(
     """
     as_json = output_format == "json"
     settings = load_command_settings("check", config, root, as_json=as_json)
-    now_ms = _now_ms()
+    now_ms = command_now_ms()
     limits = CheckLimits(
         now_ms=now_ms,
-        since_ms=_time(since, "--since", now_ms),
+        since_ms=time_bound(since, "--since", now_ms),
         max_missed=max_missed,
         max_missed_total=max_missed_total,
         max_age_ms=_duration_ms(max_age, "--max-age"),
-        symbols=_symbol_list(symbols, "--symbols"),
-        causes=_causes(causes),
+        symbols=symbol_list(symbols, "--symbols"),
+        causes=cause_set(causes),
         include_resolved=include_resolved,
     )
     try:

@@ -20,10 +20,11 @@ from typing import Any, Final
 import msgspec
 
 from recorder.errors import KlinesError
+from recorder.exchange_limits import KLINES_MAX_LIMIT
 from recorder.ingest.decimals import is_exact_decimal
 
 MINUTE_MS: Final = 60_000
-MAX_KLINES: Final = 1_500
+MAX_KLINES: Final = KLINES_MAX_LIMIT
 """The most candles Binance returns for one request."""
 MAX_KLINES_BYTES: Final = 1 << 20
 """A full answer of 1,500 rows is about 200 kB; anything over this is refused unread."""

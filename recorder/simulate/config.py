@@ -8,6 +8,7 @@ event clock (``E``) runs ``speed`` times faster than real time.
 from dataclasses import dataclass
 
 from recorder.errors import ConfigError
+from recorder.exchange_limits import REST_WEIGHT_LIMIT
 from recorder.symbols import is_valid_symbol
 
 DEFAULT_SYMBOLS: tuple[str, ...] = (
@@ -71,7 +72,7 @@ class SimulatorConfig:
     lifetime: float = 86_400.0
     max_streams: int = 200
     message_rate_limit: int = 10
-    rest_weight_limit: int = 2_400
+    rest_weight_limit: int = REST_WEIGHT_LIMIT
     event_log_limit: int = 1_000_000
     host: str = "127.0.0.1"
     port: int = 0

@@ -20,6 +20,7 @@ from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
 from decimal import ROUND_HALF_EVEN, Decimal
 
+from recorder.exchange_limits import KLINES_DEFAULT_LIMIT, KLINES_MAX_LIMIT, klines_weight
 from recorder.simulate.history import MINUTE_MS, MinuteHistory
 from recorder.simulate.market import MarketEvent, MarketGenerator, TickerSnapshot
 from recorder.simulate.profiles import SymbolProfile, format_units
@@ -40,8 +41,6 @@ KLINE_INTERVALS_MS: dict[str, int] = {
     "1d": DAY_MS,
 }
 """Fixed-width intervals; calendar ones (``1w``, ``1M``) are not simulated."""
-KLINES_DEFAULT_LIMIT = 500
-KLINES_MAX_LIMIT = 1_500
 USED_WEIGHT_HEADER = "X-MBX-USED-WEIGHT-1M"
 
 KlineRow = tuple[int, str, str, str, str, str, int, str, int, str, str, str]
@@ -169,17 +168,6 @@ def ticker_24hr(
 def _ticker_of(generator: MarketGenerator, symbol: str) -> dict[str, object]:
     decimals = generator.profiles[symbol].price.price_decimals
     return ticker_body(generator.snapshot(symbol), decimals)
-
-
-def klines_weight(limit: int) -> int:
-    """Binance's weight of a klines request by its ``limit``."""
-    if limit < 100:
-        return 1
-    if limit < 500:
-        return 2
-    if limit <= 1000:
-        return 5
-    return 10
 
 
 @dataclass(slots=True)

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import pyarrow as pa
 
+from recorder.errors import StorageError
 from recorder.storage.filesystem import publication_target
 from recorder.storage.paths import PartitionKey, partition_dir, temp_file_name
 from recorder.storage.root_schema import root_schema_version
@@ -67,6 +68,7 @@ def publish_partition(
     reason: SealReason,
     *,
     last_lsn: int | None = None,
+    source: str = SOURCE_STREAM,
 ) -> SealedFile | None:
     """Write ``batches`` as ``<partition>/<name>`` atomically; ``None`` if that file exists.
 
@@ -78,6 +80,8 @@ def publish_partition(
         reason: why it is sealed, reported in the result.
         last_lsn: the newest write-ahead record with rows in ``batches``, kept in the file's
             metadata (:func:`published_last_lsn`).
+        source: the rows' ``source``: recorded (``stream``) or rebuilt (``backfill``, which a
+            root of schema version 1 cannot hold).
 
     Returns:
         The file published now, or ``None`` when a file of that name was already published
@@ -109,7 +113,9 @@ def publish_partition(
         metadata[METADATA_LAST_LSN.encode()] = str(last_lsn).encode()
     table = pa.Table.from_batches(batches, schema=DATA_SCHEMA).sort_by(list(ROW_ORDER))
     if version != FIRST_SCHEMA_VERSION:
-        table = with_source(table, SOURCE_STREAM)
+        table = with_source(table, source)
+    elif source != SOURCE_STREAM:
+        raise StorageError(f"{root} is of schema version 1: run `recorder migrate` first")
     table = table.replace_schema_metadata(metadata)
     try:
         # A leftover of an earlier failed attempt under this name is overwritten.

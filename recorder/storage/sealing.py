@@ -34,6 +34,7 @@ class SealReason(enum.StrEnum):
     BUDGET = "budget"
     CLOSE = "close"
     RECOVERY = "recovery"
+    BACKFILL = "backfill"
 
 
 @dataclass(frozen=True, slots=True)

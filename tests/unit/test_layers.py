@@ -9,7 +9,17 @@ PACKAGE = Path(__file__).resolve().parents[2] / "recorder"
 
 # Each layer may import the layers listed for it, and itself; the base modules import only
 # each other (and the standard library).
-BASE = {"model", "errors", "clock", "symbols", "instance", "durable", "hive", "recorder"}
+BASE = {
+    "model",
+    "errors",
+    "clock",
+    "symbols",
+    "instance",
+    "durable",
+    "hive",
+    "exchange_limits",
+    "recorder",
+}
 ALLOWED: dict[str, set[str]] = {
     "base": BASE,
     "settings": BASE,
@@ -37,7 +47,17 @@ ALLOWED: dict[str, set[str]] = {
         "reload",
     },
     "cli": BASE
-    | {"settings", "ops", "gaps", "storage", "ingest", "reports", "service", "simulate"},
+    | {
+        "settings",
+        "ops",
+        "gaps",
+        "storage",
+        "ingest",
+        "reports",
+        "service",
+        "simulate",
+        "backfill",
+    },
     "__main__": {"cli"},
 }
 

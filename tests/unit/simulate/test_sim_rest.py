@@ -4,6 +4,7 @@ from decimal import Decimal
 import pytest
 from sim_market import run_market
 
+from recorder.exchange_limits import klines_weight
 from recorder.simulate.config import SimulatorConfig
 from recorder.simulate.exchange_info import (
     PERPETUAL_DELIVERY_MS,
@@ -19,7 +20,6 @@ from recorder.simulate.rest import (
     CandleBook,
     WeightMeter,
     klines,
-    klines_weight,
     server_time,
     ticker_24hr,
 )
