@@ -448,7 +448,7 @@ def test_crontab_lines_are_valid_cron_d_entries() -> None:
         assert re.search(r"(?<!\\)%", job[6]) is None, job
 
 
-def test_crontab_schedules_check_and_compact() -> None:
+def test_crontab_schedules_check_then_backfill_then_compact() -> None:
     jobs = {
         job[6].split("recorder ", 1)[1].split()[0]: job for job in crontab_jobs(CRONTAB.read_text())
     }
@@ -457,18 +457,15 @@ def test_crontab_schedules_check_and_compact() -> None:
     assert check[:5] == ["*/5", "*", "*", "*", "*"]
     assert "--max-age" in check[6]
     assert "--max-missed" in check[6]
-    compact = jobs["compact"]
+    backfill, compact = jobs["backfill"], jobs["compact"]
+    assert "--since" in backfill[6]
     assert "--before yesterday" in compact[6]
-    minute, hour = int(compact[0]), int(compact[1])
-    assert (hour, minute) > (0, 30)
-    assert set(jobs) == {"check", "compact"}
-
-
-def test_crontab_backfill_is_present_but_commented() -> None:
-    text = CRONTAB.read_text()
-    commented = [line for line in text.splitlines() if line.startswith("#") and "backfill" in line]
-
-    assert any(re.match(r"#\s*[\d*]", line) for line in commented)
+    # The backfill lands before the day is compacted, both after midnight's files are sealed.
+    backfill_at = (int(backfill[1]), int(backfill[0]))
+    compact_at = (int(compact[1]), int(compact[0]))
+    assert (0, 0) < backfill_at < compact_at
+    assert compact_at > (0, 30)
+    assert set(jobs) == {"check", "backfill", "compact"}
 
 
 def test_crontab_runs_in_utc_and_reads_the_daemons_config() -> None:
