@@ -22,6 +22,7 @@ from recorder.backfill.run import (
     GapState,
     run_backfill,
 )
+from recorder.cli.progress import ProgressBar
 from recorder.cli.reports import (
     cannot_run,
     cause_set,
@@ -143,7 +144,7 @@ def backfill_command(
     since_ms = optional_time_bound(since, "--since", now_ms)
     until_ms = optional_time_bound(until, "--until", now_ms)
     only = symbol_list(symbols, "--symbol")
-    bar = _ProgressBar(enabled=not as_json and sys.stderr.isatty())
+    bar = ProgressBar("gap", "backfill", enabled=not as_json and sys.stderr.isatty())
     try:
         report = asyncio.run(
             run_backfill(
@@ -158,7 +159,7 @@ def backfill_command(
                 dry_run=dry_run,
                 concurrency=concurrency,
                 on_start=bar.start,
-                on_gap=bar.advance,
+                on_gap=lambda outcome: bar.advance(1, outcome.gap.symbol),
             )
         )
     except StorageError as exc:
@@ -173,27 +174,3 @@ def backfill_command(
             if outcome.state is GapState.FAILED:
                 click.echo(f"not filled: {_gap_text(outcome)}: {outcome.why}", err=True)
     sys.exit(report.exit_code)
-
-
-class _ProgressBar:
-    """A tqdm bar of gaps done, on a terminal only."""
-
-    def __init__(self, *, enabled: bool) -> None:
-        self._enabled = enabled
-        self._bar: Any = None
-
-    def start(self, total: int) -> None:
-        if self._enabled:
-            from tqdm import tqdm  # noqa: PLC0415 - only a terminal needs it
-
-            self._bar = tqdm(total=total, unit="gap", desc="backfill", file=sys.stderr)
-
-    def advance(self, outcome: GapOutcome) -> None:
-        if self._bar is not None:
-            self._bar.set_postfix_str(outcome.gap.symbol, refresh=False)
-            self._bar.update(1)
-
-    def close(self) -> None:
-        if self._bar is not None:
-            self._bar.close()
-            self._bar = None

@@ -21,6 +21,7 @@ from pathlib import Path
 import click
 
 from recorder.cli.options import utc_day_value
+from recorder.cli.progress import ProgressBar
 from recorder.cli.reports import (
     cannot_run,
     load_command_settings,
@@ -56,7 +57,9 @@ _MS_PER_SECOND = 1000
     "YYYY-MM-DD.",
 )
 @click.option("--dry-run", is_flag=True, help="Change nothing; say what would be done.")
-@text_or_json_option("one line per partition and a summary")
+@text_or_json_option(
+    "a progress bar and one line per partition on a terminal; off it, problems and a summary"
+)
 def compact_command(
     *,
     config: Path | None,
@@ -86,6 +89,7 @@ def compact_command(
         before_day = None if before is None else parse_before(before, today)
     except ConfigError as exc:
         raise click.BadParameter(str(exc), param_hint="--before") from None
+    bar = ProgressBar("partition", "compact", enabled=not as_json and sys.stderr.isatty())
     try:
         report = compact(
             settings.storage.root,
@@ -94,13 +98,18 @@ def compact_command(
             only=day,
             before=before_day,
             dry_run=dry_run,
+            on_start=bar.start,
+            on_done=bar.advance,
         )
     except StorageError as exc:
         cannot_run("compact", f"cannot compact: {exc}", as_json=as_json)
+    finally:
+        bar.close()
     if as_json:
         click.echo(json.dumps(report.to_document(), ensure_ascii=False, indent=1))
     else:
-        for line in report.render_text():
+        # On a terminal the whole report follows the bar; off it (cron), what needs reading.
+        for line in report.render_text() if bar.enabled else report.render_brief():
             click.echo(line)
     sys.exit(report.exit_code)
 

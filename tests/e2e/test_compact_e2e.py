@@ -1,10 +1,16 @@
 """``recorder compact`` as cron runs it, on a dataset recorded by two redundant recorders."""
 
+import contextlib
+import fcntl
 import json
+import os
+import pty
 import shutil
 import signal
+import struct
 import subprocess
 import sys
+import termios
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -14,6 +20,7 @@ import pyarrow.parquet as pq
 import pytest
 from support import (
     READERS,
+    RECORDER,
     RecorderProcess,
     Row,
     SimulatorProcess,
@@ -169,9 +176,43 @@ def test_a_dry_run_says_what_it_would_do_and_does_nothing(
     files = snapshot(root)
     result = run_cli("compact", "--root", str(root), "--dry-run", "--date", DAY)
     assert result.returncode == 0, result.stderr
-    assert sum(line.startswith("would compact") for line in result.stdout.splitlines()) == 3
-    assert result.stdout.splitlines()[-1] == "OK: dry run, 3 partitions would compact"
+    # Off a terminal (cron), the summary line alone: nothing needed reading.
+    assert result.stdout.splitlines() == ["OK: dry run, 3 partitions would compact"]
     assert snapshot(root) == files
+
+
+def test_on_a_terminal_a_progress_bar_and_every_partition(
+    dataset: tuple[Path, list[Row]],
+) -> None:
+    root, _ = dataset
+    leader, follower = pty.openpty()
+    # A terminal of 24 rows of 100 columns: a new pseudo-terminal has no size at all.
+    fcntl.ioctl(follower, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 100, 0, 0))
+    try:
+        process = subprocess.run(
+            [*RECORDER, "compact", "--root", str(root), "--dry-run", "--date", DAY],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=follower,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        os.close(follower)
+        follower = -1
+        drawn = b""
+        with contextlib.suppress(OSError):  # EIO once the terminal has no writer left
+            while chunk := os.read(leader, 65536):
+                drawn += chunk
+    finally:
+        os.close(leader)
+        if follower >= 0:
+            os.close(follower)
+    assert process.returncode == 0
+    assert "compact: 100%" in drawn.decode(errors="replace")
+    assert "3/3" in drawn.decode(errors="replace")
+    # A terminal gets the whole report: the stdout is a pipe here, the bar went to stderr.
+    assert "OK: dry run, 3 partitions would compact" in process.stdout
 
 
 def test_a_day_with_an_unreadable_file_is_refused_and_untouched(

@@ -157,6 +157,22 @@ class CompactReport:
         lines.append(self._summary())
         return lines
 
+    def render_brief(self) -> list[str]:
+        """What needs a reader off a terminal: problems and failures, then the summary line."""
+        lines = [f"problem: {text}" for text in self.problems]
+        for day in self.days:
+            if day.status is DayStatus.REFUSED:
+                lines.extend(_day_lines(day, dry_run=self.dry_run))
+            lines.extend(
+                f"{result.outcome.value} {result.key}: {result.message}"
+                for result in day.partitions
+                if result.outcome not in _ROUTINE
+            )
+        if self.fatal is not None:
+            lines.append(f"stopped: {self.fatal}")
+        lines.append(self._summary())
+        return lines
+
     def _summary(self) -> str:
         counts: dict[PartitionOutcome, int] = {}
         for result in self.partitions:
@@ -215,6 +231,16 @@ _DAY_STATUS_TEXT = {
     DayStatus.REFUSED: "refused",
     DayStatus.NO_DATA: "without data",
 }
+
+
+_ROUTINE = frozenset(
+    {
+        PartitionOutcome.COMPACTED,
+        PartitionOutcome.WOULD_COMPACT,
+        PartitionOutcome.ALREADY_COMPACTED,
+    }
+)
+"""Partition outcomes a summary line says enough about."""
 
 
 def _day_lines(day: DayResult, *, dry_run: bool) -> list[str]:

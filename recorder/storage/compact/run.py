@@ -7,6 +7,7 @@ puts the steps in their order and turns what each returns or raises into a
 
 import dataclasses
 import datetime as dt
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -42,6 +43,8 @@ def compact(
     before: dt.date | None = None,
     dry_run: bool = False,
     on_step: StepHook | None = None,
+    on_start: Callable[[int], None] | None = None,
+    on_done: Callable[[int], None] | None = None,
 ) -> CompactReport:
     """Compact the finished days of the dataset under ``root``.
 
@@ -56,6 +59,9 @@ def compact(
         before: compact the days strictly before this one (``--before``); default: today.
         dry_run: change nothing; report what would be done.
         on_step: called after each step of each partition's publication.
+        on_start: called once with the partitions of the days selected (a progress bar).
+        on_done: called with how many of them were just dealt with (compacted, skipped, or
+            their day deferred or left).
 
     Raises:
         StorageError: compaction cannot run: the root is missing or unreadable, another
@@ -74,7 +80,11 @@ def compact(
         in_log = write_ahead_dates(root)
         holder = root / STAGING_ROOT_NAME if dry_run else choose_holder(root)
         version = root_schema_version(root)
-        compaction = _Compaction(clock, dry_run, on_step or no_step, holder, version)
+        compaction = _Compaction(
+            clock, dry_run, on_step or no_step, holder, version, on_done or _no_progress
+        )
+        if on_start is not None:
+            on_start(sum(len(listing.partitions) for listing in listings.values()))
         for day in selected:
             if compaction.fatal is not None:
                 break
@@ -90,6 +100,7 @@ def compact(
             )
             if deferral is not None:
                 compaction.days.append(DayResult(day, DayStatus.DEFERRED, deferral))
+                compaction.on_done(len(listing.partitions))
                 continue
             compaction.days.append(compaction.compact_day(day, listing))
     return CompactReport(
@@ -109,8 +120,12 @@ class _Compaction:
         clock: the wall clock, for the new files' names.
         dry_run: change nothing.
         on_step: called after each step of each partition's publication.
+        on_start: called once with the partitions of the days selected (a progress bar).
+        on_done: called with how many of them were just dealt with (compacted, skipped, or
+            their day deferred or left).
         holder: where partitions are rebuilt (next to the root where possible).
         version: the root's schema version, which the compacted files are written in.
+        on_done: told how many partitions were just dealt with.
         fatal: set when no partition can be compacted here (no atomic exchange): stop.
         days: the outcome of each day taken so far.
     """
@@ -120,6 +135,7 @@ class _Compaction:
     on_step: StepHook
     holder: Path
     version: int
+    on_done: Callable[[int], None]
     fatal: str | None = None
     days: list[DayResult] = field(default_factory=list)
 
@@ -134,6 +150,7 @@ class _Compaction:
                 except (OSError, ValueError, pa.ArrowException) as exc:
                     unreadable.append(f"{path}: {exc}")
         if unreadable:
+            self.on_done(len(listing.partitions))
             return DayResult(
                 day,
                 DayStatus.REFUSED,
@@ -160,6 +177,7 @@ class _Compaction:
                 )
             else:
                 results.append(self.compact_partition(partition))
+            self.on_done(1)
         return DayResult(day, DayStatus.DONE, partitions=tuple(results), notes=listing.notes)
 
     def compact_partition(self, partition: PartitionFiles) -> PartitionResult:
@@ -197,3 +215,7 @@ class _Compaction:
         except OSError as exc:
             return dataclasses.replace(result, outcome=PartitionOutcome.FAILED, message=str(exc))
         return dataclasses.replace(result, outcome=PartitionOutcome.COMPACTED, file_name=name)
+
+
+def _no_progress(_count: int) -> None:
+    """Nobody watches the progress."""
