@@ -12,9 +12,10 @@ Supervised tasks share one TaskGroup: the source (websockets), the consumer (fee
 pipeline), the flush scheduler (every ``flush_interval``: log gaps, make buffered events durable
 in the write-ahead log, persist state, hand due partitions to the publisher), the publisher
 (writes sealed Parquet files one at a time in a thread of its own, so that publication, the
-hourly rotation and the day end never hold up the flush) and the metrics endpoint. The flush's
-blocking file I/O runs in a worker thread, one flush at a time, so the event loop keeps
-answering pings while files are fsynced.
+hourly rotation and the day end never hold up the flush), the status line
+(:mod:`recorder.ops.status_log`) and the metrics endpoint. The flush's blocking file I/O runs
+in a worker thread, one flush at a time, so the event loop keeps answering pings while files
+are fsynced.
 
 The order of one flush's writes, and the memory budget, are :mod:`recorder.flush`'s.
 
@@ -55,6 +56,7 @@ from recorder.ops.http import MetricsServer
 from recorder.ops.logs import get_logger
 from recorder.ops.metrics import RecorderMetrics
 from recorder.ops.notify import SystemdNotifier
+from recorder.ops.status_log import StatusReporter
 from recorder.recorded_symbols import RecordedSymbols
 from recorder.reload import SettingsReload
 from recorder.settings import Settings
@@ -142,6 +144,7 @@ class RecorderService:
         self.pipeline = self._build_pipeline({})
         self.reports = FlushReports(self.metrics, settings.storage.buffer_budget)
         self.flush_health = self.reports.health
+        self.status = StatusReporter(settings, self.metrics, self.clock)
         self.metrics_server: MetricsServer | None = None
         if settings.metrics.address:
             self.metrics_server = MetricsServer(
@@ -295,6 +298,7 @@ class RecorderService:
                     tg.create_task(self._publish_continuously(), name="publisher"),
                     tg.create_task(self.symbols.run(), name="recorded symbols"),
                     tg.create_task(self.reload.run(), name="settings reload"),
+                    tg.create_task(self.status.run(), name="status"),
                 ]
                 stopping = tg.create_task(stop.wait(), name="stop")
                 await asyncio.wait([*tasks, stopping], return_when=asyncio.FIRST_COMPLETED)

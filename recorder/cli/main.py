@@ -221,8 +221,9 @@ def _register_commands() -> None:
     from recorder.cli.backfill import backfill_command  # noqa: PLC0415
     from recorder.cli.maintenance import MAINTENANCE_COMMANDS  # noqa: PLC0415
     from recorder.cli.reports import REPORT_COMMANDS  # noqa: PLC0415
+    from recorder.cli.status import STATUS_COMMANDS  # noqa: PLC0415
 
-    for command in (*REPORT_COMMANDS, *MAINTENANCE_COMMANDS, backfill_command):
+    for command in (*REPORT_COMMANDS, *MAINTENANCE_COMMANDS, backfill_command, *STATUS_COMMANDS):
         main.add_command(command)
 
 

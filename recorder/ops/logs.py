@@ -23,7 +23,7 @@ from structlog.typing import EventDict, FilteringBoundLogger, Processor, Wrapped
 from recorder.errors import ConfigError
 from recorder.settings.sections import LOG_FORMATS, LOG_LEVELS
 
-__all__ = ["configure_logging", "get_logger"]
+__all__ = ["configure_logging", "get_logger", "renders_console"]
 
 _LEVEL_NUMBERS: Final = {name: logging.getLevelNamesMapping()[name.upper()] for name in LOG_LEVELS}
 
@@ -124,7 +124,7 @@ def configure_logging(
         raise ConfigError(f"log format {format!r} is not valid: expected one of {LOG_FORMATS}")
     target = sys.stderr if stream is None else stream
     on_terminal = _is_terminal(target)
-    as_json = format.lower() == "json" or (format.lower() == "auto" and not on_terminal)
+    as_json = not renders_console(format, target)
 
     shared: list[Processor] = [
         structlog.contextvars.merge_contextvars,
@@ -164,6 +164,22 @@ def configure_logging(
         root.removeHandler(previous)
     root.addHandler(handler)
     root.setLevel(max(level_number, _LIBRARY_MIN_LEVEL))
+
+
+def renders_console(
+    format: str,  # noqa: A002 - the name of the setting it receives (log.format)
+    stream: TextIO | None = None,
+) -> bool:
+    """Whether :func:`configure_logging` with ``format`` renders lines for a person to read.
+
+    Args:
+        format: ``json``, ``console`` or ``auto`` (console when ``stream`` is a terminal).
+        stream: the log stream; standard error when ``None``.
+    """
+    chosen = format.lower()
+    if chosen == "auto":
+        return _is_terminal(sys.stderr if stream is None else stream)
+    return chosen == "console"
 
 
 def get_logger(name: str) -> FilteringBoundLogger:

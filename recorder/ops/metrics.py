@@ -28,6 +28,7 @@ from prometheus_client.exposition import choose_encoder
 from recorder import __version__
 from recorder.clock import Clock, SystemClock
 from recorder.ops.market_metrics import MarketListMetrics
+from recorder.ops.status_metrics import StatusMetrics
 
 __all__ = ["GAP_CAUSES", "RecorderMetrics"]
 
@@ -174,6 +175,9 @@ class RecorderMetrics:
 
     Attributes:
         registry: the registry to expose; nothing else is registered in it.
+        market: the series of the recorded set (:mod:`recorder.ops.market_metrics`).
+        status: the gaps of the last hour and the limits a status view judges against
+            (:mod:`recorder.ops.status_metrics`).
     """
 
     def __init__(self, *, clock: Clock | None = None, version: str = __version__) -> None:
@@ -183,6 +187,7 @@ class RecorderMetrics:
         self._hot = _HotPathCollector(self._clock)
         registry.register(self._hot)
         self.market = MarketListMetrics(registry)
+        self.status = StatusMetrics(registry, self._clock, GAP_CAUSES)
         self._reconnects = Counter(
             "recorder_reconnects",
             "Websocket connections replaced, by reason (dropped, stalled, no data, lifetime "
@@ -390,6 +395,7 @@ class RecorderMetrics:
         """
         self._gaps.labels(cause).inc()
         self._missed_updates.labels(cause).inc(missed)
+        self.status.gap(cause)
 
     def observe_flush(self, seconds: float, ok: bool) -> None:
         """Record one flush: its duration and whether it succeeded.

@@ -197,11 +197,16 @@ class ServiceSettings:
         stop_timeout: seconds allowed for the final flush on stop.
         instance_id: name of this recorder instance in file names; ``None`` generates one at
             start.
+        status_interval: seconds between two ``status`` lines in the log (events per second,
+            symbols delivering, quiet and silent, connections, last flush, buffered rows,
+            gaps of the last hour); on a terminal a compact line comes every 10 s, or this
+            often if it is shorter. ``0`` disables both.
     """
 
     queue_size: int = setting(10_000, int_key(1))
     stop_timeout: float = setting(10.0, _positive_duration, format_duration)
     instance_id: str | None = setting(None, parse_instance_id)
+    status_interval: float = setting(300.0, duration_key(allow_zero=True), format_duration)
 
 
 @dataclass(frozen=True, slots=True)
