@@ -46,7 +46,7 @@ from recorder.flush_reports import FlushReports
 from recorder.gaps.detector import GapDetector
 from recorder.gaps.log import GapLog
 from recorder.gaps.state import merged_last_event_times
-from recorder.ingest.connection import MAX_SILENCE_FACTOR
+from recorder.health import recorder_health
 from recorder.ingest.event_times import EventTimeGuard, quorum_for, screen_restored
 from recorder.ingest.market_connection import StreamItem
 from recorder.ingest.pipeline import EventPipeline
@@ -194,40 +194,15 @@ class RecorderService:
         )
 
     def health(self) -> tuple[bool, Mapping[str, object]]:
-        """Healthy when every shard has a connection delivering data and the last flush worked.
-
-        A connection counts as delivering when its newest frame is younger than half the stall
-        timeout (the health check turns red before a silence check begins), or when a silence
-        check found it alive and its symbols quiet since the longest silence allowed before the
-        next check (``MAX_SILENCE_FACTOR`` stall timeouts) and that check's own time: a quiet
-        symbol's connection does not flap.
-        """
-        now_us = self.clock.wall_us()
-        source = self.settings.source
-        fresh_us = source.stall_timeout / 2 * 1_000_000
-        quiet_us = (MAX_SILENCE_FACTOR * source.stall_timeout + source.handover_timeout) * 1e6
-        delivering = [
-            connection_id
-            for connection_id, state in self.pipeline.connections.items()
-            if state.alive_at(now_us, fresh_us=fresh_us, quiet_us=quiet_us)
-        ]
-        expected = len(self.source.shards)
-        reasons = []
-        if len(delivering) < expected:
-            reasons.append(
-                f"{expected - len(delivering)} of {expected} connections delivered no data in "
-                f"the last {fresh_us / 1_000_000:g}s"
-            )
-        if not self.flush_health.ok:
-            reasons.append(f"the last flush failed: {self.flush_health.last_error}")
-        details: dict[str, object] = {
-            "instance_id": self.instance_id,
-            "connections_expected": expected,
-            "connections_delivering": sorted(delivering),
-            "last_flush_ok": self.flush_health.ok,
-            "reasons": reasons,
-        }
-        return not reasons, details
+        """Healthy when every shard delivers and the last flush worked (:mod:`recorder.health`)."""
+        return recorder_health(
+            source=self.settings.source,
+            connections=self.pipeline.connections,
+            expected=len(self.source.shards),
+            flush=self.flush_health,
+            instance_id=self.instance_id,
+            now_us=self.clock.wall_us(),
+        )
 
     async def run(self, stop: asyncio.Event) -> None:
         """Record until ``stop`` is set, then flush and seal; raise if a task fails.

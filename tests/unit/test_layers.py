@@ -32,6 +32,7 @@ ALLOWED: dict[str, set[str]] = {
     "flush": BASE | {"settings", "ops", "gaps", "storage", "ingest"},
     "flush_reports": BASE | {"settings", "ops", "gaps", "storage", "ingest", "flush"},
     "backfill": BASE | {"settings", "ops", "gaps", "storage", "ingest"},
+    "health": BASE | {"settings", "ops", "gaps", "storage", "ingest", "flush_reports"},
     "recorded_symbols": BASE | {"settings", "ops", "gaps", "storage", "ingest", "flush"},
     "reload": BASE | {"settings", "ops", "recorded_symbols"},
     "service": BASE
@@ -45,6 +46,7 @@ ALLOWED: dict[str, set[str]] = {
         "flush_reports",
         "recorded_symbols",
         "reload",
+        "health",
     },
     "cli": BASE
     | {
