@@ -48,15 +48,31 @@ def _environment() -> dict[str, str]:
     return env
 
 
-def run_cli(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
-    """Run ``recorder *args`` to its end, as cron would, without this machine's settings."""
+def run_cli(
+    *args: str, timeout: float = 60, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    """Run ``recorder *args`` to its end, as cron would, without this machine's settings.
+
+    ``env`` adds settings (``RECORDER_...``) to the command's environment.
+    """
     return subprocess.run(
         [*RECORDER, *args],
         capture_output=True,
         text=True,
         timeout=timeout,
         check=False,
-        env=_environment(),
+        env=_environment() | (env or {}),
+    )
+
+
+def start_cli(*args: str, env: dict[str, str] | None = None) -> "subprocess.Popen[str]":
+    """Start ``recorder *args`` as :func:`run_cli` runs it, without waiting for its end."""
+    return subprocess.Popen(
+        [*RECORDER, *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=_environment() | (env or {}),
     )
 
 

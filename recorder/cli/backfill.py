@@ -4,7 +4,7 @@ The work is :mod:`recorder.backfill.run`'s; this module parses the options, show
 (a bar on a terminal, nothing else off it but one summary line, JSON for scripts) and exits 0
 when every gap that could be filled was, 1 when some could not (each named, with why), 2 when
 it cannot run (the root, the settings, a schema version 1 root, another maintenance command,
-or a ban by the exchange).
+or a ban by the exchange); each of those is said on stderr.
 """
 
 import asyncio
@@ -35,6 +35,12 @@ from recorder.cli.reports import (
 )
 from recorder.clock import SystemClock, format_utc_ms
 from recorder.errors import StorageError
+
+BANNED_ADVICE = (
+    "stopped: {}; send nothing more to the exchange from this IP until the ban ends "
+    "(Retry-After), then run again: the gaps filled so far stay filled"
+)
+"""What stderr says when a 418 stopped the run (stdout keeps its one summary line)."""
 
 
 def _gap_text(outcome: GapOutcome) -> str:
@@ -173,4 +179,6 @@ def backfill_command(
         for outcome in report.outcomes:
             if outcome.state is GapState.FAILED:
                 click.echo(f"not filled: {_gap_text(outcome)}: {outcome.why}", err=True)
+        if report.banned is not None:
+            click.echo(f"recorder backfill: {BANNED_ADVICE.format(report.banned)}", err=True)
     sys.exit(report.exit_code)
