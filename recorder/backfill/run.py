@@ -3,7 +3,8 @@
 For each open gap (logged, not yet resolved, of the chosen causes and symbols) of the window:
 
 1. the whole minutes strictly inside it (:func:`~recorder.backfill.rebuild.minutes_inside`);
-   a gap with none has nothing one-minute candles can rebuild and stays open;
+   a gap with none has nothing one-minute candles can rebuild and stays open; a minute that a
+   gap filled before holds (redundant instances log overlapping gaps) keeps its one row;
 2. the candles those minutes need, the trailing day included, fetched once per symbol and
    span (:class:`~recorder.backfill.fetch.CandleFetcher`: paced, 429s waited out, retried);
 3. one row per minute (:func:`~recorder.backfill.rebuild.rebuild`); a gap any of whose
@@ -204,7 +205,9 @@ async def run_backfill(
             )
             raise StorageError(msg)
         scan = scan_gap_log(root, since_ms, until_ms)
-        gaps, already = open_gaps(scan.gaps, read_resolutions(root), causes, symbols)
+        resolved = read_resolutions(root)
+        gaps, already = open_gaps(scan.gaps, resolved, causes, symbols)
+        filled = filled_minutes(resolved)
         report = BackfillReport(already_resolved=already)
         if on_start is not None:
             on_start(len(gaps))
@@ -224,7 +227,9 @@ async def run_backfill(
             try:
                 async with asyncio.TaskGroup() as tg:
                     for symbol, symbol_gaps in by_symbol.items():
-                        tg.create_task(_fill_symbol(run, slots, symbol, symbol_gaps))
+                        tg.create_task(
+                            _fill_symbol(run, slots, symbol, symbol_gaps, filled[symbol])
+                        )
             except* BannedError as group:
                 report.banned = str(group.exceptions[0])
         report.requests, report.retries = fetcher.requests, fetcher.retries
@@ -233,17 +238,36 @@ async def run_backfill(
         return report
 
 
-async def _fill_symbol(run: _Run, slots: asyncio.Semaphore, symbol: str, gaps: list[Gap]) -> None:
-    """Fill one symbol's gaps, oldest first, sharing the candles they have in common."""
+def filled_minutes(resolved: Iterable[tuple[str, int, int]]) -> defaultdict[str, set[int]]:
+    """The minutes of each symbol that resolved gaps hold: they have their row already.
+
+    Redundant instances that lost the same outage log overlapping gaps, each from its own last
+    event; a minute inside several of them gets one row, from the first gap filled.
+    """
+    filled: defaultdict[str, set[int]] = defaultdict(set)
+    for symbol, from_ms, to_ms in resolved:
+        filled[symbol].update(minutes_inside(from_ms, to_ms))
+    return filled
+
+
+async def _fill_symbol(
+    run: _Run, slots: asyncio.Semaphore, symbol: str, gaps: list[Gap], filled: set[int]
+) -> None:
+    """Fill one symbol's gaps, oldest first, sharing the candles they have in common.
+
+    ``filled`` holds the minutes that have their row already; each gap filled adds its own.
+    """
     async with slots:
         candles: dict[int, Candle] = {}
         fetched: list[tuple[int, int]] = []
         for gap in gaps:
-            minutes = minutes_inside(gap.from_ms, gap.to_ms)
-            if not minutes:
+            inside = minutes_inside(gap.from_ms, gap.to_ms)
+            if not inside:
                 run.done(GapOutcome(gap, GapState.NOTHING_INSIDE))
                 continue
+            minutes = [minute for minute in inside if minute not in filled]
             if run.fetcher is None:
+                filled.update(minutes)
                 run.done(GapOutcome(gap, GapState.WOULD_FILL, len(minutes)))
                 continue
             try:
@@ -265,6 +289,7 @@ async def _fill_symbol(run: _Run, slots: asyncio.Semaphore, symbol: str, gaps: l
             except (OSError, ValueError) as exc:
                 run.done(GapOutcome(gap, GapState.FAILED, why=f"not published: {exc}"))
                 continue
+            filled.update(minutes)
             run.done(GapOutcome(gap, GapState.FILLED, len(rebuilt.rows)))
 
 

@@ -18,6 +18,7 @@ from typing import Any
 import pyarrow.dataset as ds
 import pytest
 from connection_support import running
+from recorded_dataset import BTC, gap, log_gaps, write_data_file
 from service_support import settings_for, wait_for
 from support import gap_records
 
@@ -25,9 +26,11 @@ from recorder.backfill.pacing import WeightPacer
 from recorder.backfill.rebuild import minutes_inside
 from recorder.backfill.run import GapState, run_backfill
 from recorder.clock import SystemClock
+from recorder.gaps.detector import GapCause
 from recorder.gaps.resolutions import read_resolutions
 from recorder.simulate import Fault, FaultKind, SimulatedExchange, SimulatorConfig
 from recorder.simulate.faults import RestFailure
+from recorder.storage.root_schema import mark_root
 
 pytestmark = pytest.mark.integration
 
@@ -143,3 +146,40 @@ async def test_backfill_rebuilds_every_whole_minute_of_an_outage_and_a_stall(
     for outcome in report.outcomes:
         inside = minutes_inside(outcome.gap.from_ms, outcome.gap.to_ms)
         assert (outcome.state is GapState.NOTHING_INSIDE) == (not inside)
+
+
+@pytest.mark.asyncio
+async def test_overlapping_gaps_of_two_instances_get_each_minute_once(tmp_path: Path) -> None:
+    # A redundant pair lost the same outage, each from its own last event: two records of
+    # overlapping gaps. Filled in one run, then a third overlapping one logged later.
+    async with SimulatedExchange(SimulatorConfig(symbols=(BTC,), seed=6)) as exchange:
+        start = exchange.start_ms // MINUTE * MINUTE - 60 * MINUTE  # in the day of history
+        first = gap(BTC, start + 1_000, start + 6 * MINUTE + 1_000, 149, GapCause.DISCONNECT)
+        second = gap(BTC, start + 3_000, start + 7 * MINUTE, 170, GapCause.DISCONNECT)
+        later = gap(BTC, start + 4 * MINUTE, start + 9 * MINUTE, 149, GapCause.DISCONNECT)
+        mark_root(tmp_path)
+        write_data_file(tmp_path, BTC, [start + 1_000, start + 3_000, start + 9 * MINUTE])
+        log_gaps(tmp_path, first, instance_id="host-a")
+        log_gaps(tmp_path, second, instance_id="host-b")
+        report = await run_backfill(
+            tmp_path, rest_url=exchange.rest_url, request_timeout=5, clock=SystemClock()
+        )
+        log_gaps(tmp_path, later, instance_id="host-c")
+        again = await run_backfill(
+            tmp_path, rest_url=exchange.rest_url, request_timeout=5, clock=SystemClock()
+        )
+
+    assert (report.exit_code, report.count(GapState.FILLED)) == (0, 2)
+    assert (again.exit_code, again.count(GapState.FILLED), again.already_resolved) == (0, 1, 2)
+    rows = dataset_rows(tmp_path)
+    rebuilt = sorted(
+        int(row["event_time"].timestamp() * 1000 + 0.5)
+        for row in rows
+        if row["source"] == "backfill"
+    )
+    # Every minute inside any of the gaps once, none twice.
+    minutes = {m for g in (first, second, later) for m in minutes_inside(g.from_ms, g.to_ms)}
+    assert rebuilt == sorted(m + MINUTE - 1 for m in minutes)
+    resolved = read_resolutions(tmp_path)
+    assert sum(resolution.rows for resolution in resolved.values()) == len(minutes)
+    assert resolved[second.key].rows == 1  # the one minute the first gap did not hold
