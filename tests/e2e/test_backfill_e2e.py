@@ -291,8 +291,8 @@ def test_a_kill_mid_run_leaves_nothing_partial_and_a_rerun_finishes_the_same_dat
     root = recording.copy("killed")
     sent = recording.klines_requests()
     # The next two klines requests are answered as usual (``empty`` only empties an
-    # exchangeInfo), the third is held back 5 s: the run is killed while it waits.
-    recording.simulator.inject("rest_fail*2;reply=empty,rest_fail+5s;reply=slow")
+    # exchangeInfo), the third is held back 3 s: the run is killed while it waits.
+    recording.simulator.inject("rest_fail*2;reply=empty,rest_fail+3s;reply=slow")
     env = {"RECORDER_SOURCE__REST_URL": recording.simulator.rest_url}
     process = start_cli("backfill", "--root", str(root), "--concurrency", "1", env=env)
     try:
