@@ -35,13 +35,15 @@ class FlushReports:
 
     Args:
         metrics: the recorder's metrics.
-        buffer_budget: the storage memory budget in bytes, named in the drop warning.
+        buffer_budget: the storage memory budget in bytes, named in the drop warning and
+            exported as ``recorder_buffer_budget_bytes``.
     """
 
     def __init__(self, metrics: RecorderMetrics, buffer_budget: int) -> None:
         self.metrics = metrics
         self.health = FlushHealth()
         self._buffer_budget = buffer_budget
+        metrics.set_buffer_budget(buffer_budget)
         self._drop_flushes = 0
         self._clock_alarm = ClockOffsetAlarm()
 

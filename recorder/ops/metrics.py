@@ -21,7 +21,7 @@ import platform
 from collections.abc import Iterable, Iterator
 from typing import Final
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info, ProcessCollector
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.exposition import choose_encoder
 
@@ -174,7 +174,10 @@ class RecorderMetrics:
         version: the recorder version reported by ``recorder_build_info``.
 
     Attributes:
-        registry: the registry to expose; nothing else is registered in it.
+        registry: the registry to expose; nothing else is registered in it. Besides the
+            ``recorder_*`` series it holds ``prometheus_client``'s process collector
+            (``process_start_time_seconds``, resident memory, CPU, open files; read from
+            ``/proc``, so only on Linux), which the restart alert and the dashboard read.
         market: the series of the recorded set (:mod:`recorder.ops.market_metrics`).
         status: the gaps of the last hour and the limits a status view judges against
             (:mod:`recorder.ops.status_metrics`).
@@ -186,6 +189,9 @@ class RecorderMetrics:
         registry = self.registry
         self._hot = _HotPathCollector(self._clock)
         registry.register(self._hot)
+        # The process's own series: its start time changes with every restart (the restart
+        # alert counts those changes), its resident memory sits beside the buffer budget.
+        ProcessCollector(registry=registry)
         self.market = MarketListMetrics(registry)
         self.status = StatusMetrics(registry, self._clock, GAP_CAUSES)
         self._reconnects = Counter(
@@ -426,6 +432,10 @@ class RecorderMetrics:
     def set_buffered_bytes(self, size_bytes: int) -> None:
         """Report the Arrow bytes of the rows held in memory."""
         self._buffered_bytes.set(size_bytes)
+
+    def set_buffer_budget(self, size_bytes: int) -> None:
+        """Report ``[storage] buffer_budget``, so that buffered bytes can be read as a share."""
+        self.status.set_buffer_budget(size_bytes)
 
     def set_spilled_bytes(self, size_bytes: int) -> None:
         """Report the Arrow bytes of the rows waiting for publication in spill files."""

@@ -90,7 +90,8 @@ class StatusMetrics:
         registry.register(self)
         self._buffer_budget = Gauge(
             "recorder_buffer_budget_bytes",
-            "[storage] buffer_budget: the Arrow bytes recorder_buffered_bytes may reach.",
+            "[storage] buffer_budget: the Arrow bytes recorder_buffered_bytes may reach before "
+            "the oldest events not yet durable are dropped.",
             registry=registry,
         )
         self._stall_timeout = Gauge(
@@ -106,8 +107,12 @@ class StatusMetrics:
 
     def set_limits(self, *, buffer_budget: int, stall_timeout: float) -> None:
         """Export the settings that the status figures are judged against."""
-        self._buffer_budget.set(buffer_budget)
+        self.set_buffer_budget(buffer_budget)
         self._stall_timeout.set(stall_timeout)
+
+    def set_buffer_budget(self, size_bytes: int) -> None:
+        """Export ``[storage] buffer_budget`` (the memory alert and the status view read it)."""
+        self._buffer_budget.set(size_bytes)
 
     def gaps_last_hour(self) -> Mapping[str, int]:
         """The gap records of the last hour, by cause."""

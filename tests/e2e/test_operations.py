@@ -1,16 +1,15 @@
 """What an operator watches: metrics, health, systemd notifications, cron checks."""
 
 import json
-import shutil
 import socket
 import subprocess
 import urllib.error
-import urllib.parse
 import urllib.request
 from pathlib import Path
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
+from prometheus_support import PrometheusServer, have_prometheus
 from support import (
     RECORDER,
     StartRecorder,
@@ -196,14 +195,7 @@ def test_check_reports_healthy_then_stale_for_cron(
     assert missing_root.returncode == 2
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
-
-
-@pytest.mark.skipif(shutil.which("prometheus") is None, reason="no prometheus server installed")
+@pytest.mark.skipif(not have_prometheus(), reason="no prometheus server installed")
 def test_a_real_prometheus_server_scrapes_the_recorder(
     tmp_path: Path, start_simulator: StartSimulator, start_recorder: StartRecorder
 ) -> None:
@@ -212,47 +204,14 @@ def test_a_real_prometheus_server_scrapes_the_recorder(
         root=tmp_path / "data", url=simulator.url, symbols=SYMBOLS, config=CONFIG
     )
     target = str(recorder.wait_for_log("metrics listening")["address"])
-    config = tmp_path / "prometheus.yml"
-    config.write_text(
-        "global:\n  scrape_interval: 1s\n"
-        "scrape_configs:\n"
-        f"  - job_name: recorder\n    static_configs:\n      - targets: ['{target}']\n",
-        encoding="utf-8",
-    )
-    listen = f"127.0.0.1:{free_port()}"
-    with (tmp_path / "prometheus.log").open("wb") as log:
-        server = subprocess.Popen(
-            [
-                "prometheus",
-                f"--config.file={config}",
-                f"--storage.tsdb.path={tmp_path / 'tsdb'}",
-                f"--web.listen-address={listen}",
-            ],
-            stdout=log,
-            stderr=subprocess.STDOUT,
+    with PrometheusServer.running(tmp_path, target) as server:
+        wait_until(
+            lambda: len(server.query("recorder_events_received_total > 0")) == 3, 30, "scrapes"
         )
-        try:
-
-            def query(expression: str) -> list[dict[str, object]]:
-                url = f"http://{listen}/api/v1/query?" + urllib.parse.urlencode(
-                    {"query": expression}
-                )
-                try:
-                    with urllib.request.urlopen(url, timeout=5) as response:
-                        result: list[dict[str, object]] = json.load(response)["data"]["result"]
-                        return result
-                except (urllib.error.URLError, ConnectionError):
-                    return []
-
-            wait_until(lambda: len(query("recorder_events_received_total > 0")) == 3, 30, "scrapes")
-            up = query('up{job="recorder"}')
-            assert [sample["value"][1] for sample in up] == ["1"]  # type: ignore[index]
-            symbols = {
-                sample["metric"]["symbol"]  # type: ignore[index]
-                for sample in query("recorder_events_received_total")
-            }
-            assert symbols == set(SYMBOLS)
-        finally:
-            server.terminate()
-            server.wait(10)
+        up = server.query('up{job="recorder"}')
+        assert [sample["value"][1] for sample in up] == ["1"]
+        symbols = {
+            sample["metric"]["symbol"] for sample in server.query("recorder_events_received_total")
+        }
+        assert symbols == set(SYMBOLS)
     assert recorder.terminate() == 0

@@ -1,5 +1,7 @@
 import math
 import platform
+import time
+from pathlib import Path
 
 import pytest
 from prometheus_client import CollectorRegistry, Counter
@@ -73,6 +75,8 @@ def test_every_metric_is_exported_with_its_type_and_help(metrics: RecorderMetric
         "recorder_written_bytes": "counter",
         "recorder_files_published": "counter",
         "recorder_buffered_rows": "gauge",
+        "recorder_buffered_bytes": "gauge",
+        "recorder_buffer_budget_bytes": "gauge",
         "recorder_wal_size_bytes": "gauge",
         "recorder_clock_offset_seconds": "gauge",
         # The text format has no info type: build info is a gauge of constant 1.
@@ -229,6 +233,31 @@ def test_storage_counters_and_gauges(metrics: RecorderMetrics) -> None:
     assert value(metrics, "recorder_files_published_total") == 3
     assert value(metrics, "recorder_buffered_rows") == 512
     assert value(metrics, "recorder_wal_size_bytes") == 65536
+
+
+def test_buffered_bytes_are_exported_beside_the_budget(metrics: RecorderMetrics) -> None:
+    assert value(metrics, "recorder_buffer_budget_bytes") == 0  # until the service sets it
+    metrics.set_buffer_budget(64 * 1024 * 1024)
+    metrics.set_buffered_bytes(16 * 1024 * 1024)
+
+    assert value(metrics, "recorder_buffer_budget_bytes") == 64 * 1024 * 1024
+    assert (
+        value(metrics, "recorder_buffered_bytes") / value(metrics, "recorder_buffer_budget_bytes")
+        == 0.25
+    )
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="no /proc: not Linux")
+def test_the_process_start_time_is_exported_for_the_restart_alert(
+    metrics: RecorderMetrics,
+) -> None:
+    started = value(metrics, "process_start_time_seconds")
+
+    assert 0 < started <= time.time()
+    assert value(metrics, "process_resident_memory_bytes") > 0
+    assert family_types(metrics)["process_cpu_seconds"] == "counter"
+    # The same process: a second scrape reports the same start, so changes() counts restarts.
+    assert value(metrics, "process_start_time_seconds") == started
 
 
 def test_clock_offset_is_unknown_until_set_then_in_seconds_either_way(
