@@ -14,7 +14,8 @@ reads gap records only)::
 The day is the gap's (the UTC day of its ``to_ms``, as in :mod:`recorder.gaps.layout`); a
 resolution names its gap by ``(symbol, from_ms, to_ms)``, the gap's
 :data:`~recorder.gaps.records.RecordKey`, which an analyst joins on. ``rows`` is how many rows
-the resolution added (0: the gap held no whole minute to rebuild, which resolves it too).
+the resolution added (0: every whole minute inside it was filled already, by the rows of an
+overlapping gap that another instance logged).
 Appends are durable and idempotent like the gap log's (:func:`~recorder.gaps.log.
 append_lines_durably`): a key already resolved under the root is not written again.
 """
