@@ -14,6 +14,7 @@ import pyarrow.parquet as pq
 from recorder.clock import event_date
 from recorder.gaps.detector import Gap, GapCause
 from recorder.gaps.log import GapLog
+from recorder.gaps.resolutions import Resolution, append_resolutions
 from recorder.gaps.state import write_state
 from recorder.model import MiniTicker
 from recorder.storage.schema import (
@@ -48,10 +49,12 @@ def write_data_file(
     metadata_symbol: str | None = None,
     metadata_day: dt.date | None = None,
     version: int = SCHEMA_VERSION,
+    source: str = SOURCE_STREAM,
 ) -> Path:
     """Write a sealed file as the writer does; rows in the order given (sort them yourself).
 
-    ``version`` 1 writes a file as recorders before the ``source`` column did.
+    ``version`` 1 writes a file as recorders before the ``source`` column did; ``source`` is
+    every row's ``source`` otherwise (``backfill`` for rows as recorder backfill writes them).
     """
     day = day or event_date(event_times[0])
     directory = root / f"date={day.isoformat()}" / f"symbol={symbol}"
@@ -60,7 +63,7 @@ def write_data_file(
     batch = data_columns(build_wal_batch([ticker(symbol, e) for e in event_times]))
     table = pa.Table.from_batches([batch])
     if version != FIRST_SCHEMA_VERSION:
-        table = with_source(table, SOURCE_STREAM)
+        table = with_source(table, source)
     table = table.replace_schema_metadata(options.schema.metadata)
     path = directory / name
     pq.write_table(table, path, **options.write_kwargs)
@@ -87,4 +90,45 @@ def gap(symbol: str, from_ms: int, to_ms: int, missed: int, cause: GapCause) -> 
 def healthy_state(root: Path) -> Path:
     """A state file of instance ``host-a`` recording BTC and ETH, both fresh at :data:`NOW`."""
     write_state(root, "host-a", {BTC: NOW - 2000, ETH: NOW - 30_000}, [BTC, ETH])
+    return root
+
+
+# -- a root for the coverage report ----------------------------------------------------------
+
+XRP = "XRPUSDT"
+HOUR_MS = 3_600_000
+REPORT_SINCE = T0
+"""Window of :func:`coverage_root`: 10:00 to 13:00, three whole hours."""
+REPORT_UNTIL = T0 + 3 * HOUR_MS
+BTC_GAP = gap(BTC, T0 + 30 * MINUTE_MS - 2000, T0 + 40 * MINUTE_MS, 300, GapCause.DISCONNECT)
+"""BTC's disconnect at 10:30, logged by two instances and resolved by a backfill of 10 rows."""
+ETH_GAP = gap(ETH, T0 + 115 * MINUTE_MS - 2000, T0 + 125 * MINUTE_MS, 300, GapCause.STALL)
+"""ETH's stall across 12:00 (150 missed updates on each side), open."""
+
+
+def coverage_root(root: Path) -> Path:
+    """Build three symbols over :data:`REPORT_SINCE` to :data:`REPORT_UNTIL`, every 2 s.
+
+    * BTC from 10:00 to 13:00 but for :data:`BTC_GAP` (10:30 to 10:40), which 10 backfilled
+      rows (one a minute) and a resolution record fill: 1,500 + 1,800 + 1,800 rows received.
+    * ETH listed at 11:30, then :data:`ETH_GAP` (11:55 to 12:05), open: 750 + 1,650 rows.
+    * XRP from 12:00 to 12:10 only, in a file written before ``source`` existed: 300 rows.
+    """
+    gap_start, gap_end = BTC_GAP.from_ms + 2000, BTC_GAP.to_ms
+    write_data_file(root, BTC, every(T0, gap_start) + every(gap_end, REPORT_UNTIL))
+    write_data_file(
+        root,
+        BTC,
+        every(gap_start, gap_end, MINUTE_MS),
+        name="backfill-1.parquet",
+        source="backfill",
+    )
+    eth_start = T0 + 90 * MINUTE_MS
+    write_data_file(root, ETH, every(eth_start, ETH_GAP.from_ms + 2000))
+    write_data_file(root, ETH, every(ETH_GAP.to_ms, REPORT_UNTIL), name="part-2.parquet")
+    write_data_file(root, XRP, every(T0 + 2 * HOUR_MS, T0 + 130 * MINUTE_MS), version=1)
+    log_gaps(root, BTC_GAP, ETH_GAP)
+    log_gaps(root, BTC_GAP, instance_id="host-b")
+    resolution = Resolution(BTC_GAP.key, 10, "backfill", REPORT_UNTIL * 1000, "backfill")
+    append_resolutions(root, "backfill", [resolution])
     return root

@@ -220,10 +220,12 @@ def simulate(  # noqa: PLR0917 - click passes each option as an argument
 def _register_commands() -> None:
     from recorder.cli.backfill import backfill_command  # noqa: PLC0415
     from recorder.cli.maintenance import MAINTENANCE_COMMANDS  # noqa: PLC0415
+    from recorder.cli.report import report_command  # noqa: PLC0415
     from recorder.cli.reports import REPORT_COMMANDS  # noqa: PLC0415
     from recorder.cli.status import STATUS_COMMANDS  # noqa: PLC0415
 
-    for command in (*REPORT_COMMANDS, *MAINTENANCE_COMMANDS, backfill_command, *STATUS_COMMANDS):
+    commands = (*REPORT_COMMANDS, *MAINTENANCE_COMMANDS, *STATUS_COMMANDS)
+    for command in (*commands, backfill_command, report_command):
         main.add_command(command)
 
 
