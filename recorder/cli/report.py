@@ -8,7 +8,6 @@ no Chromium for ``--png``).
 """
 
 import os
-import tempfile
 from pathlib import Path
 
 import click
@@ -30,13 +29,14 @@ from recorder.reports.read import plural, torn_line_warning
 def _write_atomically(path: Path, text: str) -> None:
     """Write ``text`` to ``path`` through a temporary file: never a half-written report."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    descriptor, temporary = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    # Beside the target, under a name of this process; opened as any file (the umask decides
+    # who may read the report), not private as a mkstemp file would be.
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
-        with os.fdopen(descriptor, "w", encoding="utf-8") as file:
-            file.write(text)
-        Path(temporary).replace(path)
+        temporary.write_text(text, encoding="utf-8")
+        temporary.replace(path)
     except BaseException:
-        Path(temporary).unlink(missing_ok=True)
+        temporary.unlink(missing_ok=True)
         raise
 
 

@@ -87,7 +87,10 @@ def render(page: Path, png: Path | None = None, size: tuple[int, int] = (1280, 1
     """
     args = [f"--window-size={size[0]},{size[1]}", "--dump-dom"]
     if png is not None:
-        png.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            png.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise BrowserError(f"cannot make the directory of {png}: {exc}") from exc
         args.append(f"--screenshot={png.resolve()}")
     dom = _run(page, *args).stdout
     if png is not None and (not png.is_file() or png.stat().st_size == 0):

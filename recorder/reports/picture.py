@@ -49,6 +49,8 @@ _COLOUR_SCALE: Final = [
     [1.0, "#1a9850"],
 ]
 _ROW_PX: Final = 22
+_MARGIN_TOP_PX: Final = 170
+_MARGIN_BOTTOM_PX: Final = 30
 _COLUMN_PX: Final = 34
 _MAP_MARGIN_PX: Final = 260
 _TABLE_ROW_PX: Final = 30
@@ -176,13 +178,26 @@ def _heat_map(go: Any, report: CoverageReport) -> Any:
     marker = {"symbol": "square-open", "size": 18, "color": BACKFILL_COLOUR, "line": {"width": 2}}
     figure.add_trace(_markers(go, backfilled, "backfilled", marker))
     width, height = figure_size(report)
+    # The hours along the top: with hundreds of symbols the bottom of the map is far away. The
+    # legend sits above them, placed in the plot's own fractions of its height.
+    plot_height = height - _MARGIN_TOP_PX - _MARGIN_BOTTOM_PX
     figure.update_layout(
         width=width,
         height=height,
-        margin={"l": 140, "r": 40, "t": 40, "b": 120},
+        margin={"l": 140, "r": 40, "t": _MARGIN_TOP_PX, "b": _MARGIN_BOTTOM_PX},
         plot_bgcolor="#f4f4f4",
-        legend={"orientation": "h", "x": 0, "y": 1.0, "yanchor": "bottom"},
-        xaxis={"title": {"text": "hour (UTC)"}, "type": "category", "tickangle": -45},
+        legend={
+            "orientation": "h",
+            "x": 0,
+            "y": 1 + (_MARGIN_TOP_PX - 30) / plot_height,
+            "yanchor": "bottom",
+        },
+        xaxis={
+            "title": {"text": "hour (UTC)"},
+            "type": "category",
+            "tickangle": -45,
+            "side": "top",
+        },
         yaxis={"title": {"text": "symbol"}, "type": "category", "autorange": "reversed"},
         hoverlabel={"align": "left"},
     )
