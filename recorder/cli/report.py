@@ -1,10 +1,10 @@
 """``recorder report``: the picture of a recording, as one self-contained HTML file.
 
 The numbers are :mod:`recorder.reports.coverage`'s, the drawing
-:mod:`recorder.reports.picture`'s (plotly, the ``report`` extra), the optional PNG a headless
-Chromium's screenshot of the page (:mod:`recorder.reports.browser`). Exit 0 when the files were
-written, 2 when the report cannot be made (no plotly, no root, bad options, an unreadable file,
-no Chromium for ``--png``).
+:mod:`recorder.reports.picture`'s (plotly, the ``report`` extra), the optional PNG the heat map
+exported by kaleido through the system's Chromium. Exit 0 when the files were written, 2 when
+the report cannot be made (no plotly, no root, bad options, an unreadable file, no Chromium for
+``--png``).
 """
 
 import os
@@ -20,9 +20,14 @@ from recorder.cli.reports import (
     time_bound,
 )
 from recorder.errors import StorageError
-from recorder.reports.browser import BrowserError, screenshot
 from recorder.reports.coverage import run_coverage
-from recorder.reports.picture import ReportExtraMissingError, page_size, render_html, require_plotly
+from recorder.reports.picture import (
+    PngExportError,
+    ReportExtraMissingError,
+    render_html,
+    require_plotly,
+    write_png,
+)
 from recorder.reports.read import plural, torn_line_warning
 
 
@@ -62,7 +67,7 @@ def _write_atomically(path: Path, text: str) -> None:
 @click.option(
     "--png",
     type=click.Path(dir_okay=False, path_type=Path),
-    help="Also write a PNG of the page (needs Chromium on PATH).",
+    help="Also write a PNG of the heat map (kaleido, with Chromium on PATH).",
 )
 def report_command(
     *,
@@ -100,8 +105,8 @@ def report_command(
         click.echo(f"warning: {torn_line_warning(line)}", err=True)
     if png is not None:
         try:
-            screenshot(out, png, *page_size(report))
-        except BrowserError as exc:
+            write_png(report, png)
+        except (PngExportError, ReportExtraMissingError) as exc:
             cannot_run("report", f"wrote {out} but no PNG: {exc}")
     coverage = report.totals.coverage
     summary = "-" if coverage is None else f"{coverage * 100:.1f}%"

@@ -9,19 +9,22 @@ added. Hovering a cell tells its counts and its missed updates by cause. Below i
 the worst symbols, as plain HTML tables.
 
 plotly.js is written into the page itself (no CDN): the file opens offline, mailed or copied
-anywhere. plotly has no type information, so its use stays in this module, behind
-:func:`render_html`.
+anywhere. :func:`write_png` exports the heat map alone as a PNG through kaleido, which drives
+the system's Chromium. plotly has no type information, so its use stays in this module, behind
+:func:`render_html` and :func:`write_png`.
 """
 
 import functools
 import html
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any, Final
 
 from recorder.clock import format_utc_ms
 from recorder.errors import RecorderError
 from recorder.gaps.detector import GapCause
 from recorder.reports.coverage import CoverageReport, HourCell, SymbolCoverage
+from recorder.reports.read import plural
 
 INSTALL_HINT: Final = "pip install 'recorder[report]'"
 """How to install what drawing the report needs."""
@@ -51,14 +54,17 @@ _COLOUR_SCALE: Final = [
 _ROW_PX: Final = 22
 _MARGIN_TOP_PX: Final = 170
 _MARGIN_BOTTOM_PX: Final = 30
+_TITLE_PX: Final = 40
 _COLUMN_PX: Final = 34
 _MAP_MARGIN_PX: Final = 260
-_TABLE_ROW_PX: Final = 30
-_PAGE_CHROME_PX: Final = 420
 
 
 class ReportExtraMissingError(RecorderError):
     """plotly is not installed: the report cannot be drawn."""
+
+
+class PngExportError(RecorderError):
+    """The PNG could not be written: no Chromium for kaleido, or the export failed."""
 
 
 def _plotly() -> Any:
@@ -186,6 +192,8 @@ def _heat_map(go: Any, report: CoverageReport) -> Any:
         height=height,
         margin={"l": 140, "r": 40, "t": _MARGIN_TOP_PX, "b": _MARGIN_BOTTOM_PX},
         plot_bgcolor="#f4f4f4",
+        # plotly hides a legend of one entry by itself; one cause alone still needs its colour.
+        showlegend=True,
         legend={
             "orientation": "h",
             "x": 0,
@@ -209,13 +217,6 @@ def figure_size(report: CoverageReport) -> tuple[int, int]:
     width = max(900, _MAP_MARGIN_PX + _COLUMN_PX * len(report.hours))
     height = max(360, _MAP_MARGIN_PX + _ROW_PX * len(report.symbols))
     return width, height
-
-
-def page_size(report: CoverageReport) -> tuple[int, int]:
-    """The whole page's width and height in pixels, for a screenshot of all of it."""
-    width, height = figure_size(report)
-    table_rows = len(GapCause) + 12 + len(report.worst())
-    return width + 60, height + _PAGE_CHROME_PX + _TABLE_ROW_PX * table_rows
 
 
 def _table(headers: Sequence[str], rows: Sequence[Sequence[str]], table_id: str) -> str:
@@ -326,3 +327,61 @@ def render_html(report: CoverageReport, generated_ms: int) -> str:
         f"<h2>Worst symbols</h2>{worst}"
         "</body></html>\n"
     )
+
+
+def write_png(report: CoverageReport, path: Path) -> None:
+    """Export the heat map of ``report`` (legend and colour bar included) as a PNG at ``path``.
+
+    kaleido renders it in the system's Chromium, found on ``PATH`` (Debian's ``chromium``
+    package); it is never downloaded.
+
+    Raises:
+        ReportExtraMissingError: plotly or kaleido is not installed.
+        PngExportError: no Chromium, or the export failed.
+    """
+    go = _plotly()
+    try:
+        import kaleido  # noqa: F401, PLC0415 - an optional extra; plotly imports it too
+    except ImportError as exc:
+        raise ReportExtraMissingError(f"writing a PNG needs kaleido: {INSTALL_HINT}") from exc
+    figure = _heat_map(go, report)
+    width, height = figure_size(report)
+    # A PNG travels without its page: it says itself what it shows, in a band above the legend.
+    coverage = _percent(report.totals.coverage)
+    title = (
+        f"Recording coverage {_hour_label(report.since_ms)} to {_hour_label(report.until_ms)} "
+        f"UTC: {plural(len(report.symbols), 'symbol')}, coverage {coverage}, "
+        f"{plural(report.open_gaps, 'open gap')}"
+    )
+    height += _TITLE_PX
+    figure.update_layout(
+        height=height,
+        margin={"t": _MARGIN_TOP_PX + _TITLE_PX},
+        title={
+            "text": title,
+            "font": {"size": 14},
+            "x": 0.01,
+            "xanchor": "left",
+            "y": 0.995,
+            "yanchor": "top",
+        },
+    )
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        figure.write_image(str(path), format="png", width=width, height=height)
+    except (OSError, RuntimeError, ValueError) as exc:
+        raise PngExportError(
+            f"cannot write {path}: {_export_failure(exc)} (kaleido renders it in Chromium: "
+            "install Debian's chromium package, or set BROWSER_PATH to a Chromium)"
+        ) from exc
+
+
+def _export_failure(exc: BaseException) -> str:
+    """The first sentence of what made an export fail.
+
+    plotly wraps kaleido's "no browser found" in advice to download Chrome (from a site this
+    project does not rely on): the first sentence of the error underneath says what is wrong.
+    """
+    inner = exc.__cause__ or exc.__context__ or exc
+    text = " ".join(str(inner).split()) or exc.__class__.__name__
+    return text.split(". ")[0]

@@ -40,10 +40,11 @@ def test_a_window_that_ends_before_it_starts_is_refused(tmp_path: Path) -> None:
 def test_no_chromium_for_the_png_leaves_the_page_and_exits_2(tmp_path: Path) -> None:
     root = coverage_root(tmp_path / "data")
     out, png = tmp_path / "r.html", tmp_path / "r.png"
-    result = run(
-        "--root", str(root), *WINDOW, "--out", str(out), "--png", str(png), env={"PATH": ""}
-    )
+    # kaleido takes the browser BROWSER_PATH names before looking anywhere (it never downloads).
+    no_browser: dict[str, str | None] = {"BROWSER_PATH": str(tmp_path / "no-chromium")}
+    result = run("--root", str(root), *WINDOW, "--out", str(out), "--png", str(png), env=no_browser)
     assert result.exit_code == ExitCode.CANNOT_CHECK
-    assert f"wrote {out} but no PNG: no Chromium on PATH" in result.output
+    assert f"wrote {out} but no PNG: cannot write {png}: No browser found at" in result.output
+    assert "install Debian's chromium package" in result.output
     assert out.is_file()
     assert not png.exists()

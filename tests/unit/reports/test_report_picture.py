@@ -14,7 +14,7 @@ from recorded_dataset import (
 )
 
 from recorder.reports.coverage import CoverageReport, run_coverage
-from recorder.reports.picture import PLOT_DIV_ID, page_size, render_html, totals_rows
+from recorder.reports.picture import PLOT_DIV_ID, figure_size, render_html, totals_rows
 
 
 @pytest.fixture(scope="module")
@@ -108,7 +108,9 @@ def test_an_empty_window_says_so(tmp_path: Path) -> None:
     assert "no data and no gap in the window" in page
 
 
-def test_the_page_grows_with_symbols_and_hours(report: CoverageReport) -> None:
-    width, height = page_size(report)
-    assert width >= 900
-    assert height >= 1000
+def test_the_map_grows_with_symbols_and_hours(report: CoverageReport, tmp_path: Path) -> None:
+    assert figure_size(report) == (900, 360)
+    for n in range(40):
+        write_data_file(tmp_path, f"S{n}USDT", every(T0, T0 + 48 * HOUR_MS, 3_600_000))
+    big = run_coverage(tmp_path, T0, T0 + 48 * HOUR_MS, 2000)
+    assert figure_size(big) == (260 + 34 * 48, 260 + 22 * 40)

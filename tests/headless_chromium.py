@@ -1,8 +1,7 @@
-"""A headless Chromium run on a local page: its PNG screenshot, or its DOM once scripts ran.
+"""A real headless Chromium on a local page: its DOM once its scripts ran, and a screenshot.
 
-``recorder report --png`` draws the page's PNG this way (plotly's own image export needs
-kaleido and a browser of its own besides); the tests read the rendered DOM the same way. The
-browser is the system's (Debian's ``chromium`` package), found on ``PATH``.
+The report's tests open its page this way, as a person's browser would. The browser is the
+system's (Debian's ``chromium`` package, which ``.ci/run`` installs), found on ``PATH``.
 """
 
 import shutil
@@ -11,18 +10,16 @@ import tempfile
 from pathlib import Path
 from typing import Final
 
-from recorder.errors import RecorderError
-
 CHROMIUM_NAMES: Final = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable")
 """Executable names of Chromium, tried in order on ``PATH``."""
 
 _FLAGS: Final = (
     "--headless",
     "--disable-gpu",
-    # The page is our own file, read offline: the sandbox only gets in the way where it cannot
-    # start (as root, in a container).
+    # The page is the test's own file, read offline: the sandbox only gets in the way where it
+    # cannot start (as root, in a container).
     "--no-sandbox",
-    # No connection attempt of the browser's own (updates, sync, field trials): the report needs
+    # No connection attempt of the browser's own (updates, sync, field trials): the page needs
     # the network for nothing, and a closed network would only slow the start down.
     "--disable-background-networking",
     "--disable-component-update",
@@ -36,7 +33,7 @@ _FLAGS: Final = (
 _TIMEOUT_S: Final = 60
 
 
-class BrowserError(RecorderError):
+class BrowserError(Exception):
     """Chromium is not installed, or it failed on the page."""
 
 
@@ -59,7 +56,7 @@ def _run(page: Path, *args: str) -> subprocess.CompletedProcess[str]:
     # A fresh profile each run: nothing of another run, or of a person's browser, leaks in.
     with tempfile.TemporaryDirectory(prefix="recorder-chromium-") as profile:
         try:
-            result = subprocess.run(  # noqa: S603 - our own arguments, no shell
+            result = subprocess.run(
                 [executable, *_FLAGS, f"--user-data-dir={profile}", *args, page.resolve().as_uri()],
                 capture_output=True,
                 text=True,
@@ -96,12 +93,3 @@ def render(page: Path, png: Path | None = None, size: tuple[int, int] = (1280, 1
     if png is not None and (not png.is_file() or png.stat().st_size == 0):
         raise BrowserError(f"Chromium wrote no screenshot of {page} to {png}")
     return dom
-
-
-def screenshot(page: Path, png: Path, width: int, height: int) -> None:
-    """Write a ``width`` x ``height`` PNG of ``page`` as Chromium renders it.
-
-    Raises:
-        BrowserError: Chromium is missing, failed, or wrote no picture.
-    """
-    render(page, png, (width, height))
