@@ -1,4 +1,4 @@
-"""What ``recorder gaps``, ``recorder check`` and ``recorder verify`` compute, from files alone.
+"""What ``recorder gaps``, ``check``, ``verify`` and ``report`` compute, from files alone.
 
 Pure of the command line: every function takes the dataset root and the current time (where it
 matters) and returns a report; :mod:`recorder.cli.reports` parses options and prints. Read-only:
@@ -12,6 +12,9 @@ nothing here writes under the root.
 * :mod:`recorder.reports.verify`: ``verify``, every sealed data file read and the gaps in the
   data compared with the gap log, meant for a daily run; what it can find and its report are
   :mod:`recorder.reports.findings`.
+* :mod:`recorder.reports.coverage`: ``report``'s numbers, symbol by UTC hour: rows received and
+  backfilled, updates expected and missed by cause; :mod:`recorder.reports.picture` draws them
+  (plotly, the ``report`` extra) as one self-contained HTML page, and its PNG.
 
 Exit codes, the same for ``check`` and ``verify``: ``0`` healthy, ``1`` a problem was found,
 ``2`` the check could not be made.

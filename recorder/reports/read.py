@@ -1,4 +1,4 @@
-"""The read side the three reports share: what lies under a dataset root, read without change.
+"""The read side the reports share: what lies under a dataset root, read without change.
 
 Lists the data files of the ``date=*/symbol=*`` partitions (and the ``.parquet`` files outside
 them), reads the event times of a sealed file and the newest event of each symbol, parses the

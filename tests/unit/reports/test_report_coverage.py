@@ -144,3 +144,15 @@ def test_a_missing_root_or_a_broken_file_cannot_be_reported(tmp_path: Path) -> N
 def test_an_empty_window_is_refused(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="window is empty"):
         run_coverage(tmp_path, T0, T0, 2000)
+
+
+def test_a_torn_last_line_of_the_gap_log_is_reported_and_skipped(tmp_path: Path) -> None:
+    write_data_file(tmp_path, BTC, every(T0, T0 + HOUR_MS))
+    log_gaps(tmp_path, gap(BTC, T0, T0 + 10_000, 4, GapCause.STALL))
+    [log_file] = (tmp_path / "_gaps").rglob("*.jsonl")
+    with log_file.open("ab") as file:
+        file.write(b'{"symbol": "BTC')
+    report = run_coverage(tmp_path, T0, T0 + HOUR_MS, 2000)
+    [torn] = report.torn_lines
+    assert (torn.path, torn.line_number) == (log_file, 2)
+    assert report.totals.missed_by_cause == {STALL: 4}

@@ -114,3 +114,12 @@ def test_the_map_grows_with_symbols_and_hours(report: CoverageReport, tmp_path: 
         write_data_file(tmp_path, f"S{n}USDT", every(T0, T0 + 48 * HOUR_MS, 3_600_000))
     big = run_coverage(tmp_path, T0, T0 + 48 * HOUR_MS, 2000)
     assert figure_size(big) == (260 + 34 * 48, 260 + 22 * 40)
+
+
+def test_a_torn_gap_log_line_is_told_on_the_page(tmp_path: Path) -> None:
+    write_data_file(tmp_path, "BTCUSDT", every(T0, T0 + HOUR_MS))
+    torn = tmp_path / "_gaps" / "date=2024-05-01" / "host-a.jsonl"
+    torn.parent.mkdir(parents=True)
+    torn.write_bytes(b'{"symbol": "BTC')
+    page = render_html(run_coverage(tmp_path, T0, T0 + HOUR_MS, 2000), T0 + HOUR_MS)
+    assert f'<p class="warning">incomplete last line 1 of {torn} skipped</p>' in page
