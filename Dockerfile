@@ -3,6 +3,8 @@
 # The recorder daemon as a container image.
 #
 # Build:  docker build -t recorder .
+# Tested without Docker or a registry by scripts/container_test: podman with the runc runtime,
+# --format docker (keeps the HEALTHCHECK), PYTHON_IMAGE a Debian bookworm base made with mmdebstrap.
 # Run:    docker run -d --name recorder --restart unless-stopped --stop-timeout 60 \
 #           -v recorder-data:/data -p 127.0.0.1:9464:9464 \
 #           -e RECORDER_SOURCE__SYMBOLS=BTCUSDT,ETHUSDT recorder
