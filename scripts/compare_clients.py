@@ -1,0 +1,416 @@
+"""Compare the recorder with bare websocket clients on one pre-framed feed (issue 13's baseline).
+
+A small aiohttp websocket server in this process serves ``/market/stream?streams=...``: to the
+first connection of a run it sends ``--frames`` pre-built combined miniTicker frames
+(``{"stream":"btcusdt@miniTicker","data":{...}}``, the simulator's ten default contracts, its
+decimal strings, ``E`` increasing), as fast as the client reads (each ``send_str`` waits
+while the socket's buffer is full), then closes. The frames are built once, kept as ``str``.
+A later connection of the same run (the recorder reconnects) is held open, silent.
+
+Each client is a subprocess:
+
+1. ``bare_client.py``: a bare ``aiohttp`` client counting text frames;
+2. ``bare_client.py --json``: the same, with ``json.loads`` of every frame;
+3. ``recorder``: ``recorder run`` end to end, with the defaults: received, durable in the
+   write-ahead log, published as sealed Parquet at the stop;
+4. cryptofeed and unicorn-binance-websocket-api: hooks only (:data:`OPTIONAL_CLIENTS`); see
+   ``docs/performance.md`` for why they are not run.
+
+This process (the server) and every client are pinned to the same single CPU (``--cpu``,
+default 1, with :func:`os.sched_setaffinity`, inherited by the children), so that the run is
+CPU-bound and every client pays for the server's sending alike.
+
+The clock of a run starts when the server sends the first frame. For the bare clients it
+stops when the close handshake completes (the client has read every frame before the close
+frame); for the recorder when its process has exited after SIGTERM, sent as soon as the close
+handshake completes: its final flush and seal are inside the clock. CPU is the client
+process's from the moment the server accepts its connection (``/proc/<pid>/stat``, 10 ms
+resolution) to its exit (:func:`os.wait4`); start-up and imports are outside. Peak RSS is
+``VmHWM``, read every 10 ms until the exit. The rounds interleave the clients (A B C A B C ...);
+the first round is a warm-up and discarded; the table gives medians with min-max.
+
+Usage::
+
+    .venv/bin/python scripts/compare_clients.py [--frames N] [--runs N] [--cpu N]
+        [--json FILE] [--tmp-dir DIR] [--keep]
+"""
+
+import asyncio
+import dataclasses
+import json
+import os
+import signal
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+from benchmark import (  # scripts/ is on sys.path when a script runs
+    MIB,
+    PROJECT_ROOT,
+    RECORDER_COMMAND,
+    SEED,
+    child_environment,
+    combined_frame,
+    count_dataset,
+    describe_machine,
+    markdown,
+    number,
+    peak_rss,
+    sample_process,
+)
+from scenario_cli import Option, in_scratch, options_parser, progress, write_json
+
+from recorder.ingest.connection import combined_stream_url
+from recorder.simulate.config import DEFAULT_SYMBOLS, SimulatorConfig
+from recorder.simulate.market import MarketGenerator
+
+BARE_CLIENT = Path(__file__).resolve().parent / "bare_client.py"
+SYMBOLS = DEFAULT_SYMBOLS
+CLOSE_TIMEOUT = 120.0
+"""Seconds the server waits for the client's answer to its close frame."""
+RUN_TIMEOUT = 600.0
+STOP_TIMEOUT = 60.0
+SAMPLE_SECONDS = 0.01
+
+OPTIONS: list[Option] = [
+    ("--frames", int, 200_000, "pre-framed frames sent per run"),
+    ("--runs", int, 5, "measured rounds, after one warm-up round"),
+    ("--cpu", int, 1, "the CPU the server and every client are pinned to"),
+]
+
+
+# ---------------------------------------------------------------------------------------------
+# The feed
+
+
+def build_frames(count: int, start_ms: int) -> list[str]:
+    """Build ``count`` combined miniTicker frames of the ten default contracts, ``E`` rising.
+
+    The simulator's market generator gives the payloads (every symbol changes every tick, a
+    tick every 100 ms of ``E`` from ``start_ms``), so the decimal strings are the realistic ones.
+    """
+    config = SimulatorConfig(
+        symbols=SYMBOLS, seed=SEED, interval_ms=100, jitter_ms=50, activity=1.0
+    )
+    generator = MarketGenerator(config, start_ms)
+    frames: list[str] = []
+    while len(frames) < count:
+        frames.extend(
+            combined_frame(event.symbol, event.payload_json) for event in generator.step().events
+        )
+    return frames[:count]
+
+
+@dataclass(slots=True)
+class RunState:
+    """What the server saw of one run's client.
+
+    Attributes:
+        pid: the client process.
+        cpu_at_connect_s: its CPU seconds when the server accepted its first connection.
+        started: :func:`time.perf_counter` just before the first frame was sent.
+        closed: when the close handshake completed.
+        done: set at ``closed``.
+    """
+
+    pid: int
+    cpu_at_connect_s: float = 0.0
+    started: float | None = None
+    closed: float | None = None
+    done: asyncio.Event = field(default_factory=asyncio.Event)
+
+
+class Feed:
+    """The pre-framed feed server: the frames, and the run being served."""
+
+    def __init__(self, frames: Sequence[str]) -> None:
+        self.frames = frames
+        self.current: RunState | None = None
+
+    async def handle(self, request: web.Request) -> web.WebSocketResponse:
+        """Send every frame to the run's first connection, then close; hold any later one."""
+        socket = web.WebSocketResponse(compress=False, timeout=CLOSE_TIMEOUT)
+        await socket.prepare(request)
+        state = self.current
+        if state is None or state.started is not None:
+            async for _ in socket:
+                pass
+            return socket
+        state.cpu_at_connect_s = sample_process(state.pid).cpu_s
+        state.started = time.perf_counter()
+        for frame in self.frames:
+            await socket.send_str(frame)
+        await socket.close()
+        state.closed = time.perf_counter()
+        state.done.set()
+        return socket
+
+
+# ---------------------------------------------------------------------------------------------
+# The clients
+
+
+@dataclass(frozen=True, slots=True)
+class Client:
+    """One client of the comparison.
+
+    Attributes:
+        name: its label in the table.
+        command: its command line, from the feed's base URL and the run's directory.
+        ends_at_exit: the clock stops at its exit (the recorder) rather than at the close.
+    """
+
+    name: str
+    command: Callable[[str, Path], list[str]]
+    ends_at_exit: bool = False
+
+
+def bare_command(*flags: str) -> Callable[[str, Path], list[str]]:
+    """The command line of ``bare_client.py`` with ``flags``."""
+
+    def command(base_url: str, directory: Path) -> list[str]:
+        del directory
+        return [sys.executable, str(BARE_CLIENT), combined_stream_url(base_url, SYMBOLS), *flags]
+
+    return command
+
+
+def recorder_command(base_url: str, directory: Path) -> list[str]:
+    """``recorder run`` on the feed, its dataset in ``directory``."""
+    return [
+        *RECORDER_COMMAND,
+        "run",
+        "--url",
+        base_url,
+        "--symbols",
+        ",".join(SYMBOLS),
+        "--root",
+        str(directory / "data"),
+        "--instance-id",
+        "bench",
+    ]
+
+
+CLIENTS = (
+    Client("bare aiohttp, counting frames", bare_command()),
+    Client("bare aiohttp + json.loads", bare_command("--json")),
+    Client("recorder run (received, logged, sealed)", recorder_command, ends_at_exit=True),
+)
+OPTIONAL_CLIENTS: dict[str, str] = {
+    "cryptofeed": "its Binance futures feed needs its websocket and REST endpoints redirected",
+    "unicorn-binance-websocket-api": "its futures endpoint needs redirecting to the local feed",
+}
+"""Clients the issue names as optional: hooks for an adapter that points them at the feed."""
+
+
+# ---------------------------------------------------------------------------------------------
+# Runs
+
+
+@dataclass(frozen=True, slots=True)
+class RunResult:
+    """One run of one client.
+
+    Attributes:
+        client: the client's label.
+        round: the round (0: the warm-up).
+        wall_s: the clock of the run (see the module's docstring).
+        cpu_s: the client's CPU from the accepted connection to its exit.
+        peak_rss_bytes: its ``VmHWM``, last read before the exit.
+        received: frames the bare client counted, or rows in the recorder's dataset.
+        duplicates: rows beyond the first of each (symbol, E); 0 for the bare clients.
+        exit_code: the client's exit code after SIGTERM.
+    """
+
+    client: str
+    round: int
+    wall_s: float
+    cpu_s: float
+    peak_rss_bytes: int
+    received: int
+    duplicates: int
+    exit_code: int
+
+
+async def reap(pid: int) -> tuple[float, int, float, int]:
+    """SIGTERM ``pid`` and wait; return the exit time, exit code, CPU seconds and peak RSS."""
+    loop = asyncio.get_running_loop()
+    peak = peak_rss(pid) or 0
+
+    def wait() -> tuple[float, int, float]:
+        _, status, usage = os.wait4(pid, 0)
+        return (
+            time.perf_counter(),
+            os.waitstatus_to_exitcode(status),
+            usage.ru_utime + usage.ru_stime,
+        )
+
+    os.kill(pid, signal.SIGTERM)
+    waiting = loop.run_in_executor(None, wait)
+    while not waiting.done():
+        peak = max(peak, peak_rss(pid) or 0)
+        await asyncio.wait({waiting}, timeout=SAMPLE_SECONDS)
+    exited, code, cpu = await waiting
+    return exited, code, cpu, peak
+
+
+def start_client(client: Client, base_url: str, directory: Path) -> "subprocess.Popen[bytes]":
+    """Start ``client`` with its log in ``directory``; a bare client's stdout is piped."""
+    with (directory / "client.log").open("wb") as log:
+        return subprocess.Popen(
+            client.command(base_url, directory),
+            stdout=log if client.ends_at_exit else subprocess.PIPE,
+            stderr=log,
+            env=child_environment(),
+            cwd=PROJECT_ROOT,
+        )
+
+
+async def run_client(
+    feed: Feed, base_url: str, client: Client, round_number: int, scratch: Path
+) -> RunResult:
+    """Run ``client`` once against the feed and measure it."""
+    directory = scratch / f"round{round_number}-{CLIENTS.index(client)}"
+    directory.mkdir()
+    process = start_client(client, base_url, directory)
+    state = RunState(pid=process.pid)
+    feed.current = state
+    try:
+        await asyncio.wait_for(state.done.wait(), RUN_TIMEOUT)
+    except TimeoutError:
+        process.kill()
+        raise
+    exited, code, cpu_total, peak = await reap(process.pid)
+    process.returncode = code
+    feed.current = None
+    if state.started is None or state.closed is None:
+        raise RuntimeError(f"{client.name}: the feed did not run")
+    if client.ends_at_exit:
+        wall_s = exited - state.started
+        counts = count_dataset(directory / "data", (0, 2**62))
+        received, duplicates = counts.rows, counts.duplicate_rows
+    else:
+        wall_s = state.closed - state.started
+        output = process.stdout.read() if process.stdout is not None else b""
+        received = int(json.loads(output or b'{"frames": 0}')["frames"])
+        duplicates = 0
+    if process.stdout is not None:
+        process.stdout.close()
+    return RunResult(
+        client=client.name,
+        round=round_number,
+        wall_s=wall_s,
+        cpu_s=cpu_total - state.cpu_at_connect_s,
+        peak_rss_bytes=peak,
+        received=received,
+        duplicates=duplicates,
+        exit_code=code,
+    )
+
+
+async def compare(frames: Sequence[str], runs: int, scratch: Path) -> list[RunResult]:
+    """Serve the feed on loopback and run every client ``runs + 1`` times, interleaved."""
+    feed = Feed(frames)
+    app = web.Application()
+    app.router.add_get("/market/stream", feed.handle)
+    runner = web.AppRunner(app, handle_signals=False)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = runner.addresses[0][1]
+    base_url = f"ws://127.0.0.1:{port}/market"
+    results: list[RunResult] = []
+    try:
+        for round_number in range(runs + 1):
+            for client in CLIENTS:
+                result = await run_client(feed, base_url, client, round_number, scratch)
+                progress(
+                    f"round {round_number} {client.name}: {number(len(frames) / result.wall_s)} "
+                    f"frames/s, {number(result.cpu_s / len(frames) * 1e6)} µs CPU/frame, "
+                    f"{number(result.peak_rss_bytes / MIB)} MiB, {result.received:,} received"
+                )
+                results.append(result)
+    finally:
+        await runner.cleanup()
+    return results
+
+
+# ---------------------------------------------------------------------------------------------
+# Report
+
+
+def spread(values: Sequence[float]) -> str:
+    """Write the median with the min-max: ``43,200 (41,000-44,100)``."""
+    return f"{number(statistics.median(values))} ({number(min(values))}-{number(max(values))})"
+
+
+TABLE_HEADER = (
+    "client",
+    "frames/s",
+    "CPU µs per frame",
+    "peak RSS (MiB)",
+    "every frame received / recorded once, clean exit",
+)
+
+
+def summary_table(results: Sequence[RunResult], frames: int) -> list[list[str]]:
+    """One row per client over the measured rounds (round 0, the warm-up, left out)."""
+    rows = []
+    for client in CLIENTS:
+        measured = [r for r in results if r.client == client.name and r.round > 0]
+        if not measured:
+            continue
+        complete = sum(
+            r.received == frames and r.duplicates == 0 and r.exit_code == 0 for r in measured
+        )
+        rows.append(
+            [
+                client.name,
+                spread([frames / r.wall_s for r in measured]),
+                spread([r.cpu_s / frames * 1e6 for r in measured]),
+                spread([r.peak_rss_bytes / MIB for r in measured]),
+                f"{complete} of {len(measured)} runs",
+            ]
+        )
+    for name, reason in OPTIONAL_CLIENTS.items():
+        rows.append([name, "not run", "", "", reason])
+    return rows
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the comparison, print the Markdown table, and write JSON if asked."""
+    args = options_parser(__doc__, OPTIONS).parse_args(argv)
+    os.sched_setaffinity(0, {args.cpu})
+    progress(f"building {args.frames:,} frames")
+    frames = build_frames(args.frames, time.time_ns() // 1_000_000)
+
+    def scenario(scratch: Path) -> dict[str, Any]:
+        machine = dataclasses.replace(describe_machine(scratch), cpus=os.cpu_count() or 0)
+        results = asyncio.run(compare(frames, args.runs, scratch))
+        table = markdown(TABLE_HEADER, summary_table(results, len(frames)))
+        print(
+            f"Machine: {machine.describe()}; server and clients pinned to CPU {args.cpu}.\n\n"
+            f"{len(frames):,} pre-framed frames of {len(SYMBOLS)} symbols per run, "
+            f"{args.runs} measured rounds after one warm-up; medians (min-max).\n\n{table}"
+        )
+        return {
+            "machine": asdict(machine),
+            "frames": len(frames),
+            "symbols": list(SYMBOLS),
+            "cpu": args.cpu,
+            "runs": [asdict(result) for result in results],
+            "table": table,
+        }
+
+    write_json(args, in_scratch("compare-clients-", args, scenario))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
