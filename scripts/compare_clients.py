@@ -203,8 +203,8 @@ CLIENTS = (
     Client("recorder run (received, logged, sealed)", recorder_command, ends_at_exit=True),
 )
 OPTIONAL_CLIENTS: dict[str, str] = {
-    "cryptofeed": "its Binance futures feed needs its websocket and REST endpoints redirected",
-    "unicorn-binance-websocket-api": "its futures endpoint needs redirecting to the local feed",
+    "cryptofeed": "installs; no adapter yet points it at the local feed",
+    "unicorn-binance-websocket-api": "installs; no adapter yet points it at the local feed",
 }
 """Clients the issue names as optional: hooks for an adapter that points them at the feed."""
 
