@@ -237,42 +237,6 @@ def decode_failure(
     return Decoded(rejections=(build_rejection(frame, reason, receive_time, connection_id),))
 
 
-class FrameDecoder:
-    """:func:`decode_frame` with the per-connection settings bound once.
-
-    Args:
-        subscribed: see :func:`decode_frame`.
-        max_frame_bytes: see :func:`decode_frame`.
-        all_market: see :func:`decode_frame`.
-    """
-
-    __slots__ = ("all_market", "max_frame_bytes", "subscribed")
-
-    def __init__(
-        self,
-        subscribed: frozenset[str] | None,
-        max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES,
-        *,
-        all_market: bool = False,
-    ) -> None:
-        self.subscribed = subscribed
-        self.max_frame_bytes = max_frame_bytes
-        self.all_market = all_market
-
-    def decode(
-        self, frame: str | bytes, *, receive_time: int, connection_id: str | None = None
-    ) -> Decoded:
-        """Decode one frame; see :func:`decode_frame`."""
-        return decode_frame(
-            frame,
-            receive_time=receive_time,
-            subscribed=self.subscribed,
-            connection_id=connection_id,
-            max_frame_bytes=self.max_frame_bytes,
-            all_market=self.all_market,
-        )
-
-
 def _oversize(frame: str | bytes, limit: int) -> int | None:
     """Return the frame's UTF-8 size when it exceeds ``limit``, else ``None``."""
     if isinstance(frame, str) and not frame.isascii():

@@ -12,7 +12,6 @@ from recorder.ingest.decode import (
     ControlError,
     ControlReply,
     Decoded,
-    FrameDecoder,
     decode_frame,
 )
 from recorder.ingest.payload import MAX_EVENT_TIME_MS, MIN_EVENT_TIME_MS
@@ -138,18 +137,10 @@ def test_all_market_array_of_samples_keeps_good_items_in_order() -> None:
     assert json.loads(decoded.rejections[0].raw)["data"] == payloads
 
 
-def test_frame_decoder_binds_settings() -> None:
-    decoder = FrameDecoder(frozenset({"ETHUSDT"}), max_frame_bytes=4096)
-    frame = combined(payload())
-    assert decoder.decode(frame, receive_time=RECEIVED, connection_id="0.1") == decode(
-        frame, frozenset({"ETHUSDT"}), max_frame_bytes=4096
-    )
+def test_an_array_is_read_item_by_item_only_in_all_market_mode() -> None:
     array = json.dumps([payload(s="ETHUSDT")])
-    assert FrameDecoder(None, all_market=True).decode(array, receive_time=1).events
-    assert FrameDecoder(None).decode(array, receive_time=1).rejections
-    assert reason_code(decoder.decode(frame, receive_time=1).rejections[0].reason) == (
-        "unsubscribed_symbol"
-    )
+    assert decode_frame(array, receive_time=1, subscribed=None, all_market=True).events
+    assert decode_frame(array, receive_time=1, subscribed=None).rejections
 
 
 def test_docstring_examples_hold() -> None:
