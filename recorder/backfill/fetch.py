@@ -5,7 +5,8 @@ one-minute candles at a time, each request first cleared by the shared
 :class:`~recorder.backfill.pacing.WeightPacer` (so concurrent symbols share one budget).
 A connection error, a timeout, an HTTP 5xx or an unusable answer is retried with capped
 exponential backoff and jitter, :data:`ATTEMPTS` times in all; a 429 pauses every request
-until ``Retry-After`` has passed and is retried too; a 418 (the IP is banned) raises
+until ``Retry-After`` has passed (at most :data:`MAX_RETRY_AFTER`; a longer one fails the request)
+and is retried too; a 418 (the IP is banned) raises
 :class:`BannedError` at once, and the run stops.
 """
 
@@ -25,6 +26,9 @@ ATTEMPTS: Final = 4
 """Tries of one request before its gaps are reported as not filled."""
 RATE_LIMITED_ATTEMPTS: Final = 10
 """429s tolerated for one request (each waited out) before giving up on it."""
+MAX_RETRY_AFTER: Final = 900.0
+"""The longest ``Retry-After`` waited out; a longer one (a hostile or broken answer) gives up on
+the request instead of sleeping for days."""
 BACKOFF: Final = (0.5, 8.0)
 """First and largest delay between two tries, in seconds (jittered)."""
 
@@ -90,6 +94,10 @@ class CandleFetcher:
                 if exc.reason == "banned":
                     raise BannedError(f"the exchange banned this IP (HTTP 418): {exc}") from exc
                 refusals += 1
+                if exc.retry_after is not None and exc.retry_after > MAX_RETRY_AFTER:
+                    msg = f"{exc}: Retry-After over the {MAX_RETRY_AFTER:g}s a backfill waits"
+                    raise RateLimitedError(msg, exc.reason, exc.retry_after) from exc
+                # Every other request of the run waits too: the limit is the IP's.
                 self._pacer.refused(exc.retry_after, self._now())
                 if refusals >= RATE_LIMITED_ATTEMPTS:
                     raise

@@ -171,3 +171,13 @@ async def test_429s_without_end_are_given_up_on(bench: Bench) -> None:
     # Each 429 but the last was waited out, and none counted against the failure attempts.
     assert bench.sleeps.delays == [1.0] * (RATE_LIMITED_ATTEMPTS - 1)
     assert bench.pacer.rate_limited == RATE_LIMITED_ATTEMPTS
+
+
+@pytest.mark.asyncio
+async def test_a_retry_after_of_days_fails_the_request_instead_of_sleeping(bench: Bench) -> None:
+    bench.inject("rest_fail;reply=429;retry_after=864000s")
+    first, last = bench.span()
+    with pytest.raises(RateLimitedError, match="Retry-After over"):
+        await bench.fetcher.fetch(SYMBOL, first, last)
+    assert bench.sleeps.delays == []
+    assert await bench.klines_requests() == 1
