@@ -82,6 +82,8 @@ OPTIONS: list[Option] = [
     ("--frames", int, 200_000, "pre-framed frames sent per run"),
     ("--runs", int, 5, "measured rounds, after one warm-up round"),
     ("--cpu", int, 1, "the CPU the server and every client are pinned to"),
+    ("--only", str, "", "run only the clients whose label contains this text"),
+    ("--py-spy", Path, None, "profile each recorder run with py-spy into this directory"),
 ]
 
 
@@ -272,13 +274,34 @@ def start_client(client: Client, base_url: str, directory: Path) -> "subprocess.
         )
 
 
+def start_profiler(pid: int, output: Path) -> "subprocess.Popen[bytes]":
+    """Sample ``pid`` with py-spy until it exits; the raw stacks go to ``output``."""
+    installed = Path(sys.executable).with_name("py-spy")  # a venv's scripts are beside python
+    spy = str(installed) if installed.exists() else "py-spy"
+    command = [spy, "record", "--pid", str(pid), "--format", "raw", "--rate", "250"]
+    return subprocess.Popen(
+        [*command, "--output", str(output)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+
+
 async def run_client(
-    feed: Feed, base_url: str, client: Client, round_number: int, scratch: Path
+    feed: Feed,
+    base_url: str,
+    client: Client,
+    round_number: int,
+    scratch: Path,
+    *,
+    profile_dir: Path | None = None,
 ) -> RunResult:
-    """Run ``client`` once against the feed and measure it."""
+    """Run ``client`` once against the feed and measure it (and profile it, if asked)."""
     directory = scratch / f"round{round_number}-{CLIENTS.index(client)}"
     directory.mkdir()
     process = start_client(client, base_url, directory)
+    profiler = None
+    if profile_dir is not None and client.ends_at_exit:
+        profiler = start_profiler(process.pid, profile_dir / f"recorder-round{round_number}.txt")
     state = RunState(pid=process.pid)
     feed.current = state
     try:
@@ -302,6 +325,8 @@ async def run_client(
         duplicates = 0
     if process.stdout is not None:
         process.stdout.close()
+    if profiler is not None:
+        await asyncio.to_thread(profiler.wait, STOP_TIMEOUT)
     return RunResult(
         client=client.name,
         round=round_number,
@@ -314,7 +339,13 @@ async def run_client(
     )
 
 
-async def compare(frames: Sequence[str], runs: int, scratch: Path) -> list[RunResult]:
+async def compare(
+    frames: Sequence[str],
+    runs: int,
+    scratch: Path,
+    clients: Sequence[Client] = CLIENTS,
+    profile_dir: Path | None = None,
+) -> list[RunResult]:
     """Serve the feed on loopback and run every client ``runs + 1`` times, interleaved."""
     feed = Feed(frames)
     app = web.Application()
@@ -328,8 +359,10 @@ async def compare(frames: Sequence[str], runs: int, scratch: Path) -> list[RunRe
     results: list[RunResult] = []
     try:
         for round_number in range(runs + 1):
-            for client in CLIENTS:
-                result = await run_client(feed, base_url, client, round_number, scratch)
+            for client in clients:
+                result = await run_client(
+                    feed, base_url, client, round_number, scratch, profile_dir=profile_dir
+                )
                 progress(
                     f"round {round_number} {client.name}: {number(len(frames) / result.wall_s)} "
                     f"frames/s, {number(result.cpu_s / len(frames) * 1e6)} µs CPU/frame, "
@@ -392,7 +425,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     def scenario(scratch: Path) -> dict[str, Any]:
         machine = dataclasses.replace(describe_machine(scratch), cpus=os.cpu_count() or 0)
-        results = asyncio.run(compare(frames, args.runs, scratch))
+        clients = [client for client in CLIENTS if args.only in client.name]
+        if args.py_spy is not None:
+            args.py_spy.mkdir(parents=True, exist_ok=True)
+        results = asyncio.run(compare(frames, args.runs, scratch, clients, args.py_spy))
         table = markdown(TABLE_HEADER, summary_table(results, len(frames)))
         print(
             f"Machine: {machine.describe()}; server and clients pinned to CPU {args.cpu}.\n\n"
