@@ -21,12 +21,13 @@ from typing import TypeVar
 
 from recorder.clock import Clock
 from recorder.errors import StorageError
+from recorder.event_columns import EventColumns
 from recorder.gaps.detector import Gap
 from recorder.gaps.log import GapLog
 from recorder.gaps.state import write_state
 from recorder.gaps.storage_drops import StorageDrops
 from recorder.ingest.pipeline import FlushBatch
-from recorder.model import MiniTicker, Rejection
+from recorder.model import Rejection
 from recorder.settings import Settings
 from recorder.storage.held_rows import SymbolRows
 from recorder.storage.publisher import SealedFile
@@ -152,16 +153,16 @@ class StorageFlush:
             jobs,
         )
 
-    def _close_storage_holes(self, events: list[MiniTicker]) -> list[Gap]:
+    def _close_storage_holes(self, events: EventColumns) -> list[Gap]:
         """The ``storage`` gaps that held rows (or ``events``) are about to close."""
         holes = self.drops.open_holes
         if not holes:
             return []
         closing = self._writer.first_pending_after(holes)
-        for event in events:
-            start = holes.get(event.symbol)
-            if start is not None and event.event_time > start:
-                closing.setdefault(event.symbol, event.event_time)
+        for symbol, event_time in zip(events.symbol, events.event_time, strict=True):
+            start = holes.get(symbol)
+            if start is not None and event_time > start:
+                closing.setdefault(symbol, event_time)
         now_us = self._clock.wall_us()
         gaps = [self.drops.close(symbol, to_ms, now_us=now_us) for symbol, to_ms in closing.items()]
         return [gap for gap in gaps if gap is not None]

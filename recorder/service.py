@@ -344,9 +344,13 @@ class RecorderService:
         return None
 
     async def _consume(self) -> None:
+        # Whatever waits in the queue is fed as one batch: decoded and counted together, at
+        # the real pace one frame, under load up to the queue's size.
+        queue = self.queue
         while True:
-            item = await self.queue.get()
-            self.pipeline.feed(item)
+            items = [await queue.get()]
+            items.extend(queue.get_nowait() for _ in range(queue.qsize()))
+            self.pipeline.feed_all(items)
 
     async def _flush_periodically(self) -> None:
         interval = self.settings.storage.flush_interval
@@ -441,8 +445,8 @@ class RecorderService:
             log.info("ready", events_durable=events_durable)
 
     def _drain_queue(self) -> None:
-        while not self.queue.empty():
-            self.pipeline.feed(self.queue.get_nowait())
+        queue = self.queue
+        self.pipeline.feed_all([queue.get_nowait() for _ in range(queue.qsize())])
 
     async def _final_flush(self) -> None:
         """Make everything durable, then seal it, within what is left of ``stop_timeout``.

@@ -6,6 +6,7 @@ rule here is the first line of defence for the storage root: word characters of 
 64 characters. Nothing else: no separators, dots, ``=``, ``%``, control or invisible characters.
 """
 
+import functools
 import re
 import unicodedata
 
@@ -30,6 +31,18 @@ def is_valid_symbol(symbol: str) -> bool:
     )
 
 
+@functools.lru_cache(maxsize=4096)
+def is_known_valid_symbol(symbol: str) -> bool:
+    """:func:`is_valid_symbol`, remembered: for the hot path, which sees the same symbols again.
+
+    The same few hundred symbols come back every second, and the rule (a regular expression and
+    an NFC check) costs more than the rest of an event's checks; the bound keeps a stream of
+    ever new names from growing the memory.
+    """
+    return is_valid_symbol(symbol)
+
+
+@functools.lru_cache(maxsize=4096)
 def stream_name(symbol: str) -> str:
     """Return the Binance stream name of ``symbol``: lower-case symbol plus ``@miniTicker``.
 

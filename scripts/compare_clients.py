@@ -278,7 +278,8 @@ def start_profiler(pid: int, output: Path) -> "subprocess.Popen[bytes]":
     """Sample ``pid`` with py-spy until it exits; the raw stacks go to ``output``."""
     installed = Path(sys.executable).with_name("py-spy")  # a venv's scripts are beside python
     spy = str(installed) if installed.exists() else "py-spy"
-    command = [spy, "record", "--pid", str(pid), "--format", "raw", "--rate", "250"]
+    # --gil: only samples holding the GIL, so that a thread waiting for it counts for nothing.
+    command = [spy, "record", "--pid", str(pid), "--format", "raw", "--rate", "250", "--gil"]
     return subprocess.Popen(
         [*command, "--output", str(output)],
         stdout=subprocess.DEVNULL,

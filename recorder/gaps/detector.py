@@ -94,8 +94,9 @@ import enum
 from collections import deque
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Protocol
 
-from recorder.model import CONNECTION_ENDS, ConnectionChange, ConnectionEvent, MiniTicker
+from recorder.model import CONNECTION_ENDS, ConnectionChange, ConnectionEvent
 
 DEFAULT_INTERVAL_MS = 2000
 """The update interval Binance documents for ``<symbol>@miniTicker``."""
@@ -104,6 +105,18 @@ DEFAULT_INTERVAL_MS = 2000
 # silences that began after its previous event; older ones are evicted first, and a gap whose
 # silences were evicted falls back to ``quiet``.
 _MAX_SILENCES_PER_CONNECTION = 256
+
+
+class KeyedEvent(Protocol):
+    """What the detector reads of an event: whose it is and its ``E``."""
+
+    @property
+    def symbol(self) -> str:
+        """The contract."""
+
+    @property
+    def event_time(self) -> int:
+        """``E``, milliseconds since the epoch."""
 
 
 class GapCause(enum.StrEnum):
@@ -279,7 +292,7 @@ class GapDetector:
         """
         self._track(connection_id).frames += 1
 
-    def observe(self, event: MiniTicker, connection_id: str, detected_at_us: int) -> Gap | None:
+    def observe(self, event: KeyedEvent, connection_id: str, detected_at_us: int) -> Gap | None:
         """Follow one de-duplicated event; return the gap it closes, if any.
 
         Args:
@@ -298,7 +311,7 @@ class GapDetector:
         if previous is not None and event.event_time <= previous.event_time:
             return None
         gap: Gap | None = None
-        if previous is not None:
+        if previous is not None and self._misses(previous.event_time, event.event_time):
             missed = missed_updates(previous.event_time, event.event_time, self._interval_ms)
             if missed >= 1:
                 gap = Gap(
@@ -342,17 +355,17 @@ class GapDetector:
         if track.ended is not None and track.symbols_last_seen_here <= 0:
             self._connections.pop(connection_id, None)
 
+    def _misses(self, earlier_ms: int, later_ms: int) -> bool:
+        """Whether :func:`missed_updates` is at least one, without calling it: 1.5 intervals."""
+        return 2 * (later_ms - earlier_ms) >= 3 * self._interval_ms
+
     def _learn_silence(self, track: _ConnectionTrack, event_time: int) -> None:
         """Record a connection-wide silence that ``event_time`` ends, if there was one."""
         other_frames = track.frames - track.frames_at_last_event
         newest = track.newest_event_ms
         # More than this event's own frame in between: the connection delivered something
         # (duplicates, replies), so the stretch cannot be proven silent.
-        if (
-            newest is not None
-            and other_frames <= 1
-            and missed_updates(newest, event_time, self._interval_ms) >= 1
-        ):
+        if newest is not None and other_frames <= 1 and self._misses(newest, event_time):
             track.silences.append((newest, event_time))
         track.frames_at_last_event = track.frames
         if newest is None or event_time > newest:
@@ -397,6 +410,11 @@ class GapDetector:
         connection_id: str,
         track: _ConnectionTrack,
     ) -> None:
+        if previous is not None and previous.connection_id == connection_id:
+            # The same carrier as before, as nearly always: the record moves on in place.
+            previous.event_time = event_time
+            previous.frames_before = track.frames
+            return
         # Count the new reference first: the old and the new connection may be the same.
         track.symbols_last_seen_here += 1
         if previous is not None and previous.connection_id is not None:

@@ -35,11 +35,13 @@ level) is decoded again from a copy cut by :func:`~recorder.ingest.nesting.cut_d
 so a valid payload with a deep unknown field is still an event and anything else is one
 ``too_deep`` rejection.
 
-Speed: a valid combined frame costs one typed msgspec decode and a handful of comparisons and
-regular-expression matches (an all-market array of 600 items, a few milliseconds). Anything
-unusual (a raw payload, a control reply, any rejection) is decoded again on a slower path that
-reads each array item on its own; only that path produces rejections, so the two paths cannot
-disagree about a reason.
+Two paths, one verdict. The hot path (:func:`~recorder.ingest.screen.screen_frame`) is one typed
+msgspec decode and the checks that vouch for a frame's payloads, all but their decimals, which
+the caller judges for a whole batch at once (:func:`~recorder.ingest.decimals.inexact_rows`);
+:func:`decode_frame` is that for one frame. Anything the hot path cannot vouch for (a raw
+payload, a control reply, any rejection) is decoded again by :func:`decode_slowly`, which reads
+each array item on its own and is the only path that makes rejections, so the two cannot
+disagree about a reason (``tests/unit/ingest/test_hot_path.py`` holds them to it).
 """
 
 from collections.abc import Callable
@@ -49,16 +51,20 @@ from typing import Any, Final
 
 import msgspec
 
-from recorder.ingest.market_array import items_reason, pick_recorded, read_items
+from recorder.ingest.decimals import inexact_rows
+from recorder.ingest.market_array import items_reason, read_items
 from recorder.ingest.nesting import MAX_NESTING, cut_deep_nesting
-from recorder.ingest.payload import EVENT_TYPE, PayloadWire, check_payload
+from recorder.ingest.payload import (
+    EVENT_TYPE,
+    PayloadWire,
+    check_payload,
+    decimal_columns,
+    to_event,
+)
 from recorder.ingest.rejections import build_rejection, quote, schema_reason
+from recorder.ingest.screen import DEFAULT_MAX_FRAME_BYTES, oversize, screen_frame
 from recorder.model import MiniTicker, Rejection
 from recorder.symbols import ALL_MARKET_STREAM
-
-DEFAULT_MAX_FRAME_BYTES: Final = 1 << 20
-"""Frames larger than this (in UTF-8 bytes) are rejected without being parsed."""
-
 
 # ---------------------------------------------------------------------------------------------
 # Public values
@@ -115,20 +121,6 @@ class Decoded:
 # Wire shapes
 
 
-class _CombinedWire(msgspec.Struct, frozen=True, gc=False):
-    """A combined-stream frame with a typed payload: the fast path."""
-
-    stream: str
-    data: PayloadWire | list[PayloadWire]
-
-
-class _SingleWire(msgspec.Struct, frozen=True, gc=False):
-    """A combined-stream frame with one typed payload: the fast path outside all-market mode."""
-
-    stream: str
-    data: PayloadWire
-
-
 class _ControlErrorWire(msgspec.Struct, frozen=True, gc=False):
     code: int
     msg: str
@@ -140,8 +132,6 @@ class _ControlWire(msgspec.Struct, frozen=True):
     error: _ControlErrorWire | None = None
 
 
-_FAST_ALL_MARKET: Final = msgspec.json.Decoder(_CombinedWire | list[PayloadWire])
-_FAST: Final = msgspec.json.Decoder(_SingleWire)
 _PAYLOAD: Final = msgspec.json.Decoder(PayloadWire)
 _SHAPE_ALL_MARKET: Final = msgspec.json.Decoder(dict[str, msgspec.Raw] | list[msgspec.Raw])
 # An object only: an array fails at its first byte, before msgspec reads any item.
@@ -196,7 +186,41 @@ def decode_frame(
         raises for bad input, at any size or depth: everything wrong with a frame is one
         rejection.
     """
-    size = _oversize(frame, max_frame_bytes)
+    screened = screen_frame(
+        frame, subscribed=subscribed, max_frame_bytes=max_frame_bytes, all_market=all_market
+    )
+    if screened is not None:
+        items, recorded = (
+            ([screened], [screened]) if isinstance(screened, PayloadWire) else screened
+        )
+        if not inexact_rows(decimal_columns(items)):
+            events = tuple(to_event(payload, receive_time) for payload in recorded)
+            return Decoded(events=events, not_recorded=len(items) - len(recorded))
+    return decode_slowly(
+        frame,
+        receive_time=receive_time,
+        subscribed=subscribed,
+        connection_id=connection_id,
+        max_frame_bytes=max_frame_bytes,
+        all_market=all_market,
+    )
+
+
+def decode_slowly(
+    frame: str | bytes,
+    *,
+    receive_time: int,
+    subscribed: frozenset[str] | None,
+    connection_id: str | None = None,
+    max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES,
+    all_market: bool = False,
+) -> Decoded:
+    """Decode a frame item by item, with a reason for everything wrong: the reference path.
+
+    :func:`decode_frame` without the hot path; the arguments are the same. Every rejection
+    comes from here, so the two paths cannot disagree about a reason.
+    """
+    size = oversize(frame, max_frame_bytes)
     if size is not None:
         reason = f"too_large: {size} bytes exceeds the {max_frame_bytes}-byte limit"
         return Decoded(rejections=(build_rejection(frame, reason, receive_time, connection_id),))
@@ -237,17 +261,6 @@ def decode_failure(
     return Decoded(rejections=(build_rejection(frame, reason, receive_time, connection_id),))
 
 
-def _oversize(frame: str | bytes, limit: int) -> int | None:
-    """Return the frame's UTF-8 size when it exceeds ``limit``, else ``None``."""
-    if isinstance(frame, str) and not frame.isascii():
-        if len(frame) * 4 <= limit:  # UTF-8 spends at most 4 bytes on a code point
-            return None
-        size = len(frame.encode("utf-8", "surrogatepass"))
-    else:
-        size = len(frame)
-    return size if size > limit else None
-
-
 def _decode(
     frame: str | bytes,
     receive_time: int,
@@ -256,15 +269,6 @@ def _decode(
     all_market: bool,
 ) -> Decoded:
     """Decode a frame of an allowed size and valid UTF-8; msgspec may raise RecursionError."""
-    fast = _FAST_ALL_MARKET if all_market else _FAST
-    try:
-        wire = fast.decode(frame)
-    except (msgspec.DecodeError, UnicodeError):
-        pass  # the slow path below says exactly what is wrong
-    else:
-        accepted = _accept_all(wire, receive_time, subscribed)
-        if accepted is not None:
-            return Decoded(events=accepted[0], not_recorded=accepted[1])
     return _SlowPath(frame, receive_time, subscribed, connection_id, all_market).decode()
 
 
@@ -303,24 +307,6 @@ def _decode_deep(
     reason = f"{decoded.rejections[0].reason} (read with what is {depth} cut)"
     rejection = build_rejection(frame, reason, receive_time, connection_id)
     return Decoded(decoded.events, (rejection,), decoded.control, decoded.not_recorded)
-
-
-def _accept_all(
-    wire: _SingleWire | _CombinedWire | list[PayloadWire],
-    receive_time: int,
-    subscribed: frozenset[str] | None,
-) -> tuple[tuple[MiniTicker, ...], int] | None:
-    """The events of a valid frame and the array items skipped; ``None``: ask the slow path."""
-    if isinstance(wire, list):
-        payloads = wire
-    elif isinstance(wire.data, list):
-        if wire.stream != ALL_MARKET_STREAM:
-            return None
-        payloads = wire.data
-    else:
-        checked = check_payload(wire.data, wire.stream, subscribed, receive_time)
-        return None if isinstance(checked, str) else ((checked,), 0)
-    return pick_recorded(payloads, subscribed, receive_time)
 
 
 class _SlowPath:

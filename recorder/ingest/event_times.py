@@ -158,6 +158,26 @@ class EventTimeGuard(Generic[T]):
         """The newest ``E`` accepted (or restored) so far, of any symbol; ``None`` before any."""
         return self._newest
 
+    def accept_plausible(self, event_time: int, receive_time_us: int) -> bool:
+        """Accept a plausible ``E`` at once, when no suspect is held: nearly every event.
+
+        ``False`` leaves everything as it was: the caller then calls :meth:`admit`, which
+        decides this event with whatever is held. The hot path's shortcut: no item, no list.
+        """
+        if self._held:
+            return False
+        local_ms = receive_time_us // US_PER_MS
+        skew = self._skew
+        newest = self._newest
+        if abs(event_time - local_ms) <= skew or (
+            newest is not None and abs(event_time - newest) <= skew
+        ):
+            self.clock_offset_ms = local_ms - event_time
+            if newest is None or event_time > newest:
+                self._newest = event_time
+            return True
+        return False
+
     def admit(
         self, symbol: str, event_time: int, receive_time_us: int, item: T
     ) -> list[tuple[T, str | None]]:

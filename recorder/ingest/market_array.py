@@ -39,23 +39,6 @@ class ArrayItems:
     first_reason: str | None = None
 
 
-def pick_recorded(
-    payloads: Sequence[PayloadWire], subscribed: frozenset[str] | None, receive_time: int
-) -> tuple[tuple[MiniTicker, ...], int] | None:
-    """The events of the recorded contracts among typed items, and how many were skipped.
-
-    ``None`` when an item is bad: the caller reads the array again with :func:`read_items`.
-    """
-    events = []
-    for payload in payloads:
-        checked = check_payload(payload, None, None, receive_time)
-        if isinstance(checked, str):
-            return None
-        if subscribed is None or checked.symbol in subscribed:
-            events.append(checked)
-    return tuple(events), len(payloads) - len(events)
-
-
 def read_items(
     items: Sequence[msgspec.Raw], subscribed: frozenset[str] | None, receive_time: int
 ) -> ArrayItems:

@@ -249,9 +249,12 @@ class MarketConnection:
                 if not self.first_data.is_set():
                     self.first_data.set()
                     await self._emit(self.event(ConnectionChange.FIRST_DATA))
-                await self._emit(
-                    ReceivedFrame(message.data, self._clock.wall_us(), self.connection_id)
-                )
+                frame = ReceivedFrame(message.data, self._clock.wall_us(), self.connection_id)
+                sink = self._sink
+                if self._held is None and not sink.full():
+                    sink.put_nowait(frame)  # the path of nearly every frame: no coroutine
+                else:
+                    await self._emit(frame)
             elif message.type is aiohttp.WSMsgType.ERROR:
                 return f"error: {ws.exception()!r}"
             elif message.type in (

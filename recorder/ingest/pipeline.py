@@ -10,16 +10,19 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+from recorder.event_columns import EventColumns, TickerPayload
 from recorder.gaps.detector import Gap, GapDetector
-from recorder.ingest.decode import decode_failure, decode_frame
+from recorder.ingest.decimals import inexact_rows
+from recorder.ingest.decode import Decoded, decode_failure, decode_slowly
 from recorder.ingest.dedup import DuplicateFilter
 from recorder.ingest.event_times import EventTimeGuard
+from recorder.ingest.payload import PayloadWire, decimal_columns
 from recorder.ingest.rejections import build_rejection
+from recorder.ingest.screen import Screened, screen_frame
 from recorder.model import (
     CONNECTION_ENDS,
     ConnectionChange,
     ConnectionEvent,
-    MiniTicker,
     ReceivedFrame,
     Rejection,
     reason_code,
@@ -32,14 +35,14 @@ class FlushBatch:
     """What accumulated since the previous :meth:`EventPipeline.take`: one flush's work.
 
     Attributes:
-        events: de-duplicated events in arrival order.
+        events: de-duplicated events, as columns, in arrival order.
         rejections: frames (or array items) for the quarantine.
         gaps: missed updates detected, each closed by one of ``events`` (or an earlier one).
         last_event_times: the newest ``E`` per symbol as of this take, restored ones included:
             the state persisted with these events.
     """
 
-    events: list[MiniTicker]
+    events: EventColumns
     rejections: list[Rejection]
     gaps: list[Gap]
     last_event_times: dict[str, int]
@@ -88,10 +91,19 @@ class ConnectionState:
 
 
 @dataclass(slots=True)
+class _Kept:
+    """A run's events that passed every check, with their arrival times; and its duplicates."""
+
+    events: list[TickerPayload] = field(default_factory=list)
+    receive_times: list[int] = field(default_factory=list)
+    duplicates: int = 0
+
+
+@dataclass(slots=True)
 class _PendingBatch:
     """What is accumulating for the next :class:`FlushBatch`."""
 
-    events: list[MiniTicker] = field(default_factory=list)
+    events: EventColumns = field(default_factory=EventColumns)
     rejections: list[Rejection] = field(default_factory=list)
     gaps: list[Gap] = field(default_factory=list)
 
@@ -120,7 +132,7 @@ class EventPipeline:
         metrics: RecorderMetrics | None = None,
         dedup_window: int = 256,
         *,
-        event_times: EventTimeGuard[tuple[MiniTicker, ReceivedFrame]] | None = None,
+        event_times: EventTimeGuard[tuple[TickerPayload, ReceivedFrame]] | None = None,
         all_market: bool = False,
     ) -> None:
         self._subscribed = symbols
@@ -149,10 +161,26 @@ class EventPipeline:
 
     def feed(self, item: ReceivedFrame | ConnectionEvent) -> None:
         """Process one queued item."""
-        if isinstance(item, ConnectionEvent):
-            self._on_connection(item)
-        else:
-            self._on_frame(item)
+        self.feed_all((item,))
+
+    def feed_all(self, items: Sequence[ReceivedFrame | ConnectionEvent]) -> None:
+        """Process queued items in order: each run of frames between connection events at once.
+
+        A run is decoded frame by frame, its decimals judged together, then its events go
+        through the event-time guard, the duplicate filter and the gap detector in arrival
+        order, each frame counted for its connection just before its own events.
+        """
+        run: list[ReceivedFrame] = []
+        for item in items:
+            if isinstance(item, ConnectionEvent):
+                if run:
+                    self._on_frames(run)
+                    run = []
+                self._on_connection(item)
+            else:
+                run.append(item)
+        if run:
+            self._on_frames(run)
 
     def take(self) -> FlushBatch:
         """Return and forget everything accumulated since the last call."""
@@ -186,15 +214,57 @@ class EventPipeline:
         if metrics is not None:
             metrics.set_open_connections(len(self.connections))
 
-    def _on_frame(self, frame: ReceivedFrame) -> None:
-        counters = self.counters
-        counters.frames += 1
-        connection = self.connections.get(frame.connection_id)
-        if connection is not None:
-            connection.last_frame_us = frame.receive_time
-        self._detector.on_frame(frame.connection_id)
+    def _on_frames(self, frames: Sequence[ReceivedFrame]) -> None:
+        screened = self._screen(frames)
+        counters, connections, detector = self.counters, self.connections, self._detector
+        kept = _Kept()
+        for frame, content in zip(frames, screened, strict=True):
+            counters.frames += 1
+            connection = connections.get(frame.connection_id)
+            if connection is not None:
+                connection.last_frame_us = frame.receive_time
+            detector.on_frame(frame.connection_id)
+            if content is None:
+                self._on_decoded(frame, self._decode_slowly(frame), kept)
+            elif isinstance(content, tuple):
+                items, recorded = content
+                self._count_not_recorded(len(items) - len(recorded))
+                for payload in recorded:
+                    self._admit(payload, frame, kept)
+            else:
+                self._admit(content, frame, kept)
+        self._store(kept)
+
+    def _screen(self, frames: Sequence[ReceivedFrame]) -> list[Screened | None]:
+        """The hot path of each frame, its decimals judged for the whole run at once."""
+        subscribed, limit, all_market = self._subscribed, self._max_frame_bytes, self._all_market
+        screened: list[Screened | None] = []
+        payloads: list[PayloadWire] = []
+        owners: list[int] = []  # the frame of each payload, by position
+        for position, frame in enumerate(frames):
+            try:
+                content = screen_frame(
+                    frame.data, subscribed=subscribed, max_frame_bytes=limit, all_market=all_market
+                )
+            # The slow path has the last line for a bug one frame triggers; it decides.
+            except Exception:  # noqa: BLE001
+                content = None
+            screened.append(content)
+            if content is None:
+                continue
+            if isinstance(content, tuple):
+                payloads.extend(content[0])
+                owners.extend([position] * len(content[0]))
+            else:
+                payloads.append(content)
+                owners.append(position)
+        for row in inexact_rows(decimal_columns(payloads)):
+            screened[owners[row]] = None  # the slow path finds the culprit and says why
+        return screened
+
+    def _decode_slowly(self, frame: ReceivedFrame) -> Decoded:
         try:
-            decoded = decode_frame(
+            return decode_slowly(
                 frame.data,
                 receive_time=frame.receive_time,
                 subscribed=self._subscribed,
@@ -205,53 +275,71 @@ class EventPipeline:
         # The last line: decoding never raises by design, but a bug triggered by one frame
         # must cost that frame (quarantined, counted as decode_failed), never the service.
         except Exception as exc:  # noqa: BLE001
-            decoded = decode_failure(
+            return decode_failure(
                 frame.data, exc, receive_time=frame.receive_time, connection_id=frame.connection_id
             )
-        metrics = self._metrics
+
+    def _on_decoded(self, frame: ReceivedFrame, decoded: Decoded, kept: "_Kept") -> None:
+        """What the slow path made of a frame: a control reply, a rejection, events."""
         if decoded.control is not None:
-            counters.control_replies += 1
+            self.counters.control_replies += 1
         if decoded.rejections:
             self.reject(decoded.rejections)
             self._quarantined = frame
-        if decoded.not_recorded:
-            counters.not_recorded += decoded.not_recorded
-            if metrics is not None:
-                metrics.events_not_recorded(decoded.not_recorded)
-        # An implausible E must reach neither the duplicate filter nor the detector nor
-        # storage; a suspect one is held until a later event decides (see event_times).
-        guard = self._event_times
-        for decoded_event in decoded.events:
-            for (event, carrier), reason in guard.admit(
-                decoded_event.symbol,
-                decoded_event.event_time,
-                decoded_event.receive_time,
-                (decoded_event, frame),
-            ):
-                if reason is not None:
-                    self._reject_event_time(carrier, reason)
-                else:
-                    self._keep(event, carrier)
+        self._count_not_recorded(decoded.not_recorded)
+        for event in decoded.events:
+            self._admit(event, frame, kept)
 
-    def _keep(self, event: MiniTicker, carrier: ReceivedFrame) -> None:
-        """De-duplicate an event whose ``E`` was admitted, then store and gap-check it."""
-        counters, metrics, pending = self.counters, self._metrics, self._pending
-        if not self._seen.accept(event.symbol, event.event_time):
-            counters.duplicates += 1
-            if metrics is not None:
-                metrics.duplicate_dropped()
+    def _count_not_recorded(self, skipped: int) -> None:
+        if skipped:
+            self.counters.not_recorded += skipped
+            if self._metrics is not None:
+                self._metrics.events_not_recorded(skipped)
+
+    def _admit(self, event: TickerPayload, frame: ReceivedFrame, kept: "_Kept") -> None:
+        """Judge an event's ``E`` first: an implausible one reaches nothing else."""
+        # A suspect E is held until a later event decides (see event_times).
+        guard = self._event_times
+        if guard.accept_plausible(event.event_time, frame.receive_time):
+            self._keep(event, frame, kept)
             return
-        pending.events.append(event)
-        counters.events += 1
-        if metrics is not None:
-            metrics.event_received(event.symbol, event.receive_time)
+        for (held, carrier), reason in guard.admit(
+            event.symbol, event.event_time, frame.receive_time, (event, frame)
+        ):
+            if reason is not None:
+                self._reject_event_time(carrier, reason)
+            else:
+                self._keep(held, carrier, kept)
+
+    def _keep(self, event: TickerPayload, carrier: ReceivedFrame, kept: "_Kept") -> None:
+        """De-duplicate an event whose ``E`` was admitted, then keep and gap-check it."""
+        if not self._seen.accept(event.symbol, event.event_time):
+            kept.duplicates += 1
+            return
+        kept.events.append(event)
+        kept.receive_times.append(carrier.receive_time)
         gap = self._detector.observe(event, carrier.connection_id, carrier.receive_time)
         if gap is not None:
-            pending.gaps.append(gap)
+            self._pending.gaps.append(gap)
+            counters = self.counters
             counters.gaps += 1
             counters.missed += gap.missed
+            if self._metrics is not None:
+                self._metrics.gap_detected(gap.cause.value, gap.missed)
+
+    def _store(self, kept: "_Kept") -> None:
+        """Append a run's kept events to the pending columns; count them once for the run."""
+        counters, metrics = self.counters, self._metrics
+        if kept.duplicates:
+            counters.duplicates += kept.duplicates
             if metrics is not None:
-                metrics.gap_detected(gap.cause.value, gap.missed)
+                metrics.duplicate_dropped(kept.duplicates)
+        if not kept.events:
+            return
+        self._pending.events.extend_payloads(kept.events, kept.receive_times)
+        counters.events += len(kept.events)
+        if metrics is not None:
+            metrics.events_received([event.symbol for event in kept.events], kept.receive_times)
 
     def settle(self) -> None:
         """Decide the events still held for their ``E``: on stop, they are quarantined."""

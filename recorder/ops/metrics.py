@@ -17,8 +17,9 @@ the storage worker for ``events_written``). A scrape copies each dictionary befo
 so it may run while they are being called. :mod:`recorder.ops.http` serves the exposition.
 """
 
+import collections
 import platform
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Final
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info, ProcessCollector
@@ -327,9 +328,17 @@ class RecorderMetrics:
             symbol: the event's symbol.
             receive_time_us: local wall clock at arrival, microseconds since the epoch.
         """
-        received = self._hot.received
-        received[symbol] = received.get(symbol, 0) + 1
-        self._hot.last_receive_us[symbol] = receive_time_us
+        self.events_received((symbol,), (receive_time_us,))
+
+    def events_received(self, symbols: Sequence[str], receive_times_us: Sequence[int]) -> None:
+        """Count a batch of decoded events, each of ``symbols``, arriving at ``receive_times_us``.
+
+        Once per batch, not per event: one count per symbol, the newest arrival kept.
+        """
+        received, hot = self._hot.received, self._hot
+        for symbol, count in collections.Counter(symbols).items():
+            received[symbol] = received.get(symbol, 0) + count
+        hot.last_receive_us.update(zip(symbols, receive_times_us, strict=True))
 
     def events_written(self, symbol: str, count: int = 1) -> None:
         """Count ``count`` events of ``symbol`` made durable."""

@@ -22,7 +22,7 @@ fit before they get here, and :func:`build_wal_batch` turns a value that slipped
 
 import datetime as dt
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
@@ -32,9 +32,9 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 import recorder
-from recorder.clock import event_day
 from recorder.errors import DecodeError
-from recorder.model import DECIMAL_PRECISION, DECIMAL_SCALE, MiniTicker
+from recorder.event_columns import EventRows, as_columns
+from recorder.model import DECIMAL_PRECISION, DECIMAL_SCALE
 
 SCHEMA_VERSION = 2
 """The schema version of the files written now: 2 added the nullable ``source`` column."""
@@ -197,33 +197,33 @@ def _decimal_column(name: str, texts: list[str]) -> pa.Array:
         raise DecodeError(f"decimal_unfit: column {name!r}: {exc}") from exc
 
 
-def build_wal_batch(events: Sequence[MiniTicker]) -> pa.RecordBatch:
+def build_wal_batch(events: EventRows) -> pa.RecordBatch:
     """Build one :data:`WAL_SCHEMA` record batch from ``events``, in the given order.
 
-    Column-wise: one Python list per column and one safe cast per decimal column.
+    Column-wise: one :func:`pyarrow.array` per column, one safe cast per decimal column, and
+    the partition day computed by Arrow from ``event_time``.
 
     Raises:
         DecodeError: a value does not fit its column (a decimal that would lose digits or
             exceed 38 digits, a contract type outside int8); no batch is built.
     """
-    event_times = [event.event_time for event in events]
+    rows = as_columns(events)
+    event_times = pa.array(rows.event_time, pa.timestamp("ms", tz="UTC"))
     columns: dict[str, pa.Array] = {
-        "event_time": pa.array(event_times, pa.timestamp("ms", tz="UTC")),
-        "close": _decimal_column("close", [event.close for event in events]),
-        "open": _decimal_column("open", [event.open for event in events]),
-        "high": _decimal_column("high", [event.high for event in events]),
-        "low": _decimal_column("low", [event.low for event in events]),
-        "volume": _decimal_column("volume", [event.volume for event in events]),
-        "quote_volume": _decimal_column("quote_volume", [event.quote_volume for event in events]),
-        "receive_time": pa.array(
-            [event.receive_time for event in events], pa.timestamp("us", tz="UTC")
-        ),
-        "pair": pa.array([event.pair for event in events], pa.string()),
-        SYMBOL_COLUMN: pa.array([event.symbol for event in events], pa.string()),
-        DATE_COLUMN: pa.array([event_day(ms) for ms in event_times], pa.date32()),
+        "event_time": event_times,
+        "close": _decimal_column("close", rows.close),
+        "open": _decimal_column("open", rows.open),
+        "high": _decimal_column("high", rows.high),
+        "low": _decimal_column("low", rows.low),
+        "volume": _decimal_column("volume", rows.volume),
+        "quote_volume": _decimal_column("quote_volume", rows.quote_volume),
+        "receive_time": pa.array(rows.receive_time, pa.timestamp("us", tz="UTC")),
+        "pair": pa.array(rows.pair, pa.string()),
+        SYMBOL_COLUMN: pa.array(rows.symbol, pa.string()),
+        DATE_COLUMN: event_times.cast(pa.date32()),
     }
     try:
-        columns["contract_type"] = pa.array([event.contract_type for event in events], pa.int8())
+        columns["contract_type"] = pa.array(rows.contract_type, pa.int8())
     except (pa.ArrowInvalid, OverflowError) as exc:
         raise DecodeError(f"contract_type_unfit: {exc}") from exc
     return pa.RecordBatch.from_arrays(

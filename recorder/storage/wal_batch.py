@@ -8,36 +8,28 @@ zero-copy slice.
 """
 
 import dataclasses
-import functools
 import json
-import operator
-from collections.abc import Sequence
+from typing import Final
 
 import pyarrow as pa
 import pyarrow.compute as pc
 
 from recorder.clock import MS_PER_DAY, event_date
 from recorder.errors import DecodeError
+from recorder.event_columns import EventRows, as_columns
 from recorder.model import MiniTicker, Rejection
 from recorder.storage.paths import PartitionKey
 from recorder.storage.schema import DATE_COLUMN, SYMBOL_COLUMN, build_wal_batch, data_columns
-from recorder.symbols import is_valid_symbol
+from recorder.symbols import is_known_valid_symbol
 
-_PARTITION_ORDER = operator.attrgetter("symbol", "event_time")
-
-
-@functools.lru_cache(maxsize=4096)
-def _storable(symbol: str) -> bool:
-    # The same few hundred symbols come back every flush, and the rule (a regex and an NFC
-    # check) costs more than the rest of an event's bookkeeping; the bound keeps a stream of
-    # ever new names from growing the cache.
-    return is_valid_symbol(symbol)
+_PARTITION_ORDER: Final = [(SYMBOL_COLUMN, "ascending"), ("event_time", "ascending")]
 
 
-def build_flush_batch(events: Sequence[MiniTicker], rejections: list[Rejection]) -> pa.RecordBatch:
+def build_flush_batch(events: EventRows, rejections: list[Rejection]) -> pa.RecordBatch:
     """Build the write-ahead batch of ``events``; unstorable events go to ``rejections``.
 
-    Rows are ordered by symbol and event time, so each partition is one contiguous slice.
+    Rows are ordered by symbol and event time (a stable sort: ties keep their arrival order),
+    so each partition is one contiguous slice.
 
     Args:
         events: one flush worth of events, in any order.
@@ -47,27 +39,31 @@ def build_flush_batch(events: Sequence[MiniTicker], rejections: list[Rejection])
     Returns:
         The batch of every storable event, possibly empty.
     """
-    ordered = sorted(events, key=_PARTITION_ORDER)
-    storable = []
-    for event in ordered:
-        if _storable(event.symbol):
-            storable.append(event)
-        else:
-            rejections.append(_reject(event, "unsafe_symbol: not valid as a partition value"))
+    columns = as_columns(events)
+    unsafe = {symbol for symbol in set(columns.symbol) if not is_known_valid_symbol(symbol)}
+    if unsafe:
+        keep = []
+        for index, symbol in enumerate(columns.symbol):
+            if symbol in unsafe:
+                reason = "unsafe_symbol: not valid as a partition value"
+                rejections.append(_reject(columns.row(index), reason))
+            else:
+                keep.append(index)
+        columns = columns.take(keep)
     try:
-        return build_wal_batch(storable)
+        batch = build_wal_batch(columns)
     except DecodeError:
-        pass
-    # Rare: the decoder let through a value that does not fit; find it, keep the others.
-    fitting = []
-    for event in storable:
-        try:
-            build_wal_batch([event])
-        except DecodeError as exc:
-            rejections.append(_reject(event, str(exc)))
-        else:
-            fitting.append(event)
-    return build_wal_batch(fitting)
+        # Rare: the decoder let through a value that does not fit; find it, keep the others.
+        fitting = []
+        for index in range(len(columns)):
+            try:
+                build_wal_batch(columns.take([index]))
+            except DecodeError as exc:
+                rejections.append(_reject(columns.row(index), str(exc)))
+            else:
+                fitting.append(index)
+        batch = build_wal_batch(columns.take(fitting))
+    return batch.sort_by(_PARTITION_ORDER) if batch.num_rows > 1 else batch
 
 
 def _reject(event: MiniTicker, reason: str) -> Rejection:

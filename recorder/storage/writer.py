@@ -36,15 +36,16 @@ beside them, on jobs that :meth:`~DatasetWriter.take_seal_jobs` returned.
 
 import contextlib
 import enum
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 
 import pyarrow as pa
 
 from recorder.clock import Clock
 from recorder.errors import ConfigError, StorageError
+from recorder.event_columns import EventRows
 from recorder.instance import validate_instance_id
-from recorder.model import MiniTicker, Rejection
+from recorder.model import Rejection
 from recorder.storage.held_rows import SymbolRows, rows_by_symbol
 from recorder.storage.locking import InstanceLock, lock_own_instance
 from recorder.storage.partition_buffers import PartitionBuffers
@@ -244,7 +245,7 @@ class DatasetWriter:
         self._state = _WriterState.OPEN
         return report
 
-    def write_ahead(self, events: Sequence[MiniTicker], *, hold: bool = False) -> list[Rejection]:
+    def write_ahead(self, events: EventRows, *, hold: bool = False) -> list[Rejection]:
         """Log ``events`` durably, with one fsync for all of them.
 
         Events from an earlier call that are not logged yet are logged first. On return every
@@ -257,9 +258,8 @@ class DatasetWriter:
                 pending rows) close are not durable.
 
         Returns:
-            Events that cannot be stored (a symbol unsafe as a directory name, a value that
-            does not fit its column); the decoder normally rejects those first. The caller
-            quarantines them.
+            Events that cannot be stored (an unsafe symbol, a value that does not fit its
+            column), which the decoder normally rejects first; the caller quarantines them.
 
         Raises:
             StorageError: the log cannot be written. The events are kept in memory and logged
@@ -267,7 +267,7 @@ class DatasetWriter:
         """
         self._require_open()
         rejections: list[Rejection] = []
-        if events:
+        if len(events):
             batch = build_flush_batch(events, rejections)
             if batch.num_rows:
                 record = WalRecord(RecordType.DATA, self._take_lsn(), encode_batch(batch))

@@ -18,6 +18,7 @@ BASE = {
     "durable",
     "hive",
     "exchange_limits",
+    "event_columns",
     "recorder",
 }
 ALLOWED: dict[str, set[str]] = {

@@ -5,8 +5,10 @@ from decimal import Decimal, localcontext
 
 import pyarrow as pa
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
-from recorder.ingest.decimals import is_exact_decimal
+from recorder.ingest.decimals import inexact_rows, is_exact_decimal
 from recorder.model import DECIMAL_PRECISION, DECIMAL_SCALE
 
 
@@ -90,3 +92,34 @@ def test_random_values_that_fit_are_accepted_when_written_compactly() -> None:
     compact = [t for t in texts if fits_decimal128(t) and len(t) <= DECIMAL_PRECISION]
     assert len(compact) > 300
     assert all(map(is_exact_decimal, compact))
+
+
+# --- a batch at once --------------------------------------------------------------------------
+
+decimal_like = st.one_of(
+    st.from_regex(r"[0-9]{1,24}(\.[0-9]{1,22})?", fullmatch=True),
+    st.from_regex(r"0{0,30}[0-9]{1,3}(\.[0-9]{1,3}0{0,30})?", fullmatch=True),
+    st.from_regex(r"[-+ ]?[0-9.eE\n]{0,8}", fullmatch=True),
+    st.text(max_size=6),
+)
+
+
+@given(
+    st.integers(1, 6).flatmap(
+        lambda width: st.lists(st.lists(decimal_like, min_size=width, max_size=width), max_size=12)
+    )
+)
+def test_a_batch_is_judged_as_each_value_alone_would_be(rows: list[list[str]]) -> None:
+    columns = [list(column) for column in zip(*rows, strict=True)] if rows else []
+    expected = [index for index, row in enumerate(rows) if not all(map(is_exact_decimal, row))]
+    assert inexact_rows(columns) == expected
+
+
+def test_a_line_break_inside_a_value_is_not_two_values() -> None:
+    assert inexact_rows([["1\n2", "3"]]) == [0]
+    assert inexact_rows([["1", "2"], ["3\n", "4"]]) == [0]
+
+
+def test_exact_values_past_the_plain_counts_are_found_value_by_value() -> None:
+    padded = "0" * 25 + "1." + "5" + "0" * 25
+    assert inexact_rows([[padded, "1.5"], ["2", "0.1234567890123456789"]]) == [1]

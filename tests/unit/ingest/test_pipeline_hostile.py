@@ -8,8 +8,9 @@ from sample_payload import PAYLOAD, combined_frame
 
 import recorder.ingest.pipeline
 from recorder.gaps.detector import GapDetector
-from recorder.ingest.decode import Decoded, decode_frame
+from recorder.ingest.decode import Decoded, decode_slowly
 from recorder.ingest.pipeline import EventPipeline
+from recorder.ingest.screen import Screened, screen_frame
 from recorder.model import ReceivedFrame, reason_code
 from recorder.ops.metrics import RecorderMetrics
 
@@ -63,13 +64,20 @@ def test_hostile_frames_cost_one_rejection_each_and_good_ones_still_pass() -> No
 def test_an_unexpected_error_in_decoding_quarantines_that_frame_and_goes_on(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    # A stand-in for a bug nobody has found yet: decoding one particular frame raises.
+    # A stand-in for a bug nobody has found yet: decoding one particular frame raises, on the
+    # hot path and on the slow path alike.
+    def screen_with_a_bug(frame: str | bytes, **options: object) -> Screened | None:
+        if frame == POISON:
+            raise KeyError("a bug")
+        return screen_frame(frame, **options)  # type: ignore[arg-type]
+
     def decode_with_a_bug(frame: str | bytes, **options: object) -> Decoded:
         if frame == POISON:
             raise KeyError("a bug")
-        return decode_frame(frame, **options)  # type: ignore[arg-type]
+        return decode_slowly(frame, **options)  # type: ignore[arg-type]
 
-    monkeypatch.setattr(recorder.ingest.pipeline, "decode_frame", decode_with_a_bug)
+    monkeypatch.setattr(recorder.ingest.pipeline, "screen_frame", screen_with_a_bug)
+    monkeypatch.setattr(recorder.ingest.pipeline, "decode_slowly", decode_with_a_bug)
     metrics = RecorderMetrics()
     p = pipeline(metrics)
     p.feed(ticker(T0))

@@ -5,7 +5,7 @@ import json
 import pytest
 from sample_payload import PAYLOAD
 
-from recorder.ingest.decode import DEFAULT_MAX_FRAME_BYTES
+from recorder.ingest.screen import DEFAULT_MAX_FRAME_BYTES
 from recorder.simulate.fault_frames import (
     array_flood_text,
     hostile_data,
