@@ -13,8 +13,12 @@ Each client is a subprocess:
 2. ``bare_client.py --json``: the same, with ``json.loads`` of every frame;
 3. ``recorder``: ``recorder run`` end to end, with the defaults: received, durable in the
    write-ahead log, published as sealed Parquet at the stop;
-4. cryptofeed and unicorn-binance-websocket-api: hooks only (:data:`OPTIONAL_CLIENTS`); see
-   ``docs/performance.md`` for why they are not run.
+4. ``peer_cryptofeed.py`` and ``peer_unicorn.py``: cryptofeed and
+   unicorn-binance-websocket-api, each through its own connection handling and parsing (their
+   docstrings say what differs from a run against Binance), counting updates. Each runs when
+   its package imports (the ``bench`` extra installs both) and is a "not installed" line of
+   the table otherwise (:data:`PEERS`). For cryptofeed's start-up the server also answers
+   ``GET /fapi/v1/exchangeInfo`` with the simulator's listing of the same contracts.
 
 This process (the server) and every client are pinned to the same single CPU (``--cpu``,
 default 1, with :func:`os.sched_setaffinity`, inherited by the children), so that the run is
@@ -23,7 +27,12 @@ CPU-bound and every client pays for the server's sending alike.
 The clock of a run starts when the server sends the first frame. For the bare clients it
 stops when the close handshake completes (the client has read every frame before the close
 frame); for the recorder when its process has exited after SIGTERM, sent as soon as the close
-handshake completes: its final flush and seal are inside the clock. CPU is the client
+handshake completes: its final flush and seal are inside the clock. The peers' libraries
+queue frames past the close (cryptofeed's websockets options leave the receive queue
+unbounded; unicorn's stream thread fills a buffer another thread reads), so their clock stops
+when the peer prints its count, once it has handled every frame, or at the close handshake if
+that is later; the stop of the library and the exit are outside it. SIGTERM goes to a peer
+after its count. CPU is the client
 process's from the moment the server accepts its connection (``/proc/<pid>/stat``, 10 ms
 resolution) to its exit (:func:`os.wait4`); start-up and imports are outside. Peak RSS is
 ``VmHWM``, read every 10 ms until the exit. The rounds interleave the clients (A B C A B C ...);
@@ -37,6 +46,8 @@ Usage::
 
 import asyncio
 import dataclasses
+import importlib.metadata
+import importlib.util
 import json
 import os
 import signal
@@ -47,7 +58,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from aiohttp import web
 from benchmark import (  # scripts/ is on sys.path when a script runs
@@ -68,9 +79,12 @@ from scenario_cli import Option, in_scratch, options_parser, progress, write_jso
 
 from recorder.ingest.connection import combined_stream_url
 from recorder.simulate.config import DEFAULT_SYMBOLS, SimulatorConfig
+from recorder.simulate.exchange_info import exchange_info
+from recorder.simulate.listings import ContractBook
 from recorder.simulate.market import MarketGenerator
 
-BARE_CLIENT = Path(__file__).resolve().parent / "bare_client.py"
+SCRIPTS = Path(__file__).resolve().parent
+BARE_CLIENT = SCRIPTS / "bare_client.py"
 SYMBOLS = DEFAULT_SYMBOLS
 CLOSE_TIMEOUT = 120.0
 """Seconds the server waits for the client's answer to its close frame."""
@@ -91,22 +105,33 @@ OPTIONS: list[Option] = [
 # The feed
 
 
+def market(start_ms: int) -> MarketGenerator:
+    """The simulator's market of the ten default contracts, a tick every 100 ms of ``E``."""
+    config = SimulatorConfig(
+        symbols=SYMBOLS, seed=SEED, interval_ms=100, jitter_ms=50, activity=1.0
+    )
+    return MarketGenerator(config, start_ms)
+
+
 def build_frames(count: int, start_ms: int) -> list[str]:
     """Build ``count`` combined miniTicker frames of the ten default contracts, ``E`` rising.
 
     The simulator's market generator gives the payloads (every symbol changes every tick, a
     tick every 100 ms of ``E`` from ``start_ms``), so the decimal strings are the realistic ones.
     """
-    config = SimulatorConfig(
-        symbols=SYMBOLS, seed=SEED, interval_ms=100, jitter_ms=50, activity=1.0
-    )
-    generator = MarketGenerator(config, start_ms)
+    generator = market(start_ms)
     frames: list[str] = []
     while len(frames) < count:
         frames.extend(
             combined_frame(event.symbol, event.payload_json) for event in generator.step().events
         )
     return frames[:count]
+
+
+def listing(start_ms: int) -> dict[str, object]:
+    """The body of ``GET /fapi/v1/exchangeInfo`` that lists the feed's contracts, ``TRADING``."""
+    contracts = ContractBook(market(start_ms), start_ms).contracts()
+    return exchange_info(contracts, start_ms, 2_400)
 
 
 @dataclass(slots=True)
@@ -129,11 +154,16 @@ class RunState:
 
 
 class Feed:
-    """The pre-framed feed server: the frames, and the run being served."""
+    """The pre-framed feed server: the frames, the listing, and the run being served."""
 
-    def __init__(self, frames: Sequence[str]) -> None:
+    def __init__(self, frames: Sequence[str], listing: dict[str, object] | None = None) -> None:
         self.frames = frames
+        self.listing = listing or {}
         self.current: RunState | None = None
+
+    async def exchange_info(self, _request: web.Request) -> web.Response:
+        """Answer ``GET /fapi/v1/exchangeInfo`` (a peer's start-up, outside the clock)."""
+        return web.json_response(self.listing)
 
     async def handle(self, request: web.Request) -> web.WebSocketResponse:
         """Send every frame to the run's first connection, then close; hold any later one."""
@@ -166,11 +196,14 @@ class Client:
         name: its label in the table.
         command: its command line, from the feed's base URL and the run's directory.
         ends_at_exit: the clock stops at its exit (the recorder) rather than at the close.
+        ends_at_report: the clock stops when it prints its count, if that is after the close
+            (a peer whose library queues frames past the close).
     """
 
     name: str
     command: Callable[[str, Path], list[str]]
     ends_at_exit: bool = False
+    ends_at_report: bool = False
 
 
 def bare_command(*flags: str) -> Callable[[str, Path], list[str]]:
@@ -199,16 +232,75 @@ def recorder_command(base_url: str, directory: Path) -> list[str]:
     ]
 
 
+def cryptofeed_command(base_url: str, directory: Path) -> list[str]:
+    """``peer_cryptofeed.py`` on the feed; its exchangeInfo from the same server."""
+    rest_base = base_url.replace("ws://", "http://", 1).removesuffix("/market")
+    return [
+        sys.executable,
+        str(SCRIPTS / "peer_cryptofeed.py"),
+        combined_stream_url(base_url, SYMBOLS),
+        "--rest",
+        rest_base,
+        "--log",
+        str(directory / "cryptofeed.log"),
+    ]
+
+
+def unicorn_command(base_url: str, directory: Path) -> list[str]:
+    """``peer_unicorn.py`` on the feed."""
+    del directory
+    return [
+        sys.executable,
+        str(SCRIPTS / "peer_unicorn.py"),
+        combined_stream_url(base_url, SYMBOLS),
+    ]
+
+
+@dataclass(frozen=True, slots=True)
+class Peer:
+    """Another library's client, run when its package imports.
+
+    Attributes:
+        package: its distribution, as pip names it.
+        module: the module it imports.
+        label: its label in the table, before the version.
+        command: as :attr:`Client.command`.
+    """
+
+    package: str
+    module: str
+    label: str
+    command: Callable[[str, Path], list[str]]
+
+    def installed(self) -> bool:
+        """Whether the package imports in this interpreter (the clients run with it)."""
+        return importlib.util.find_spec(self.module) is not None
+
+    def client(self) -> Client:
+        """The client of the comparison, its label with the installed version."""
+        version = importlib.metadata.version(self.package)
+        return Client(f"{self.package} {version} {self.label}", self.command, ends_at_report=True)
+
+
+PEERS = (
+    Peer("cryptofeed", "cryptofeed", "(Decimal Candle per update)", cryptofeed_command),
+    Peer(
+        "unicorn-binance-websocket-api",
+        "unicorn_binance_websocket_api",
+        "(stream_buffer, raw frames)",
+        unicorn_command,
+    ),
+)
+"""The clients the issue names as optional; ``pip install -e '.[bench]'`` installs them."""
+
 CLIENTS = (
     Client("bare aiohttp, counting frames", bare_command()),
     Client("bare aiohttp + json.loads", bare_command("--json")),
     Client("recorder run (received, logged, sealed)", recorder_command, ends_at_exit=True),
+    *(peer.client() for peer in PEERS if peer.installed()),
 )
-OPTIONAL_CLIENTS: dict[str, str] = {
-    "cryptofeed": "installs; no adapter yet points it at the local feed",
-    "unicorn-binance-websocket-api": "installs; no adapter yet points it at the local feed",
-}
-"""Clients the issue names as optional: hooks for an adapter that points them at the feed."""
+MISSING_PEERS = tuple(peer.package for peer in PEERS if not peer.installed())
+"""The peers whose package does not import: listed as "not installed" in the table."""
 
 
 # ---------------------------------------------------------------------------------------------
@@ -263,7 +355,7 @@ async def reap(pid: int) -> tuple[float, int, float, int]:
 
 
 def start_client(client: Client, base_url: str, directory: Path) -> "subprocess.Popen[bytes]":
-    """Start ``client`` with its log in ``directory``; a bare client's stdout is piped."""
+    """Start ``client`` with its log in ``directory``; a bare client's or peer's stdout is piped."""
     with (directory / "client.log").open("wb") as log:
         return subprocess.Popen(
             client.command(base_url, directory),
@@ -287,6 +379,12 @@ def start_profiler(pid: int, output: Path) -> "subprocess.Popen[bytes]":
     )
 
 
+def read_report(stdout: IO[bytes]) -> tuple[float, bytes]:
+    """Read a peer's count line; return when it came (:func:`time.perf_counter`) and the line."""
+    line = stdout.readline()
+    return time.perf_counter(), line
+
+
 async def run_client(
     feed: Feed,
     base_url: str,
@@ -305,8 +403,12 @@ async def run_client(
         profiler = start_profiler(process.pid, profile_dir / f"recorder-round{round_number}.txt")
     state = RunState(pid=process.pid)
     feed.current = state
+    report = None
+    if client.ends_at_report and process.stdout is not None:
+        report = asyncio.create_task(asyncio.to_thread(read_report, process.stdout))
     try:
         await asyncio.wait_for(state.done.wait(), RUN_TIMEOUT)
+        reported, output = await asyncio.wait_for(report, RUN_TIMEOUT) if report else (0.0, b"")
     except TimeoutError:
         process.kill()
         raise
@@ -319,6 +421,10 @@ async def run_client(
         wall_s = exited - state.started
         counts = count_dataset(directory / "data", (0, 2**62))
         received, duplicates = counts.rows, counts.duplicate_rows
+    elif report is not None:
+        wall_s = max(state.closed, reported) - state.started
+        received = int(json.loads(output or b'{"frames": 0}')["frames"])
+        duplicates = 0
     else:
         wall_s = state.closed - state.started
         output = process.stdout.read() if process.stdout is not None else b""
@@ -346,11 +452,14 @@ async def compare(
     scratch: Path,
     clients: Sequence[Client] = CLIENTS,
     profile_dir: Path | None = None,
+    *,
+    listing: dict[str, object] | None = None,
 ) -> list[RunResult]:
     """Serve the feed on loopback and run every client ``runs + 1`` times, interleaved."""
-    feed = Feed(frames)
+    feed = Feed(frames, listing)
     app = web.Application()
     app.router.add_get("/market/stream", feed.handle)
+    app.router.add_get("/fapi/v1/exchangeInfo", feed.exchange_info)
     runner = web.AppRunner(app, handle_signals=False)
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)
@@ -412,8 +521,10 @@ def summary_table(results: Sequence[RunResult], frames: int) -> list[list[str]]:
                 f"{complete} of {len(measured)} runs",
             ]
         )
-    for name, reason in OPTIONAL_CLIENTS.items():
-        rows.append([name, "not run", "", "", reason])
+    rows.extend(
+        [name, "not run", "", "", "not installed: pip install -e '.[bench]'"]
+        for name in MISSING_PEERS
+    )
     return rows
 
 
@@ -422,14 +533,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = options_parser(__doc__, OPTIONS).parse_args(argv)
     os.sched_setaffinity(0, {args.cpu})
     progress(f"building {args.frames:,} frames")
-    frames = build_frames(args.frames, time.time_ns() // 1_000_000)
+    start_ms = time.time_ns() // 1_000_000
+    frames = build_frames(args.frames, start_ms)
 
     def scenario(scratch: Path) -> dict[str, Any]:
         machine = dataclasses.replace(describe_machine(scratch), cpus=os.cpu_count() or 0)
         clients = [client for client in CLIENTS if args.only in client.name]
         if args.py_spy is not None:
             args.py_spy.mkdir(parents=True, exist_ok=True)
-        results = asyncio.run(compare(frames, args.runs, scratch, clients, args.py_spy))
+        results = asyncio.run(
+            compare(frames, args.runs, scratch, clients, args.py_spy, listing=listing(start_ms))
+        )
         table = markdown(TABLE_HEADER, summary_table(results, len(frames)))
         print(
             f"Machine: {machine.describe()}; server and clients pinned to CPU {args.cpu}.\n\n"
