@@ -290,7 +290,10 @@ class GapDetector:
         Call it for every frame, before decoding and de-duplication, so that the detector knows
         whether a connection delivered anything between two events of a symbol.
         """
-        self._track(connection_id).frames += 1
+        track = self._connections.get(connection_id)
+        if track is None:
+            track = self._connections[connection_id] = _ConnectionTrack()
+        track.frames += 1
 
     def observe(self, event: KeyedEvent, connection_id: str, detected_at_us: int) -> Gap | None:
         """Follow one de-duplicated event; return the gap it closes, if any.

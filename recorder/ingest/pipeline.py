@@ -16,7 +16,7 @@ from recorder.ingest.decimals import inexact_rows
 from recorder.ingest.decode import Decoded, decode_failure, decode_slowly
 from recorder.ingest.dedup import DuplicateFilter
 from recorder.ingest.event_times import EventTimeGuard
-from recorder.ingest.payload import PayloadWire, decimal_columns
+from recorder.ingest.payload import PayloadColumns, PayloadWire
 from recorder.ingest.rejections import build_rejection
 from recorder.ingest.screen import Screened, screen_frame
 from recorder.model import (
@@ -97,6 +97,10 @@ class _Kept:
     events: list[TickerPayload] = field(default_factory=list)
     receive_times: list[int] = field(default_factory=list)
     duplicates: int = 0
+    screened: PayloadColumns | None = None
+    """The run's screened payloads as columns, for when ``events`` turn out to be all of them."""
+    all_screened: bool = True
+    """Whether ``events`` are the screened payloads, all and in order: nothing else happened."""
 
 
 @dataclass(slots=True)
@@ -215,28 +219,39 @@ class EventPipeline:
             metrics.set_open_connections(len(self.connections))
 
     def _on_frames(self, frames: Sequence[ReceivedFrame]) -> None:
-        screened = self._screen(frames)
-        counters, connections, detector = self.counters, self.connections, self._detector
         kept = _Kept()
+        screened = self._screen(frames, kept)
+        connections, detector = self.connections, self._detector
         for frame, content in zip(frames, screened, strict=True):
-            counters.frames += 1
-            connection = connections.get(frame.connection_id)
-            if connection is not None:
-                connection.last_frame_us = frame.receive_time
-            detector.on_frame(frame.connection_id)
+            connection_id = frame.connection_id
+            detector.on_frame(connection_id)
             if content is None:
+                kept.all_screened = False
                 self._on_decoded(frame, self._decode_slowly(frame), kept)
             elif isinstance(content, tuple):
                 items, recorded = content
-                self._count_not_recorded(len(items) - len(recorded))
+                if len(items) != len(recorded):
+                    kept.all_screened = False
+                    self._count_not_recorded(len(items) - len(recorded))
                 for payload in recorded:
                     self._admit(payload, frame, kept)
             else:
                 self._admit(content, frame, kept)
+        # Runs end at connection events, so each connection's newest frame is all that counts.
+        newest = {frame.connection_id: frame.receive_time for frame in frames}
+        for connection_id, receive_time in newest.items():
+            connection = connections.get(connection_id)
+            if connection is not None:
+                connection.last_frame_us = receive_time
+        self.counters.frames += len(frames)
         self._store(kept)
 
-    def _screen(self, frames: Sequence[ReceivedFrame]) -> list[Screened | None]:
-        """The hot path of each frame, its decimals judged for the whole run at once."""
+    def _screen(self, frames: Sequence[ReceivedFrame], kept: "_Kept") -> list[Screened | None]:
+        """The hot path of each frame, its decimals judged for the whole run at once.
+
+        The payloads become columns once (``kept.screened``): the decimals are judged on them,
+        and they are what the flush stores when every payload is kept.
+        """
         subscribed, limit, all_market = self._subscribed, self._max_frame_bytes, self._all_market
         screened: list[Screened | None] = []
         payloads: list[PayloadWire] = []
@@ -258,7 +273,10 @@ class EventPipeline:
             else:
                 payloads.append(content)
                 owners.append(position)
-        for row in inexact_rows(decimal_columns(payloads)):
+        if not payloads:
+            return screened
+        columns = kept.screened = PayloadColumns(payloads)
+        for row in inexact_rows(columns.decimals):
             screened[owners[row]] = None  # the slow path finds the culprit and says why
         return screened
 
@@ -299,11 +317,11 @@ class EventPipeline:
     def _admit(self, event: TickerPayload, frame: ReceivedFrame, kept: "_Kept") -> None:
         """Judge an event's ``E`` first: an implausible one reaches nothing else."""
         # A suspect E is held until a later event decides (see event_times).
-        guard = self._event_times
-        if guard.accept_plausible(event.event_time, frame.receive_time):
+        if self._event_times.accept_plausible(event.event_time, frame.receive_time):
             self._keep(event, frame, kept)
             return
-        for (held, carrier), reason in guard.admit(
+        kept.all_screened = False
+        for (held, carrier), reason in self._event_times.admit(
             event.symbol, event.event_time, frame.receive_time, (event, frame)
         ):
             if reason is not None:
@@ -315,6 +333,7 @@ class EventPipeline:
         """De-duplicate an event whose ``E`` was admitted, then keep and gap-check it."""
         if not self._seen.accept(event.symbol, event.event_time):
             kept.duplicates += 1
+            kept.all_screened = False
             return
         kept.events.append(event)
         kept.receive_times.append(carrier.receive_time)
@@ -336,7 +355,11 @@ class EventPipeline:
                 metrics.duplicate_dropped(kept.duplicates)
         if not kept.events:
             return
-        self._pending.events.extend_payloads(kept.events, kept.receive_times)
+        columns = kept.screened
+        if kept.all_screened and columns is not None and len(columns) == len(kept.events):
+            columns.extend_events(self._pending.events, kept.receive_times)
+        else:
+            self._pending.events.extend_payloads(kept.events, kept.receive_times)
         counters.events += len(kept.events)
         if metrics is not None:
             metrics.events_received([event.symbol for event in kept.events], kept.receive_times)

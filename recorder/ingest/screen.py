@@ -62,23 +62,23 @@ def screen_frame(
         The payloads, or ``None``: the frame needs the slow path (it may still hold events,
         a control reply, or be one rejection). Never raises for bad input.
     """
-    if oversize(frame, max_frame_bytes) is not None:
+    # UTF-8 spends at most 4 bytes on a character: a short frame needs no measuring.
+    if len(frame) * 4 > max_frame_bytes and oversize(frame, max_frame_bytes) is not None:
         return None
     if isinstance(frame, bytes) and not frame.isascii():
         return None  # the slow path checks its UTF-8: msgspec does not check skipped fields
-    fast = _FAST_ALL_MARKET if all_market else _FAST
     try:
-        wire = fast.decode(frame)
+        wire = (_FAST_ALL_MARKET if all_market else _FAST).decode(frame)
     except (msgspec.DecodeError, UnicodeError, RecursionError):
         return None
     if isinstance(wire, list):
         payloads = wire
-    elif isinstance(wire.data, list):
-        if wire.stream != ALL_MARKET_STREAM:
-            return None
+    elif not isinstance(wire.data, list):
+        return wire.data if vouch_payload(wire.data, wire.stream, subscribed) else None
+    elif wire.stream == ALL_MARKET_STREAM:
         payloads = wire.data
     else:
-        return wire.data if vouch_payload(wire.data, wire.stream, subscribed) else None
+        return None
     recorded = vouch_items(payloads, subscribed)
     return None if recorded is None else (payloads, recorded)
 
