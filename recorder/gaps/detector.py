@@ -258,6 +258,7 @@ class GapDetector:
         if interval_ms <= 0:
             raise ValueError(f"interval_ms must be positive, got {interval_ms}")
         self._interval_ms = interval_ms
+        self._miss_x2 = 3 * interval_ms  # twice the shortest span that misses an update
         self._all_market = all_market
         self._last: dict[str, _LastEvent] = {
             symbol: _LastEvent(event_time, None) for symbol, event_time in (restored or {}).items()
@@ -314,7 +315,7 @@ class GapDetector:
         if previous is not None and event.event_time <= previous.event_time:
             return None
         gap: Gap | None = None
-        if previous is not None and self._misses(previous.event_time, event.event_time):
+        if previous is not None and 2 * (event.event_time - previous.event_time) >= self._miss_x2:
             missed = missed_updates(previous.event_time, event.event_time, self._interval_ms)
             if missed >= 1:
                 gap = Gap(
@@ -358,17 +359,14 @@ class GapDetector:
         if track.ended is not None and track.symbols_last_seen_here <= 0:
             self._connections.pop(connection_id, None)
 
-    def _misses(self, earlier_ms: int, later_ms: int) -> bool:
-        """Whether :func:`missed_updates` is at least one, without calling it: 1.5 intervals."""
-        return 2 * (later_ms - earlier_ms) >= 3 * self._interval_ms
-
     def _learn_silence(self, track: _ConnectionTrack, event_time: int) -> None:
         """Record a connection-wide silence that ``event_time`` ends, if there was one."""
         other_frames = track.frames - track.frames_at_last_event
         newest = track.newest_event_ms
         # More than this event's own frame in between: the connection delivered something
         # (duplicates, replies), so the stretch cannot be proven silent.
-        if newest is not None and other_frames <= 1 and self._misses(newest, event_time):
+        # 2 x span >= 3 x interval: missed_updates() >= 1, without calling it.
+        if newest is not None and other_frames <= 1 and 2 * (event_time - newest) >= self._miss_x2:
             track.silences.append((newest, event_time))
         track.frames_at_last_event = track.frames
         if newest is None or event_time > newest:

@@ -47,6 +47,9 @@ CLOSE_TIMEOUT: Final = 2.0
 log = get_logger(__name__)
 
 
+_DATA_MESSAGES: Final = frozenset({aiohttp.WSMsgType.TEXT, aiohttp.WSMsgType.BINARY})
+
+
 @dataclass(frozen=True, slots=True)
 class ConnectionEnd:
     """How a connection ended.
@@ -235,7 +238,7 @@ class MarketConnection:
         ws = self._ws
         while True:
             message = await ws.receive()
-            if message.type in (aiohttp.WSMsgType.TEXT, aiohttp.WSMsgType.BINARY):
+            if message.type in _DATA_MESSAGES:
                 if self._replies and self._answer(message.data):
                     continue  # not data, like a probe's reply
                 if self._probe_id is not None and is_probe_reply(message.data, self._probe_id):
@@ -250,9 +253,11 @@ class MarketConnection:
                     self.first_data.set()
                     await self._emit(self.event(ConnectionChange.FIRST_DATA))
                 frame = ReceivedFrame(message.data, self._clock.wall_us(), self.connection_id)
-                sink = self._sink
-                if self._held is None and not sink.full():
-                    sink.put_nowait(frame)  # the path of nearly every frame: no coroutine
+                if self._held is None:
+                    try:
+                        self._sink.put_nowait(frame)  # nearly every frame: no coroutine
+                    except asyncio.QueueFull:
+                        await self._sink.put(frame)
                 else:
                     await self._emit(frame)
             elif message.type is aiohttp.WSMsgType.ERROR:

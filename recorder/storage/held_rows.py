@@ -42,21 +42,35 @@ def rows_by_symbol(batches: Iterable[pa.RecordBatch]) -> dict[str, SymbolRows]:
     >>> rows_by_symbol([batch])
     {'BTCUSDT': SymbolRows(rows=2, first_ms=2000, last_ms=4000)}
     """
-    # Plain Python over the two columns: a flush holds a row or two per symbol, and an Arrow
-    # group-by costs more to set up than this loop takes.
-    counts: dict[str, list[int]] = {}
-    for batch in batches:
-        symbols = batch.column(SYMBOL_COLUMN).to_pylist()
-        times = batch.column("event_time").cast(pa.int64()).to_pylist()
-        for symbol, time in zip(symbols, times, strict=True):
-            seen = counts.get(symbol)
-            if seen is None:
-                counts[symbol] = [1, time, time]
-            else:
-                seen[0] += 1
-                seen[1] = min(seen[1], time)
-                seen[2] = max(seen[2], time)
-    return {symbol: SymbolRows(*seen) for symbol, seen in counts.items()}
+    tables = [
+        pa.table(
+            {
+                SYMBOL_COLUMN: batch.column(SYMBOL_COLUMN),
+                "event_time": batch.column("event_time").cast(pa.int64()),
+            }
+        )
+        for batch in batches
+        if batch.num_rows
+    ]
+    if not tables:
+        return {}
+    # One Arrow group-by, whatever the number of rows: a flush of the whole market under load
+    # holds tens of thousands, and a Python loop over them held the GIL for milliseconds.
+    grouped = (
+        pa.concat_tables(tables)
+        .group_by(SYMBOL_COLUMN, use_threads=False)
+        .aggregate([("event_time", "count"), ("event_time", "min"), ("event_time", "max")])
+    )
+    return {
+        symbol: SymbolRows(rows, first, last)
+        for symbol, rows, first, last in zip(
+            grouped.column(SYMBOL_COLUMN).to_pylist(),
+            grouped.column("event_time_count").to_pylist(),
+            grouped.column("event_time_min").to_pylist(),
+            grouped.column("event_time_max").to_pylist(),
+            strict=True,
+        )
+    }
 
 
 def split_protected(

@@ -33,7 +33,7 @@ import pyarrow.parquet as pq
 
 import recorder
 from recorder.errors import DecodeError
-from recorder.event_columns import EventRows, as_columns
+from recorder.event_columns import EventColumns, EventRows, as_columns
 from recorder.model import DECIMAL_PRECISION, DECIMAL_SCALE
 
 SCHEMA_VERSION = 2
@@ -229,6 +229,15 @@ def build_wal_batch(events: EventRows) -> pa.RecordBatch:
     return pa.RecordBatch.from_arrays(
         [columns[name] for name in WAL_SCHEMA.names], schema=WAL_SCHEMA
     )
+
+
+def warm_up() -> None:
+    """Make pyarrow's first conversion of Python values now, at start-up, not in a flush.
+
+    When pandas is installed, pyarrow imports it on that first conversion: a fifth of a second
+    here, holding the GIL, so it would stall the first flush and the event loop with it.
+    """
+    build_wal_batch(EventColumns())
 
 
 def data_columns(batch: pa.RecordBatch) -> pa.RecordBatch:

@@ -2,9 +2,8 @@
 
 How events travel:
 
-1. :meth:`DatasetWriter.write_ahead` builds one Arrow batch from a flush worth of events
-   (:mod:`recorder.storage.wal_batch`), appends it to the write-ahead log and fsyncs once,
-   whatever the number of symbols. When it returns, the events survive a crash. The batch is
+1. :meth:`DatasetWriter.write_ahead` builds one Arrow batch of a flush (:mod:`.wal_batch`),
+   logs it with one fsync whatever the number of symbols: then it survives a crash. The batch is
    kept in memory, cut into zero-copy per-partition slices: a partition's *buffered rows*
    (:mod:`recorder.storage.partition_buffers`) are its rows logged since it was last sealed.
 2. :meth:`DatasetWriter.take_seal_jobs` asks :class:`~recorder.storage.sealing.SealPolicy` what
@@ -54,6 +53,7 @@ from recorder.storage.pending import PendingRecords
 from recorder.storage.publisher import SealedFile
 from recorder.storage.recovery import RecoveryReport, recover_leftovers
 from recorder.storage.root_schema import claim_root
+from recorder.storage.schema import warm_up
 from recorder.storage.seal_jobs import SealJob, SealJobs, SealResult, publish_job, sealed_marker
 from recorder.storage.sealing import OpenPartition, SealPolicy, SealReason
 from recorder.storage.segment_chain import SegmentChain
@@ -240,9 +240,9 @@ class DatasetWriter:
         finally:
             if not opened:
                 lock.release(remove=False)
-        self._lock = lock
+        self._lock, self._state = lock, _WriterState.OPEN
         self._rotation_started_at = self._clock.monotonic()
-        self._state = _WriterState.OPEN
+        warm_up()
         return report
 
     def write_ahead(self, events: EventRows, *, hold: bool = False) -> list[Rejection]:
