@@ -42,6 +42,31 @@ def is_known_valid_symbol(symbol: str) -> bool:
     return is_valid_symbol(symbol)
 
 
+_KNOWN_VALID: set[str] = set()
+_MAX_KNOWN_VALID = 8192
+
+
+def all_known_valid(symbols: set[str]) -> bool:
+    """Whether every one of ``symbols`` is valid: :func:`is_valid_symbol` for the new ones only.
+
+    For a whole-market array: one set difference against the symbols found valid before, so
+    600 items cost what the few unknown ones do. The memory is bounded, as
+    :func:`is_known_valid_symbol`'s.
+
+    >>> all_known_valid({"BTCUSDT", "ETHUSDT"}), all_known_valid({"BTCUSDT", "../x"})
+    (True, False)
+    """
+    unknown = symbols - _KNOWN_VALID
+    if not unknown:
+        return True
+    if not all(map(is_valid_symbol, unknown)):
+        return False
+    if len(_KNOWN_VALID) + len(unknown) > _MAX_KNOWN_VALID:
+        _KNOWN_VALID.clear()
+    _KNOWN_VALID.update(unknown)
+    return True
+
+
 @functools.lru_cache(maxsize=4096)
 def stream_name(symbol: str) -> str:
     """Return the Binance stream name of ``symbol``: lower-case symbol plus ``@miniTicker``.

@@ -56,9 +56,9 @@ from recorder.ingest.market_array import items_reason, read_items
 from recorder.ingest.nesting import MAX_NESTING, cut_deep_nesting
 from recorder.ingest.payload import (
     EVENT_TYPE,
+    PayloadColumns,
     PayloadWire,
     check_payload,
-    decimal_columns,
     to_event,
 )
 from recorder.ingest.rejections import build_rejection, quote, schema_reason
@@ -193,7 +193,7 @@ def decode_frame(
         items, recorded = (
             ([screened], [screened]) if isinstance(screened, PayloadWire) else screened
         )
-        if not inexact_rows(decimal_columns(items)):
+        if not inexact_rows(PayloadColumns(items).decimals):
             events = tuple(to_event(payload, receive_time) for payload in recorded)
             return Decoded(events=events, not_recorded=len(items) - len(recorded))
     return decode_slowly(

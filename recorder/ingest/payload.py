@@ -24,7 +24,12 @@ from recorder.event_columns import COLUMN_NAMES, EventColumns
 from recorder.ingest.decimals import is_exact_decimal
 from recorder.ingest.rejections import bad_event_time_reason, decimal_reason, quote
 from recorder.model import MiniTicker
-from recorder.symbols import is_known_valid_symbol, is_valid_symbol, stream_name
+from recorder.symbols import (
+    all_known_valid,
+    is_known_valid_symbol,
+    is_valid_symbol,
+    stream_name,
+)
 
 EVENT_TYPE: Final = "24hrMiniTicker"
 """The only event type (``e``) this decoder accepts."""
@@ -153,18 +158,19 @@ def vouch_items(
     if not payloads:
         return []
     event_times = [payload.event_time for payload in payloads]
+    symbols = {payload.symbol for payload in payloads}
     kinds = {payload.contract_type for payload in payloads}
     kinds.discard(None)
     vouched = (
         {payload.event_type for payload in payloads} == {EVENT_TYPE}
         and min(event_times) >= MIN_EVENT_TIME_MS
         and max(event_times) < MAX_EVENT_TIME_MS
-        and all(map(is_known_valid_symbol, {payload.symbol for payload in payloads}))
+        and all_known_valid(symbols)
         and all(_contract_type_problem(kind) is None for kind in kinds)
     )
     if not vouched:
         return None
-    if subscribed is None:
+    if subscribed is None or symbols <= subscribed:
         return list(payloads)
     return [payload for payload in payloads if payload.symbol in subscribed]
 
@@ -181,13 +187,9 @@ class PayloadColumns:
 
     def __init__(self, payloads: Sequence[PayloadWire]) -> None:
         self.rows = len(payloads)
-        self._columns = dict(
-            zip(
-                PayloadWire.__struct_fields__,
-                zip(*map(astuple, payloads), strict=True),
-                strict=True,
-            )
-        )
+        fields = PayloadWire.__struct_fields__
+        transposed = zip(*map(astuple, payloads), strict=True) if payloads else [()] * len(fields)
+        self._columns = dict(zip(fields, transposed, strict=True))
         names = ("close", "open", "high", "low", "volume", "quote_volume")
         self.decimals: list[Sequence[str]] = [self._columns[name] for name in names]
         """The six decimal columns, for :func:`~recorder.ingest.decimals.inexact_rows`."""
@@ -212,18 +214,6 @@ PAYLOAD_COLUMNS: Final = tuple(
     name for name in COLUMN_NAMES if name not in {"receive_time", "contract_type"}
 )
 """The columns of an event a payload gives as it is."""
-
-
-def decimal_columns(payloads: Sequence[PayloadWire]) -> list[list[str]]:
-    """The six decimal fields of ``payloads`` as columns, for :func:`inexact_rows`."""
-    return [
-        [payload.close for payload in payloads],
-        [payload.open for payload in payloads],
-        [payload.high for payload in payloads],
-        [payload.low for payload in payloads],
-        [payload.volume for payload in payloads],
-        [payload.quote_volume for payload in payloads],
-    ]
 
 
 @functools.lru_cache(maxsize=4096)
