@@ -50,6 +50,7 @@ import importlib.metadata
 import importlib.util
 import json
 import os
+import re
 import signal
 import statistics
 import subprocess
@@ -75,7 +76,7 @@ from benchmark import (  # scripts/ is on sys.path when a script runs
     peak_rss,
     sample_process,
 )
-from scenario_cli import Option, in_scratch, options_parser, progress, write_json
+from scenario_cli import Option, in_scratch, options_parser, progress, unpack_commit, write_json
 
 from recorder.ingest.connection import combined_stream_url
 from recorder.simulate.config import DEFAULT_SYMBOLS, SimulatorConfig
@@ -98,6 +99,7 @@ OPTIONS: list[Option] = [
     ("--cpu", int, 1, "the CPU the server and every client are pinned to"),
     ("--only", str, "", "run only the clients whose label contains this text"),
     ("--py-spy", Path, None, "profile each recorder run with py-spy into this directory"),
+    ("--before", str, "", "also run the recorder of this commit (git archive), as before"),
 ]
 
 
@@ -198,12 +200,14 @@ class Client:
         ends_at_exit: the clock stops at its exit (the recorder) rather than at the close.
         ends_at_report: the clock stops when it prints its count, if that is after the close
             (a peer whose library queues frames past the close).
+        cwd: its working directory: another commit's tree runs that commit's recorder.
     """
 
     name: str
     command: Callable[[str, Path], list[str]]
     ends_at_exit: bool = False
     ends_at_report: bool = False
+    cwd: Path = PROJECT_ROOT
 
 
 def bare_command(*flags: str) -> Callable[[str, Path], list[str]]:
@@ -362,7 +366,7 @@ def start_client(client: Client, base_url: str, directory: Path) -> "subprocess.
             stdout=log if client.ends_at_exit else subprocess.PIPE,
             stderr=log,
             env=child_environment(),
-            cwd=PROJECT_ROOT,
+            cwd=client.cwd,
         )
 
 
@@ -395,7 +399,7 @@ async def run_client(
     profile_dir: Path | None = None,
 ) -> RunResult:
     """Run ``client`` once against the feed and measure it (and profile it, if asked)."""
-    directory = scratch / f"round{round_number}-{CLIENTS.index(client)}"
+    directory = scratch / f"round{round_number}-{re.sub(r'[^a-z0-9]+', '-', client.name.lower())}"
     directory.mkdir()
     process = start_client(client, base_url, directory)
     profiler = None
@@ -502,10 +506,12 @@ TABLE_HEADER = (
 )
 
 
-def summary_table(results: Sequence[RunResult], frames: int) -> list[list[str]]:
+def summary_table(
+    results: Sequence[RunResult], frames: int, clients: Sequence[Client] = CLIENTS
+) -> list[list[str]]:
     """One row per client over the measured rounds (round 0, the warm-up, left out)."""
     rows = []
-    for client in CLIENTS:
+    for client in clients:
         measured = [r for r in results if r.client == client.name and r.round > 0]
         if not measured:
             continue
@@ -539,12 +545,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     def scenario(scratch: Path) -> dict[str, Any]:
         machine = dataclasses.replace(describe_machine(scratch), cpus=os.cpu_count() or 0)
         clients = [client for client in CLIENTS if args.only in client.name]
+        if args.before:
+            # The same recorder command run from the older commit's tree: its "before" row.
+            tree = unpack_commit(args.before, scratch / "before")
+            label = f"recorder run at {args.before} (before)"
+            before = Client(label, recorder_command, ends_at_exit=True, cwd=tree)
+            clients.insert(clients.index(CLIENTS[2]) if CLIENTS[2] in clients else 0, before)
         if args.py_spy is not None:
             args.py_spy.mkdir(parents=True, exist_ok=True)
         results = asyncio.run(
             compare(frames, args.runs, scratch, clients, args.py_spy, listing=listing(start_ms))
         )
-        table = markdown(TABLE_HEADER, summary_table(results, len(frames)))
+        table = markdown(TABLE_HEADER, summary_table(results, len(frames), clients))
         print(
             f"Machine: {machine.describe()}; server and clients pinned to CPU {args.cpu}.\n\n"
             f"{len(frames):,} pre-framed frames of {len(SYMBOLS)} symbols per run, "

@@ -7,7 +7,9 @@ that ``--keep`` keeps, print Markdown and write their figures with ``--json``.
 import argparse
 import json
 import shutil
+import subprocess
 import sys
+import tarfile
 import tempfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -53,3 +55,23 @@ def write_json(args: argparse.Namespace, figures: dict[str, Any]) -> None:
     if args.json is not None:
         args.json.write_text(json.dumps(figures, indent=1) + "\n", encoding="utf-8")
         progress(f"wrote {args.json}")
+
+
+def unpack_commit(commit: str, into: Path) -> Path:
+    """``git archive`` of ``commit`` of this repository, unpacked into ``into`` (made here).
+
+    A recorder started with that directory as its working directory (``python -m recorder``)
+    runs that commit's package: the "before" of a comparison in one run.
+    """
+    archive = into.with_suffix(".tar")
+    with archive.open("wb") as out:
+        subprocess.run(
+            ["git", "archive", "--format=tar", commit],
+            stdout=out,
+            cwd=Path(__file__).resolve().parents[1],
+            check=True,
+        )
+    into.mkdir()
+    with tarfile.open(archive) as tar:
+        tar.extractall(into, filter="data")
+    return into
