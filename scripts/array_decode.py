@@ -20,8 +20,9 @@ Forms:
 4. :func:`~recorder.ingest.decode.decode_frame`: the same, then one
    :class:`~recorder.model.MiniTicker` per event (the API the tests call, and what the pipeline
    did before issue 13, so the figure of an older checkout is the "before");
-5. the whole pipeline, :meth:`~recorder.ingest.pipeline.EventPipeline.feed_all`: decode, the
-   event-time guard, the duplicate filter, the gap detector and the columns of the flush.
+5. the whole pipeline (:meth:`~recorder.ingest.pipeline.EventPipeline.feed_all`, one frame
+   at a time; ``feed`` in older checkouts): decode, the event-time guard, the duplicate
+   filter, the gap detector and the flush's events.
 
 A form the checkout lacks (an older one, run with ``PYTHONPATH`` at its tree) is left out.
 
@@ -92,13 +93,12 @@ def forms(frames: Sequence[str], recorded: frozenset[str]) -> dict[str, Callable
         "json.loads + a dict per item (no checks)": naive,
         "msgspec typed parse alone": parse_only,
     }
-    if importlib.util.find_spec("recorder.ingest.screen") is not None:
+    if importlib.util.find_spec("recorder.ingest.screen") is not None:  # issue 13 on
         found["hot path: screen_frame + inexact_rows"] = hot_path(frames, recorded)
     found["decode_frame (a MiniTicker per event)"] = decode_frames
-    if importlib.util.find_spec("recorder.event_columns") is not None:
-        found["whole pipeline: feed_all (decode, guard, dedup, gaps, columns)"] = pipeline(
-            frames, recorded
-        )
+    found["whole pipeline (decode, guard, dedup, gaps, flush's events)"] = pipeline(
+        frames, recorded
+    )
     return found
 
 
@@ -135,8 +135,13 @@ def pipeline(frames: Sequence[str], recorded: frozenset[str]) -> Callable[[], in
 
     def run() -> int:
         fed = EventPipeline(recorded, 1 << 20, GapDetector(2000), all_market=True)
+        # Checkouts before issue 13 had no feed_all: one frame at a time is the same there.
+        feed = getattr(fed, "feed_all", None)
         for frame in received:
-            fed.feed_all((frame,))
+            if feed is None:
+                fed.feed(frame)
+            else:
+                feed((frame,))
         taken = fed.take()
         if taken.rejections:
             raise RuntimeError(f"a benchmark frame was rejected: {taken.rejections[0].reason}")
