@@ -7,7 +7,10 @@ the samples with the function anywhere on the stack (once per stack, however dee
 
 Usage::
 
-    .venv/bin/python scripts/pyspy_top.py PROFILE [--top N]
+    .venv/bin/python scripts/pyspy_top.py PROFILE [--top N] [--exclude TEXT ...]
+
+``--exclude`` leaves out every stack with a frame containing the text: ``_find_and_load``
+leaves out the imports of the start-up, which the comparison's CPU figure does not count.
 """
 
 import argparse
@@ -61,9 +64,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     parser.add_argument("profile", type=Path)
     parser.add_argument("--top", type=int, default=25)
+    parser.add_argument("--exclude", action="append", default=[])
     args = parser.parse_args(argv)
     with args.profile.open(encoding="utf-8") as lines:
-        samples, entries = top_entries(read_stacks(lines), args.top)
+        stacks = read_stacks(lines)
+    kept = Counter(
+        {
+            frames: count
+            for frames, count in stacks.items()
+            if not any(text in frame for frame in frames for text in args.exclude)
+        }
+    )
+    samples, entries = top_entries(kept, args.top)
     print(f"{samples:,} samples\n\n{render(samples, entries)}")
     return 0
 
