@@ -139,11 +139,6 @@ class EventColumns:
             ]
         )
 
-    def extend(self, other: "EventColumns") -> None:
-        """Append every event of ``other``."""
-        for name in COLUMN_NAMES:
-            getattr(self, name).extend(getattr(other, name))
-
     def row(self, index: int) -> MiniTicker:
         """The event at ``index`` as one value."""
         return MiniTicker(**{name: getattr(self, name)[index] for name in COLUMN_NAMES})
