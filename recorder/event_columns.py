@@ -132,12 +132,8 @@ class EventColumns:
         self.quote_volume.extend([payload.quote_volume for payload in payloads])
         self.receive_time.extend(receive_times)
         self.pair.extend([payload.pair for payload in payloads])
-        self.contract_type.extend(
-            [
-                kind if kind is None or isinstance(kind, int) else int(kind)
-                for kind in (payload.contract_type for payload in payloads)
-            ]
-        )
+        kinds = [payload.contract_type for payload in payloads]
+        self.contract_type.extend(map(stored_contract_type, kinds))
 
     def row(self, index: int) -> MiniTicker:
         """The event at ``index`` as one value."""
@@ -151,6 +147,15 @@ class EventColumns:
             source = getattr(self, name)
             getattr(columns, name).extend([source[index] for index in chosen])
         return columns
+
+
+def stored_contract_type(kind: int | str | None) -> int | None:
+    """``st`` as stored: a digit string the decoder has checked becomes its integer.
+
+    >>> stored_contract_type("2"), stored_contract_type(1), stored_contract_type(None)
+    (2, 1, None)
+    """
+    return int(kind) if isinstance(kind, str) else kind
 
 
 COLUMN_NAMES: Final = tuple(column.name for column in fields(EventColumns))

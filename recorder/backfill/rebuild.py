@@ -29,6 +29,7 @@ from typing import Final
 from recorder.ingest.decimals import is_exact_decimal
 from recorder.ingest.klines import MAX_KLINES, MINUTE_MS, Candle
 from recorder.model import MiniTicker
+from recorder.rolling_extremes import RollingExtremes
 
 WINDOW_MINUTES: Final = 1_440
 """One-minute candles in the rolling 24 hours."""
@@ -99,8 +100,7 @@ def rebuild(
         return result
     wanted = set(minutes)
     window: deque[Candle] = deque()
-    highs: deque[tuple[int, decimal.Decimal]] = deque()  # decreasing highs, oldest first
-    lows: deque[tuple[int, decimal.Decimal]] = deque()  # increasing lows, oldest first
+    extremes = RollingExtremes[decimal.Decimal]()
     volume = quote_volume = decimal.Decimal(0)
     with decimal.localcontext(_EXACT):
         for minute in range(minutes[0] - _WINDOW_MS, minutes[-1] + 1, MINUTE_MS):
@@ -109,25 +109,17 @@ def rebuild(
                 window.append(candle)
                 volume += decimal.Decimal(candle.volume)
                 quote_volume += decimal.Decimal(candle.quote_volume)
-                high, low = decimal.Decimal(candle.high), decimal.Decimal(candle.low)
-                while highs and highs[-1][1] <= high:
-                    highs.pop()
-                highs.append((minute, high))
-                while lows and lows[-1][1] >= low:
-                    lows.pop()
-                lows.append((minute, low))
+                extremes.push(minute, decimal.Decimal(candle.high), decimal.Decimal(candle.low))
             oldest = minute - _WINDOW_MS
             while window and window[0].open_time < oldest:
                 gone = window.popleft()
                 volume -= decimal.Decimal(gone.volume)
                 quote_volume -= decimal.Decimal(gone.quote_volume)
-            while highs and highs[0][0] < oldest:
-                highs.popleft()
-            while lows and lows[0][0] < oldest:
-                lows.popleft()
+            extremes.expire(oldest)
             if minute not in wanted:
                 continue
-            if candle is None:
+            high, low = extremes.highest, extremes.lowest
+            if candle is None or high is None or low is None:
                 result.missing.append((minute, "the exchange returned no candle for it"))
                 continue
             row = MiniTicker(
@@ -135,8 +127,8 @@ def rebuild(
                 event_time=minute + MINUTE_MS - 1,
                 close=candle.close,
                 open=window[0].open,
-                high=_plain(highs[0][1]),
-                low=_plain(lows[0][1]),
+                high=_plain(high),
+                low=_plain(low),
                 volume=_plain(volume),
                 quote_volume=_plain(quote_volume),
                 receive_time=read_at_us,

@@ -20,7 +20,7 @@ from typing import Final
 import msgspec
 from msgspec.structs import astuple
 
-from recorder.event_columns import COLUMN_NAMES, EventColumns
+from recorder.event_columns import COLUMN_NAMES, EventColumns, stored_contract_type
 from recorder.ingest.decimals import is_exact_decimal
 from recorder.ingest.rejections import bad_event_time_reason, decimal_reason, quote
 from recorder.model import MiniTicker
@@ -109,7 +109,6 @@ def check_payload(
 
 def to_event(payload: PayloadWire, receive_time: int) -> MiniTicker:
     """The event of a payload that passed every check, a checked digit-string ``st`` an integer."""
-    contract_type = payload.contract_type
     return MiniTicker(
         symbol=payload.symbol,
         event_time=payload.event_time,
@@ -121,7 +120,7 @@ def to_event(payload: PayloadWire, receive_time: int) -> MiniTicker:
         quote_volume=payload.quote_volume,
         receive_time=receive_time,
         pair=payload.pair,
-        contract_type=int(contract_type) if isinstance(contract_type, str) else contract_type,
+        contract_type=stored_contract_type(payload.contract_type),
     )
 
 
@@ -205,8 +204,7 @@ class PayloadColumns:
         events.receive_time.extend(receive_times)
         kinds = columns["contract_type"]
         if str in set(map(type, kinds)):
-            # A checked digit string is stored as its integer.
-            kinds = tuple(int(kind) if isinstance(kind, str) else kind for kind in kinds)
+            kinds = tuple(map(stored_contract_type, kinds))
         events.contract_type.extend(kinds)
 
 

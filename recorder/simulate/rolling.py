@@ -26,6 +26,7 @@ from array import array
 from collections import deque
 from typing import NamedTuple
 
+from recorder.rolling_extremes import RollingExtremes
 from recorder.simulate.history import MINUTE_MS, WINDOW_MINUTES, MinuteHistory
 
 
@@ -71,8 +72,7 @@ class RollingWindow:
         self._volumes = array("q", bytes(8 * size))
         self._quote_volumes = array("q", bytes(8 * size))
         self._trades = array("I", bytes(4 * size))
-        self._highs: deque[tuple[int, int]] = deque()
-        self._lows: deque[tuple[int, int]] = deque()
+        self._extremes = RollingExtremes[int]()
         self._volume = self._quote_volume = self._trade_count = 0
         self.total_trades = 0
         """Every trade accounted, the history's included."""
@@ -103,8 +103,10 @@ class RollingWindow:
         self._volume = sum(history.volumes[:closed])
         self._quote_volume = sum(history.quote_volumes[:closed])
         self._trade_count = sum(history.trades[:closed])
-        self._highs = _records(history.first_minute, history.highs[:closed], highest=True)
-        self._lows = _records(history.first_minute, history.lows[:closed], highest=False)
+        self._extremes = RollingExtremes(
+            _records(history.first_minute, history.highs[:closed], highest=True),
+            _records(history.first_minute, history.lows[:closed], highest=False),
+        )
         # The last history candle stands as the current one, so that the first trade rolls it.
         self._minute = history.first_minute + closed * MINUTE_MS
         self._open, self._close = history.opens[closed], history.closes[closed]
@@ -176,8 +178,8 @@ class RollingWindow:
         self._quote_volumes = array("q", bytes(8 * size))
         self._trades = array("I", bytes(4 * size))
         self._volume = self._quote_volume = self._trade_count = 0
-        self._highs = deque([(minute - MINUTE_MS, close)])
-        self._lows = deque([(minute - MINUTE_MS, close)])
+        self._extremes = RollingExtremes[int]()
+        self._extremes.push(minute - MINUTE_MS, close, close)
 
     def _advance(self, minute: int, candle: _Candle) -> None:
         """Close the candle of ``minute``: the window moves on to the minute after it."""
@@ -188,11 +190,7 @@ class RollingWindow:
         self._quote_volume -= self._quote_volumes[slot]
         self._trade_count -= self._trades[slot]
         self._volumes[slot] = self._quote_volumes[slot] = self._trades[slot] = 0
-        highs, lows = self._highs, self._lows
-        while highs and highs[0][0] <= gone:
-            highs.popleft()
-        while lows and lows[0][0] <= gone:
-            lows.popleft()
+        self._extremes.expire(gone + 1)
         # A minute shares its slot with the minute a day before it, which has just left.
         open_, high, low, volume, quote_volume, trades = candle
         slot = minute // MINUTE_MS % WINDOW_MINUTES
@@ -203,12 +201,7 @@ class RollingWindow:
         self._volume += volume
         self._quote_volume += quote_volume
         self._trade_count += trades
-        while highs and highs[-1][1] <= high:
-            highs.pop()
-        highs.append((minute, high))
-        while lows and lows[-1][1] >= low:
-            lows.pop()
-        lows.append((minute, low))
+        self._extremes.push(minute, high, low)
 
     @property
     def has_candles(self) -> bool:
@@ -227,11 +220,11 @@ class RollingWindow:
         # The first candle is a closed one, unless the window has only the current candle.
         open_ = self._open if start == minute else self._opens[start // MINUTE_MS % WINDOW_MINUTES]
         high, low = self._high, self._low
-        highs, lows = self._highs, self._lows
-        if highs and highs[0][1] > high:
-            high = highs[0][1]
-        if lows and lows[0][1] < low:
-            low = lows[0][1]
+        highest, lowest = self._extremes.highest, self._extremes.lowest
+        if highest is not None and highest > high:
+            high = highest
+        if lowest is not None and lowest < low:
+            low = lowest
         # Positional, in the fields' order: cheaper than keywords, once per event.
         return WindowStats(
             self._close,

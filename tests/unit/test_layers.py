@@ -19,6 +19,7 @@ BASE = {
     "hive",
     "exchange_limits",
     "event_columns",
+    "rolling_extremes",
     "recorder",
 }
 ALLOWED: dict[str, set[str]] = {
