@@ -66,11 +66,18 @@ def is_known_valid_symbol(symbol: str) -> bool:
     return symbol in _KNOWN_VALID or all_known_valid({symbol})
 
 
-@functools.lru_cache(maxsize=4096)
 def stream_name(symbol: str) -> str:
     """Return the Binance stream name of ``symbol``: lower-case symbol plus ``@miniTicker``.
 
     >>> stream_name("BTCUSDT")
     'btcusdt@miniTicker'
     """
+    # Remembered only for what may be a symbol: a hostile name of a megabyte is not kept.
+    if len(symbol) <= MAX_SYMBOL_LENGTH:
+        return _stream_name(symbol)
+    return symbol.lower() + STREAM_SUFFIX
+
+
+@functools.lru_cache(maxsize=4096)
+def _stream_name(symbol: str) -> str:
     return symbol.lower() + STREAM_SUFFIX

@@ -12,7 +12,6 @@ integer or a digit string); any other extra field is ignored. msgspec checks the
 symbol, exact decimals and the contract type's range.
 """
 
-import functools
 import re
 from collections.abc import Sequence
 from typing import Final
@@ -136,11 +135,9 @@ def vouch_payload(
         payload.event_type == EVENT_TYPE
         and MIN_EVENT_TIME_MS <= payload.event_time < MAX_EVENT_TIME_MS
         and (subscribed is None or payload.symbol in subscribed)
-        and (
-            is_known_valid_symbol(payload.symbol)
-            if stream is None
-            else _stream_carries(stream, payload.symbol)
-        )
+        # The stream is not remembered: a hostile server could make every one new and long.
+        and is_known_valid_symbol(payload.symbol)
+        and (stream is None or stream == stream_name(payload.symbol))
         and (kind is None or _contract_type_problem(kind) is None)
     )
 
@@ -212,12 +209,6 @@ PAYLOAD_COLUMNS: Final = tuple(
     name for name in COLUMN_NAMES if name not in {"receive_time", "contract_type"}
 )
 """The columns of an event a payload gives as it is."""
-
-
-@functools.lru_cache(maxsize=4096)
-def _stream_carries(stream: str, symbol: str) -> bool:
-    # One remembered verdict per stream and symbol: the same pairs come every second.
-    return is_valid_symbol(symbol) and stream == stream_name(symbol)
 
 
 def _contract_type_problem(contract_type: int | str | None) -> str | None:

@@ -8,7 +8,9 @@ events, rejections and counts either way.
 """
 
 import dataclasses
+import gc
 import json
+import tracemalloc
 from typing import Any
 
 from hypothesis import given, settings
@@ -18,6 +20,7 @@ from sample_payload import PAYLOAD
 from recorder.gaps.detector import GapDetector
 from recorder.ingest.decode import decode_frame, decode_slowly
 from recorder.ingest.pipeline import EventPipeline, FlushBatch
+from recorder.ingest.screen import screen_frame
 from recorder.model import ReceivedFrame
 
 E0 = int(PAYLOAD["E"])
@@ -119,3 +122,24 @@ def test_a_run_of_frames_at_once_is_the_frames_one_by_one(
     for frame in received:
         one_by_one.feed(frame)
     assert outcome(at_once.take(), at_once) == outcome(one_by_one.take(), one_by_one)
+
+
+def test_what_the_hot_path_remembers_stays_small_whatever_the_server_sends() -> None:
+    # Megabyte-long streams and symbols, each one new: refused, and none of them kept.
+    long_name = "X" * (1 << 20)
+    frames = []
+    for index in range(20):
+        payload = {**PAYLOAD, "s": f"{index}{long_name}"}
+        frames.append(json.dumps({"stream": f"{index}{long_name}", "data": payload}))
+        frames.append(json.dumps({"stream": f"{index}{long_name}", "data": PAYLOAD}))
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        for frame in frames:
+            for subscribed in (SUBSCRIBED, None):
+                assert screen_frame(frame, subscribed=subscribed, max_frame_bytes=1 << 22) is None
+        gc.collect()
+        kept = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+    assert kept < 1 << 20, f"{kept:,} bytes kept after 40 MiB of hostile names"
