@@ -450,6 +450,11 @@ def gap_records(root: Path) -> list[dict[str, Any]]:
     return [dict(zip(columns, row, strict=True)) for row in relation.fetchall()]
 
 
+def missed_between(before_ms: int, after_ms: int, interval_ms: int = 2000) -> int:
+    """The SPEC's missed updates between two events: ``round(span / interval) - 1``."""
+    return (2 * (after_ms - before_ms) + interval_ms) // (2 * interval_ms) - 1
+
+
 def data_gaps(rows: list[Row], interval_ms: int = 2000) -> set[tuple[str, int, int, int]]:
     """Gaps recomputed from recorded rows: (symbol, from_ms, to_ms, missed)."""
     by_symbol: dict[str, list[int]] = {}
@@ -459,7 +464,7 @@ def data_gaps(rows: list[Row], interval_ms: int = 2000) -> set[tuple[str, int, i
     for symbol, times in by_symbol.items():
         ordered = sorted(times)
         for before, after in itertools.pairwise(ordered):
-            missed = (2 * (after - before) + interval_ms) // (2 * interval_ms) - 1
+            missed = missed_between(before, after, interval_ms)
             if missed >= 1:
                 gaps.add((symbol, before, after, missed))
     return gaps

@@ -12,6 +12,7 @@ from support import (
     fill,
     gap_records,
     metric_values,
+    missed_between,
     read_rows_with,
     wait_until,
 )
@@ -20,6 +21,7 @@ pytestmark = pytest.mark.e2e
 
 SYMBOLS = [f"S{index:02d}USDT" for index in range(20)]
 BUDGET = 96 * 1024
+INTERVAL_MS = 2000
 
 
 def test_a_disk_full_beyond_the_budget_drops_the_oldest_events_as_storage_gaps(
@@ -84,9 +86,20 @@ def test_a_disk_full_beyond_the_budget_drops_the_oldest_events_as_storage_gaps(
     storage_gaps = [g for g in gap_records(root) if g["cause"] == "storage"]
     assert storage_gaps
     recomputed = data_gaps(list(rows))
+    first_recorded = {symbol: min(t for s, t, *_ in rows if s == symbol) for symbol in SYMBOLS}
+    first_lost = {symbol: min(t for s, t, *_ in lost if s == symbol) for symbol in lost_by_symbol}
     for gap in storage_gaps:
-        # Each hole runs between two recorded events and counts at least what was dropped.
-        assert (gap["symbol"], gap["from_ms"], gap["to_ms"], gap["missed"]) in recomputed, gap
+        symbol = gap["symbol"]
+        if gap["from_ms"] < first_recorded[symbol]:
+            # None of the symbol's events was durable when the disk filled (the outage began
+            # within its first update or two): the hole starts one interval before the first
+            # event dropped, ends on the first recorded one, and counts what lies between.
+            assert gap["from_ms"] == first_lost[symbol] - INTERVAL_MS, gap
+            assert gap["to_ms"] == first_recorded[symbol], gap
+            assert gap["missed"] == missed_between(gap["from_ms"], gap["to_ms"], INTERVAL_MS), gap
+        else:
+            # Each later hole runs between two recorded events and counts what was dropped.
+            assert (symbol, gap["from_ms"], gap["to_ms"], gap["missed"]) in recomputed, gap
     for row in lost:
         symbol, event_time = row[0], row[1]
         assert any(
