@@ -13,8 +13,8 @@ Forms:
 
 1. ``json.loads`` and a dict of the fields per item: a naive recorder, no validation;
 2. msgspec's typed parse alone (``list[PayloadWire]``): the floor of any exact decoder here;
-3. the hot path: :func:`~recorder.ingest.screen.screen_frame` per frame, its payloads made
-   columns (:class:`~recorder.ingest.payload.PayloadColumns`) and
+3. the hot path: :func:`~recorder.ingest.screen.screen_frame` per frame (its payloads made
+   columns, :class:`~recorder.ingest.payload.PayloadColumns`, and checked on them) and
    :func:`~recorder.ingest.decimals.inexact_rows` over their decimals: what the pipeline does
    to decode, every check of the SPEC included (not in checkouts before issue 13);
 4. :func:`~recorder.ingest.decode.decode_frame`: the same, then one
@@ -105,16 +105,13 @@ def forms(frames: Sequence[str], recorded: frozenset[str]) -> dict[str, Callable
 def hot_path(frames: Sequence[str], recorded: frozenset[str]) -> Callable[[], int]:
     """The pipeline's decoding stage, frame by frame (each frame its own batch)."""
     from recorder.ingest.decimals import inexact_rows  # noqa: PLC0415 (only in new checkouts)
-    from recorder.ingest.payload import PayloadColumns  # noqa: PLC0415
     from recorder.ingest.screen import screen_frame  # noqa: PLC0415
 
     def run() -> int:
         events = 0
         for frame in frames:
             screened = screen_frame(frame, subscribed=recorded, all_market=True)
-            if not isinstance(screened, tuple) or inexact_rows(
-                PayloadColumns(screened[0]).decimals
-            ):
+            if not isinstance(screened, tuple) or inexact_rows(screened[0].decimals):
                 raise RuntimeError("a benchmark frame left the hot path")
             events += len(screened[1])
         return events

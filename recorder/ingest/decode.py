@@ -191,11 +191,13 @@ def decode_frame(
     )
     if screened is not None:
         items, recorded = (
-            ([screened], [screened]) if isinstance(screened, PayloadWire) else screened
+            (PayloadColumns([screened]), [screened])
+            if isinstance(screened, PayloadWire)
+            else screened
         )
-        if not inexact_rows(PayloadColumns(items).decimals):
+        if not inexact_rows(items.decimals):
             events = tuple(to_event(payload, receive_time) for payload in recorded)
-            return Decoded(events=events, not_recorded=len(items) - len(recorded))
+            return Decoded(events=events, not_recorded=items.rows - len(recorded))
     return decode_slowly(
         frame,
         receive_time=receive_time,

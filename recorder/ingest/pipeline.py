@@ -230,9 +230,9 @@ class EventPipeline:
                 self._on_decoded(frame, self._decode_slowly(frame), kept)
             elif isinstance(content, tuple):
                 items, recorded = content
-                if len(items) != len(recorded):
+                if items.rows != len(recorded):
                     kept.all_screened = False
-                    self._count_not_recorded(len(items) - len(recorded))
+                    self._count_not_recorded(items.rows - len(recorded))
                 for payload in recorded:
                     self._admit(payload, frame, kept)
             else:
@@ -254,7 +254,8 @@ class EventPipeline:
         """
         subscribed, limit, all_market = self._subscribed, self._max_frame_bytes, self._all_market
         screened: list[Screened | None] = []
-        payloads: list[PayloadWire] = []
+        parts: list[PayloadColumns] = []  # the arrays' columns, and runs of single payloads
+        payloads: list[PayloadWire] = []  # single payloads not yet in parts
         owners: list[int] = []  # the frame of each payload, by position
         for position, frame in enumerate(frames):
             try:
@@ -268,14 +269,19 @@ class EventPipeline:
             if content is None:
                 continue
             if isinstance(content, tuple):
-                payloads.extend(content[0])
-                owners.extend([position] * len(content[0]))
+                if payloads:
+                    parts.append(PayloadColumns(payloads))
+                    payloads = []
+                parts.append(content[0])
+                owners.extend([position] * content[0].rows)
             else:
                 payloads.append(content)
                 owners.append(position)
-        if not payloads:
+        if payloads:
+            parts.append(PayloadColumns(payloads))
+        if not parts:
             return screened
-        columns = kept.screened = PayloadColumns(payloads)
+        columns = kept.screened = PayloadColumns.concat(parts)
         for row in inexact_rows(columns.decimals):
             screened[owners[row]] = None  # the slow path finds the culprit and says why
         return screened

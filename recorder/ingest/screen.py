@@ -12,7 +12,13 @@ from typing import Final
 
 import msgspec
 
-from recorder.ingest.payload import PayloadWire, vouch_items, vouch_payload
+from recorder.ingest.payload import (
+    PayloadColumns,
+    PayloadWire,
+    ScreenedPayloadWire,
+    vouch_items,
+    vouch_payload,
+)
 from recorder.symbols import ALL_MARKET_STREAM
 
 DEFAULT_MAX_FRAME_BYTES: Final = 1 << 20
@@ -23,24 +29,24 @@ class _CombinedWire(msgspec.Struct, frozen=True, gc=False):
     """A combined-stream frame with a typed payload: the fast path."""
 
     stream: str
-    data: PayloadWire | list[PayloadWire]
+    data: ScreenedPayloadWire | list[ScreenedPayloadWire]
 
 
 class _SingleWire(msgspec.Struct, frozen=True, gc=False):
     """A combined-stream frame with one typed payload: the fast path outside all-market mode."""
 
     stream: str
-    data: PayloadWire
+    data: ScreenedPayloadWire
 
 
-_FAST_ALL_MARKET: Final = msgspec.json.Decoder(_CombinedWire | list[PayloadWire])
+_FAST_ALL_MARKET: Final = msgspec.json.Decoder(_CombinedWire | list[ScreenedPayloadWire])
 _FAST: Final = msgspec.json.Decoder(_SingleWire)
 
 
-Screened = PayloadWire | tuple[list[PayloadWire], list[PayloadWire]]
-"""What :func:`screen_frame` vouches for: one payload, or an array's recorded items and the
-ones of them recorded (the others are skipped and counted): the decimals of all of them are
-to be judged, a bad item of a contract not recorded making the frame's one rejection too."""
+Screened = PayloadWire | tuple[PayloadColumns, list[PayloadWire]]
+"""What :func:`screen_frame` vouches for: one payload, or an array's items as columns and the
+ones of them recorded (the others are skipped and counted): the decimals of all the items
+are to be judged, a bad item of a contract not recorded making the frame's one rejection too."""
 
 
 def screen_frame(
@@ -79,8 +85,9 @@ def screen_frame(
         payloads = wire.data
     else:
         return None
-    recorded = vouch_items(payloads, subscribed)
-    return None if recorded is None else (payloads, recorded)
+    items = PayloadColumns(payloads)
+    recorded = vouch_items(items, subscribed)
+    return None if recorded is None else (items, recorded)
 
 
 def oversize(frame: str | bytes, limit: int) -> int | None:

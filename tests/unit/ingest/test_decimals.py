@@ -123,3 +123,40 @@ def test_a_line_break_inside_a_value_is_not_two_values() -> None:
 def test_exact_values_past_the_plain_counts_are_found_value_by_value() -> None:
     padded = "0" * 25 + "1." + "5" + "0" * 25
     assert inexact_rows([[padded, "1.5"], ["2", "0.1234567890123456789"]]) == [1]
+
+
+@pytest.mark.parametrize(
+    "planted",
+    [
+        "1.",
+        ".5",
+        "",
+        ".",
+        "1..2",
+        "1.2.3",
+        "1\n2",
+        "\n",
+        "-1",
+        "+1",
+        "1e5",
+        " 1",
+        "1 ",
+        "\u0661",
+        "1,5",
+        "1" * 19,
+        "1" * 20,
+        "1" * 21,
+        "0." + "1" * 18,
+        "0." + "1" * 19,
+        "1" * 18 + "." + "1" * 18,
+        "0" * 19 + "1",
+        "1." + "0" * 19,
+    ],
+)
+@pytest.mark.parametrize("row", [0, 3, 7])
+def test_one_value_among_plain_ones_gets_the_verdict_it_has_alone(planted: str, row: int) -> None:
+    # A batch the exchange could send, with one value planted in it: the fast pass over the
+    # whole batch must not vouch for what the value alone fails, nor refuse what it passes.
+    columns = [["30180.00", "0.0721000", "6878775288"] * 3 for _ in range(6)]
+    columns[4] = [*columns[4][:row], planted, *columns[4][row + 1 :]]
+    assert inexact_rows(columns) == ([] if is_exact_decimal(planted) else [row])

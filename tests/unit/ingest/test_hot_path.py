@@ -9,16 +9,19 @@ events, rejections and counts either way.
 
 import dataclasses
 import gc
+import itertools
 import json
 import tracemalloc
 from typing import Any
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from sample_payload import PAYLOAD
 
 from recorder.gaps.detector import GapDetector
 from recorder.ingest.decode import decode_frame, decode_slowly
+from recorder.ingest.payload import MAX_EVENT_TIME_MS, MIN_EVENT_TIME_MS
 from recorder.ingest.pipeline import EventPipeline, FlushBatch
 from recorder.ingest.screen import screen_frame
 from recorder.model import ReceivedFrame
@@ -26,6 +29,13 @@ from recorder.model import ReceivedFrame
 E0 = int(PAYLOAD["E"])
 SUBSCRIBED = frozenset({"BTCUSDT", "币安人生USDT", "ETHUSDT"})
 DROP = object()
+# The bounds of a plausible E, each side: the hot path's type checks them, the slow path too.
+E_EDGES = [
+    MIN_EVENT_TIME_MS - 1,
+    MIN_EVENT_TIME_MS,
+    MAX_EVENT_TIME_MS - 1,
+    MAX_EVENT_TIME_MS,
+]
 
 decimals = st.one_of(
     st.sampled_from(["30180.00", "0.001", "1" * 21, "0." + "1" * 19, "00" * 20 + "1.5"]),
@@ -35,8 +45,10 @@ decimals = st.one_of(
 )
 payloads = st.fixed_dictionaries(
     {
-        "e": st.sampled_from(["24hrMiniTicker", "24hrTicker", DROP]),
-        "E": st.sampled_from([E0, E0 + 2000, E0 + 9000, 0, 9_000_000_000_000, "1", DROP]),
+        "e": st.sampled_from(["24hrMiniTicker", "24hrTicker", "24hrminiticker", 1, DROP]),
+        "E": st.sampled_from(
+            [E0, E0 + 2000, E0 + 9000, 0, 9_000_000_000_000, "1", True, 1.5, DROP, *E_EDGES]
+        ),
         "s": st.sampled_from(["BTCUSDT", "ETHUSDT", "SOLUSDT", "币安人生USDT", "../x", "", 7]),
         "c": decimals,
         "o": decimals,
@@ -54,7 +66,25 @@ valid_payloads = st.builds(
     st.sampled_from(["BTCUSDT", "ETHUSDT", "币安人生USDT"]),
     st.integers(0, 20_000),
 )
-any_payload = st.one_of(valid_payloads, valid_payloads, payloads)
+# Valid but for an E at a bound, on either side of it.
+edge_payloads = st.builds(
+    lambda symbol, event_time: {**PAYLOAD, "s": symbol, "E": event_time},
+    st.sampled_from(["BTCUSDT", "ETHUSDT"]),
+    st.sampled_from(E_EDGES),
+)
+# Wrong values of each field, each alone in a valid payload: every check must refuse it.
+WRONG_VALUES: dict[str, list[Any]] = {
+    "e": ["24hrTicker", "24hrminiticker", "", 1, None],
+    "E": [0, 9_000_000_000_000, "1", True, 1.5, None, *E_EDGES],
+    "s": ["SOLUSDT", "btcusdt", "../x", "", 7, None],
+    "c": ["1.", ".5", "-1", "1e5", "1" * 21, 1.5, None],
+    "q": ["0." + "1" * 19, "1,5", "", None],
+    "ps": [3, []],
+    "st": ["x", 300, -1, "2", 2.5],
+}
+
+
+any_payload = st.one_of(valid_payloads, valid_payloads, edge_payloads, payloads)
 
 
 def stream_of(payload: dict[str, Any], wrong: bool) -> str:
@@ -63,25 +93,23 @@ def stream_of(payload: dict[str, Any], wrong: bool) -> str:
 
 
 @st.composite
-def frames(draw: st.DrawFn) -> str:
+def frames(draw: st.DrawFn, items: st.SearchStrategy[dict[str, Any]] = any_payload) -> str:
     shape = draw(st.sampled_from(["combined", "raw", "array", "combined array", "control"]))
     if shape == "control":
         return json.dumps({"result": None, "id": draw(st.integers(0, 9))})
     if shape.endswith("array"):
-        items = draw(st.lists(any_payload, max_size=6))
+        array = draw(st.lists(items, max_size=6))
         if shape == "array":
-            return json.dumps(items, ensure_ascii=False)
-        return json.dumps({"stream": "!miniTicker@arr", "data": items}, ensure_ascii=False)
-    payload = draw(any_payload)
+            return json.dumps(array, ensure_ascii=False)
+        return json.dumps({"stream": "!miniTicker@arr", "data": array}, ensure_ascii=False)
+    payload = draw(items)
     if shape == "raw":
         return json.dumps(payload, ensure_ascii=False)
     wrapped = {"stream": stream_of(payload, draw(st.booleans())), "data": payload}
     return json.dumps(wrapped, ensure_ascii=False)
 
 
-@settings(max_examples=400)
-@given(frames(), st.sampled_from([SUBSCRIBED, None]), st.booleans(), st.booleans())
-def test_a_frame_decodes_the_same_on_either_path(
+def assert_same_on_either_path(
     frame: str, subscribed: frozenset[str] | None, all_market: bool, as_bytes: bool
 ) -> None:
     data: str | bytes = frame.encode() if as_bytes else frame
@@ -92,6 +120,32 @@ def test_a_frame_decodes_the_same_on_either_path(
         "all_market": all_market,
     }
     assert decode_frame(data, **options) == decode_slowly(data, **options)
+
+
+@settings(max_examples=400)
+@given(frames(), st.sampled_from([SUBSCRIBED, None]), st.booleans(), st.booleans())
+def test_a_frame_decodes_the_same_on_either_path(
+    frame: str, subscribed: frozenset[str] | None, all_market: bool, as_bytes: bool
+) -> None:
+    assert_same_on_either_path(frame, subscribed, all_market, as_bytes)
+
+
+@pytest.mark.parametrize("field", sorted(WRONG_VALUES))
+def test_a_payload_wrong_in_one_field_gets_one_verdict_on_either_path(field: str) -> None:
+    # Every wrong value of the field, in every frame shape: a hot path that skipped one check
+    # would vouch for what the slow path refuses.
+    for wrong in WRONG_VALUES[field]:
+        payload = {**PAYLOAD, field: wrong}
+        stream = str(payload.get("s", "")).lower() + "@miniTicker"
+        shapes = [
+            json.dumps(payload, ensure_ascii=False),
+            json.dumps({"stream": stream, "data": payload}, ensure_ascii=False),
+            json.dumps({"stream": "!miniTicker@arr", "data": [PAYLOAD, payload, PAYLOAD]}),
+        ]
+        for frame, subscribed, all_market in itertools.product(
+            shapes, [SUBSCRIBED, None], [True, False]
+        ):
+            assert_same_on_either_path(frame, subscribed, all_market, as_bytes=False)
 
 
 def pipeline(all_market: bool) -> EventPipeline:
