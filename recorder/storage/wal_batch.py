@@ -13,6 +13,7 @@ from typing import Final
 
 import pyarrow as pa
 import pyarrow.compute as pc
+import structlog
 
 from recorder.clock import MS_PER_DAY, event_date
 from recorder.errors import DecodeError
@@ -21,6 +22,8 @@ from recorder.model import MiniTicker, Rejection
 from recorder.storage.paths import PartitionKey
 from recorder.storage.schema import DATE_COLUMN, SYMBOL_COLUMN, build_wal_batch, data_columns
 from recorder.symbols import is_known_valid_symbol
+
+log = structlog.get_logger(__name__)
 
 _PARTITION_ORDER: Final = [(SYMBOL_COLUMN, "ascending"), ("event_time", "ascending")]
 
@@ -52,18 +55,32 @@ def build_flush_batch(events: EventRows, rejections: list[Rejection]) -> pa.Reco
         columns = columns.take(keep)
     try:
         batch = build_wal_batch(columns)
-    except DecodeError:
+    except _UNFIT as exc:
         # Rare: the decoder let through a value that does not fit; find it, keep the others.
+        if not isinstance(exc, DecodeError):
+            log.error("a value reached storage that Arrow cannot hold", error=_unfit_reason(exc))
         fitting = []
         for index in range(len(columns)):
             try:
                 build_wal_batch(columns.take([index]))
-            except DecodeError as exc:
-                rejections.append(_reject(columns.row(index), str(exc)))
+            except _UNFIT as exc:
+                rejections.append(_reject(columns.row(index), _unfit_reason(exc)))
             else:
                 fitting.append(index)
         batch = build_wal_batch(columns.take(fitting))
     return batch.sort_by(_PARTITION_ORDER) if batch.num_rows > 1 else batch
+
+
+# What Arrow raises for a value it cannot hold: DecodeError names the known cases
+# (schema.build_wal_batch); the others are the last line, so that one value the decoder let
+# through by mistake costs its event (quarantined), never the flush thread and the service.
+_UNFIT: Final = (DecodeError, pa.ArrowInvalid, pa.ArrowTypeError, OverflowError, UnicodeError)
+
+
+def _unfit_reason(exc: BaseException) -> str:
+    if isinstance(exc, DecodeError):
+        return str(exc)
+    return f"unstorable: {type(exc).__name__}: {exc}"
 
 
 def _reject(event: MiniTicker, reason: str) -> Rejection:

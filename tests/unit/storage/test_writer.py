@@ -1,6 +1,7 @@
 """The dataset writer: write-ahead logging, sealing on the policy's cues, closing, failures."""
 
 import contextlib
+import dataclasses
 import os
 import resource
 from pathlib import Path
@@ -153,11 +154,24 @@ def test_unstorable_events_are_returned_and_the_others_written(
     good = events_for(DAY_MS, 2)
     hostile = ticker("../../escape", DAY_MS)
     unfit = ticker("BTCUSDT", DAY_MS + 500, close="1.0000000000000000001")
+    # The decoder refuses these too; were one to slip through, storage is the last line: the
+    # value costs its event, never the flush.
+    lone_surrogate = dataclasses.replace(ticker("BTCUSDT", DAY_MS + 600), pair="\ud800")
+    far_future = dataclasses.replace(ticker("ETHUSDT", DAY_MS + 700), receive_time=2**70)
 
-    rejected = writer.write_ahead([hostile, *good, unfit])
+    rejected = writer.write_ahead([hostile, *good, unfit, lone_surrogate, far_future])
     writer.close()
 
-    assert [r.reason.split(":")[0] for r in rejected] == ["unsafe_symbol", "decimal_unfit"]
+    assert [r.reason.split(": ")[0] for r in rejected] == [
+        "unsafe_symbol",
+        "decimal_unfit",
+        "unstorable",
+        "unstorable",
+    ]
+    assert [r.reason.split(": ")[1] for r in rejected[2:]] == [
+        "UnicodeEncodeError",
+        "OverflowError",
+    ]
     assert "../../escape" in rejected[0].raw
     assert dataset_rows(root) == rows_of(good)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["root"]
