@@ -93,7 +93,7 @@ def inexact_rows(columns: Sequence[Sequence[str]]) -> list[int]:
 
     Arrow does not judge this: its cast from string takes a sign, an exponent, ``"1."`` and
     ``".5"``, which the grammar refuses; and its regular-expression kernel cost over 1 µs a
-    value here, against about 0.06 µs for this pass (``docs/performance.md``).
+    value here (``docs/performance.md``), some twenty times what this pass costs.
 
     >>> inexact_rows([["30180.00", "1e5", "2"], ["1", "2", "3.000000000000000000000"]])
     [1]
