@@ -235,16 +235,6 @@ class PayloadColumns:
         return self.rows
 
     @property
-    def event_type(self) -> Sequence[str]:
-        """The ``e`` of every payload."""
-        return self._columns["event_type"]
-
-    @property
-    def event_time(self) -> Sequence[int]:
-        """The ``E`` of every payload."""
-        return self._columns["event_time"]
-
-    @property
     def symbol(self) -> Sequence[str]:
         """The ``s`` of every payload."""
         return self._columns["symbol"]
