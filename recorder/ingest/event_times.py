@@ -167,16 +167,10 @@ class EventTimeGuard(Generic[T]):
         if self._held:
             return False
         local_ms = receive_time_us // US_PER_MS
-        skew = self._skew
-        newest = self._newest
-        if abs(event_time - local_ms) <= skew or (
-            newest is not None and abs(event_time - newest) <= skew
-        ):
-            self.clock_offset_ms = local_ms - event_time
-            if newest is None or event_time > newest:
-                self._newest = event_time
-            return True
-        return False
+        if not self._plausible(event_time, local_ms):
+            return False
+        self._accept(event_time, local_ms)
+        return True
 
     def admit(
         self, symbol: str, event_time: int, receive_time_us: int, item: T
@@ -195,15 +189,9 @@ class EventTimeGuard(Generic[T]):
         """
         local_ms = receive_time_us // US_PER_MS
         skew = self._skew
-        newest = self._newest
-        if abs(event_time - local_ms) <= skew or (
-            newest is not None and abs(event_time - newest) <= skew
-        ):
-            # Inlined _accept: this is the path of nearly every event.
+        if self._plausible(event_time, local_ms):
             decided = self._decide_held(event_time) if self._held else []
-            self.clock_offset_ms = local_ms - event_time
-            if self._newest is None or event_time > self._newest:
-                self._newest = event_time
+            self._accept(event_time, local_ms)
             decided.append((item, None))
             return decided
         held = self._held
@@ -243,6 +231,13 @@ class EventTimeGuard(Generic[T]):
     def _reason(self, waiting: _Held[T], why: str) -> str:
         return implausible_reason(
             waiting.event_time, waiting.local_ms, self._newest, self._skew, why
+        )
+
+    def _plausible(self, event_time: int, local_ms: int) -> bool:
+        """Within the skew of the local clock, or of the newest ``E`` accepted."""
+        skew, newest = self._skew, self._newest
+        return abs(event_time - local_ms) <= skew or (
+            newest is not None and abs(event_time - newest) <= skew
         )
 
     def _accept(self, event_time: int, local_ms: int) -> None:
