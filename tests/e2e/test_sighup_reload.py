@@ -56,6 +56,9 @@ def test_sighup_adds_and_removes_symbols_live(
     recorder.wait_for_log("ready")
     address = str(recorder.wait_for_log("metrics listening")["address"])
     [before] = simulator.connections()
+    # "ready" means one event is durable, not one of each: the symbol about to be removed
+    # must have been recorded first, or the dataset cannot show it was.
+    wait_until(lambda: received(address).get("ETHUSDT", 0) > 0, 15, "ETHUSDT recorded")
 
     # ETHUSDT out, SOLUSDT in; and a key that needs a restart.
     recorder.config_path.write_text(
