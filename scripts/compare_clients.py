@@ -11,9 +11,12 @@ Each client is a subprocess:
 
 1. ``bare_client.py``: a bare ``aiohttp`` client counting text frames;
 2. ``bare_client.py --json``: the same, with ``json.loads`` of every frame;
-3. ``recorder``: ``recorder run`` end to end, with the defaults: received, durable in the
+3. ``floor_client.py``: the floor of a durable recorder, aiohttp with the recorder's typed
+   parse, write-ahead log and Parquet and nothing else (no check, no de-duplication, no gap
+   detection); its clock stops when it has written its files;
+4. ``recorder``: ``recorder run`` end to end, with the defaults: received, durable in the
    write-ahead log, published as sealed Parquet at the stop;
-4. ``peer_cryptofeed.py`` and ``peer_unicorn.py``: cryptofeed and
+5. ``peer_cryptofeed.py`` and ``peer_unicorn.py``: cryptofeed and
    unicorn-binance-websocket-api, each through its own connection handling and parsing (their
    docstrings say what differs from a run against Binance), counting updates. Each runs when
    its package imports (the ``bench`` extra installs both) and is a "not installed" line of
@@ -25,19 +28,20 @@ This process (the server) and every client are pinned to the same single CPU (``
 default 1, with :func:`os.sched_setaffinity`, inherited by the children), so that the run is
 CPU-bound and every client pays for the server's sending alike.
 
-The clock of a run starts when the server sends the first frame. For the bare clients it
-stops when the close handshake completes (the client has read every frame before the close
-frame); for the recorder when its process has exited after SIGTERM, sent as soon as the close
-handshake completes: its final flush and seal are inside the clock. The peers' libraries
-queue frames past the close (cryptofeed's websockets options leave the receive queue
-unbounded; unicorn's stream thread fills a buffer another thread reads), so their clock stops
-when the peer prints its count, once it has handled every frame, or at the close handshake if
-that is later; the stop of the library and the exit are outside it. SIGTERM goes to a peer
-after its count. CPU is the client
-process's from the moment the server accepts its connection (``/proc/<pid>/stat``, 10 ms
-resolution) to its exit (:func:`os.wait4`); start-up and imports are outside. Peak RSS is
-``VmHWM``, read every 10 ms until the exit. The rounds interleave the clients (A B C A B C ...);
-the first round is a warm-up and discarded; the table gives medians with min-max.
+The clock of a run starts when the server sends the first frame. For the bare clients it stops
+when the close handshake completes (the client has read every frame before the close frame); for
+the recorder when its process has exited after SIGTERM, sent as soon as the close handshake
+completes: its final flush and seal are inside the clock. The peers' libraries queue frames past
+the close (cryptofeed's websockets options leave the receive queue unbounded; unicorn's stream
+thread fills a buffer another thread reads), so their clock stops when the peer prints its
+count, once it has handled every frame, or at the close handshake if that is later; the stop of
+the library and the exit are outside it. The floor's clock stops the same way: it prints its
+count once its Parquet files are written and fsynced. SIGTERM goes to a peer after its count.
+CPU is the client process's from the moment the server accepts its connection
+(``/proc/<pid>/stat``, 10 ms resolution) to its exit (:func:`os.wait4`); start-up and imports
+are outside. Peak RSS is ``VmHWM``, read every 10 ms until the exit. The rounds interleave the
+clients (A B C A B C ...); the first round is a warm-up and discarded; the table gives medians
+with min-max.
 
 Usage::
 
@@ -92,7 +96,7 @@ OPTIONS: list[Option] = [
     ("--runs", int, 5, "measured rounds, after one warm-up round"),
     ("--cpu", int, 1, "the CPU the server and every client are pinned to"),
     ("--only", str, "", "run only the clients whose label contains this text"),
-    ("--py-spy", Path, None, "profile each recorder run with py-spy into this directory"),
+    ("--py-spy", Path, None, "profile every client's run with py-spy into this directory"),
     ("--before", str, "", "also run the recorder of this commit (git archive), as before"),
 ]
 
@@ -272,12 +276,13 @@ async def run_client(
     profile_dir: Path | None = None,
 ) -> RunResult:
     """Run ``client`` once against the feed and measure it (and profile it, if asked)."""
-    directory = scratch / f"round{round_number}-{re.sub(r'[^a-z0-9]+', '-', client.name.lower())}"
+    slug = re.sub(r"[^a-z0-9]+", "-", client.name.lower()).strip("-")
+    directory = scratch / f"round{round_number}-{slug}"
     directory.mkdir()
     process = start_client(client, base_url, directory)
     profiler = None
-    if profile_dir is not None and client.ends_at_exit:
-        profiler = start_profiler(process.pid, profile_dir / f"recorder-round{round_number}.txt")
+    if profile_dir is not None:
+        profiler = start_profiler(process.pid, profile_dir / f"{slug}-round{round_number}.txt")
     state = RunState(pid=process.pid)
     feed.current = state
     report = None

@@ -1,6 +1,7 @@
 """The clients of ``scripts/compare_clients.py``: how each one is started on the feed.
 
-The bare aiohttp clients (``bare_client.py``), the recorder (``recorder run`` with the
+The bare aiohttp clients (``bare_client.py``), the floor of a durable recorder
+(``floor_client.py``), the recorder (``recorder run`` with the
 defaults), and the peers the issue names, run when their package imports
 (``pip install -e '.[bench]'``): ``peer_cryptofeed.py`` and ``peer_unicorn.py``, each module's
 docstring saying what it bypasses to point its library at the local feed.
@@ -20,6 +21,7 @@ from recorder.simulate.config import DEFAULT_SYMBOLS
 
 SCRIPTS = Path(__file__).resolve().parent
 BARE_CLIENT = SCRIPTS / "bare_client.py"
+FLOOR_CLIENT = SCRIPTS / "floor_client.py"
 SYMBOLS = DEFAULT_SYMBOLS
 """The feed's contracts: the simulator's ten default ones."""
 
@@ -50,6 +52,16 @@ def bare_command(*flags: str) -> Callable[[str, Path], list[str]]:
     def command(base_url: str, directory: Path) -> list[str]:
         del directory
         return [sys.executable, str(BARE_CLIENT), combined_stream_url(base_url, SYMBOLS), *flags]
+
+    return command
+
+
+def floor_command(*flags: str) -> Callable[[str, Path], list[str]]:
+    """The command line of ``floor_client.py`` with ``flags``, its files in the run's directory."""
+
+    def command(base_url: str, directory: Path) -> list[str]:
+        url = combined_stream_url(base_url, SYMBOLS)
+        return [sys.executable, str(FLOOR_CLIENT), url, str(directory), *flags]
 
     return command
 
@@ -134,6 +146,14 @@ PEERS = (
 CLIENTS = (
     Client("bare aiohttp, counting frames", bare_command()),
     Client("bare aiohttp + json.loads", bare_command("--json")),
+    Client(
+        "floor: aiohttp, msgspec, log, Parquet (no checks)", floor_command(), ends_at_report=True
+    ),
+    Client(
+        "floor with Arrow's JSON reader (no checks)",
+        floor_command("--arrow-json"),
+        ends_at_report=True,
+    ),
     Client("recorder run (received, logged, sealed)", recorder_command, ends_at_exit=True),
     *(peer.client() for peer in PEERS if peer.installed()),
 )
