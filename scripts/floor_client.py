@@ -5,7 +5,8 @@ stores it, and does nothing else: each frame parsed by msgspec into the recorder
 and stamped with its arrival time; once a second the events become one write-ahead record batch
 (:func:`~recorder.storage.schema.build_wal_batch`, the decimals cast to ``decimal(38, 18)``),
 encoded as the recorder's log encodes it, appended and fsynced; when the server closes, the
-events become one Parquet file per symbol, written with the recorder's options and fsynced.
+events become one Parquet file per day and symbol, written with the recorder's options and
+fsynced.
 No check of any value, no de-duplication, no gap detection, no metrics, no queue between tasks:
 what is left of the recorder's CPU per frame once these are gone. It prints ``{"frames": N}``
 when the files are written and waits for SIGTERM.
@@ -110,7 +111,7 @@ def arrow_wal_batch(frames: list[str], receive_times: list[int]) -> pa.RecordBat
 
 
 class FloorRecorder:
-    """Events in, a fsynced log once a second, Parquet per symbol at the end.
+    """Events in, a fsynced log once a second, Parquet per day and symbol at the end.
 
     Args:
         directory: where the log and the files go.
@@ -139,7 +140,10 @@ class FloorRecorder:
         """Append what was kept to the log as one record batch, then fsync it."""
         if not self._receive_times:
             return
-        batch = self._arrow_batch() if self._arrow_json else self._msgspec_batch()
+        if self._arrow_json:
+            batch = arrow_wal_batch(self._frames, self._receive_times)
+        else:
+            batch = self._msgspec_batch()
         self._frames, self._payloads, self._receive_times = [], [], []
         self._log.write(encode_batch(batch))
         self._log.flush()
@@ -151,15 +155,12 @@ class FloorRecorder:
         columns.extend_payloads(self._payloads, self._receive_times)
         return build_wal_batch(columns)
 
-    def _arrow_batch(self) -> pa.RecordBatch:
-        return arrow_wal_batch(self._frames, self._receive_times)
-
     def keep_batch(self, batch: pa.RecordBatch) -> None:
         """Keep a write-ahead batch for the publication."""
         self._batches.append(batch)
 
     def publish(self) -> None:
-        """Write each symbol's events, in the recorder's row order, to its Parquet file."""
+        """Write each day and symbol's events, in the recorder's row order, to its Parquet file."""
         self.flush()
         self._log.close()
         if not self._batches:
